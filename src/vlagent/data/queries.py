@@ -1,0 +1,124 @@
+"""``query.json``: a list of ``{"question", "related_image", "answer"}`` objects.
+
+Reading keeps every field of every item (extra fields included) and the input order; item-level
+problems (a missing field, an empty question, a duplicate) are reported with the item's index
+instead of aborting, so nothing is lost. Writing is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vlagent.errors import DataError
+from vlagent.fileio import atomic_write_json
+
+REQUIRED_FIELDS = ("question", "related_image", "answer")
+
+
+class QueryItem(BaseModel):
+    """One question; unknown fields (``gold_*``, ids, ...) are kept as they were."""
+
+    model_config = ConfigDict(extra="allow")
+
+    question: str
+    related_image: str = ""
+    answer: str = ""
+
+    @property
+    def images(self) -> list[str]:
+        """Image names in ``related_image`` (a few files may be given, comma separated)."""
+        raw = self.related_image.replace("，", ",")
+        return [part.strip() for part in raw.split(",") if part.strip()]
+
+    def extras(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class QueryProblem(BaseModel):
+    index: int
+    message: str
+    fatal: bool = Field(True, description="the item cannot be answered")
+
+    def __str__(self) -> str:
+        return f"item {self.index}: {self.message}"
+
+
+class QueryFile(BaseModel):
+    path: Path
+    raw: list[Any]
+    items: dict[int, QueryItem]
+    problems: list[QueryProblem]
+
+    @property
+    def valid_indices(self) -> list[int]:
+        return sorted(self.items)
+
+
+def read_queries(path: str | Path) -> QueryFile:
+    """Parse and check a query file. Whole-file problems raise :class:`DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such query file")
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(raw, list):
+        raise DataError(f"{path}: expected a JSON list of question objects, got {type(raw).__name__}")
+    items: dict[int, QueryItem] = {}
+    problems: list[QueryProblem] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, obj in enumerate(raw):
+        if not isinstance(obj, dict):
+            problems.append(QueryProblem(index=i, message=f"not an object ({type(obj).__name__})"))
+            continue
+        missing = [f for f in REQUIRED_FIELDS if f not in obj]
+        if "question" in missing:
+            problems.append(QueryProblem(index=i, message="missing field 'question'"))
+            continue
+        if not isinstance(obj.get("question"), str) or not obj["question"].strip():
+            problems.append(QueryProblem(index=i, message="empty question"))
+            continue
+        bad_types = [
+            f for f in ("related_image", "answer") if f in obj and not isinstance(obj[f], str)
+        ]
+        if bad_types:
+            problems.append(QueryProblem(index=i, message=f"field(s) {bad_types} must be strings"))
+            continue
+        if missing:
+            problems.append(
+                QueryProblem(
+                    index=i, message=f"missing field(s) {missing}; treated as empty", fatal=False
+                )
+            )
+        item = QueryItem.model_validate(obj)
+        key = (item.question.strip(), item.related_image.strip())
+        if key in seen:
+            problems.append(
+                QueryProblem(index=i, message=f"duplicate of item {seen[key]}", fatal=False)
+            )
+        else:
+            seen[key] = i
+        items[i] = item
+    return QueryFile(path=path, raw=raw, items=items, problems=problems)
+
+
+def write_queries(path: str | Path, raw: list[Any], filled: dict[int, dict[str, Any]]) -> None:
+    """Write the input list in its order with every field kept, ``filled`` values merged in."""
+    out = []
+    for i, obj in enumerate(raw):
+        if isinstance(obj, dict):
+            merged = dict(obj)
+            merged.update(filled.get(i, {}))
+            out.append(merged)
+        else:
+            out.append(obj)
+    atomic_write_json(Path(path), out)

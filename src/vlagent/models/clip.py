@@ -1,0 +1,222 @@
+"""CLIP encoders behind one small interface.
+
+``encode_images`` / ``encode_texts`` return L2-normalised float32 numpy arrays, computed in
+batches under ``torch.inference_mode`` on the configured device. Two families:
+
+* open_clip: any open_clip model name + pretrained tag (``ViT-B-32`` + ``laion2b_s34b_b79k``),
+  ``hf-hub:org/name`` ids, ``local-dir:/path`` folders, or a model name + a local checkpoint
+  file given as the pretrained tag;
+* transformers: ``CLIPModel`` / ``ChineseCLIPModel`` / ``AltCLIPModel`` from a hub id or a
+  local directory (``OFA-Sys/chinese-clip-vit-base-patch16`` is the default: Chinese titles).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vlagent.errors import ModelLoadError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from PIL import Image
+
+    from vlagent.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HF_CLIP_TYPES = {"clip", "chinese_clip", "altclip"}
+
+
+def _l2(x: "torch.Tensor") -> np.ndarray:
+    x = x.float()
+    x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return x.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _features(out: Any) -> "torch.Tensor":
+    """transformers 5.x returns an output object (embedding in pooler_output), 4.x a tensor."""
+    if hasattr(out, "pooler_output") and not hasattr(out, "shape"):
+        return out.pooler_output
+    return out
+
+
+class ClipEncoder:
+    """Shared batching; subclasses encode one batch of images / texts to a tensor."""
+
+    #: identity of the weights, recorded in the index (backend:name[:pretrained])
+    model_id: str
+    dim: int
+
+    def __init__(self, device: str, batch_size: int = 32) -> None:
+        self.device = device
+        self.batch_size = batch_size
+
+    def _image_batch(self, images: Sequence["Image.Image"]) -> "torch.Tensor":
+        raise NotImplementedError
+
+    def _text_batch(self, texts: Sequence[str]) -> "torch.Tensor":
+        raise NotImplementedError
+
+    def _batched(self, items: Sequence[Any], fn: Callable[[Sequence[Any]], "torch.Tensor"]) -> np.ndarray:
+        import torch
+
+        if len(items) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(items), self.batch_size):
+                parts.append(_l2(fn(items[start : start + self.batch_size])))
+        return np.concatenate(parts, axis=0)
+
+    def encode_images(self, images: Sequence["Image.Image"]) -> np.ndarray:
+        return self._batched(list(images), self._image_batch)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self._batched(list(texts), self._text_batch)
+
+
+class OpenClipEncoder(ClipEncoder):
+    def __init__(
+        self, name: str, pretrained: str | None, device: str, batch_size: int = 32
+    ) -> None:
+        import open_clip
+
+        super().__init__(device, batch_size)
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, device=device
+        )
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(name)
+        self.model_id = f"open_clip:{name}" + (f":{pretrained}" if pretrained else "")
+        self.dim = int(self._text_batch(["x"]).shape[-1])
+
+    def _image_batch(self, images: Sequence["Image.Image"]) -> "torch.Tensor":
+        import torch
+
+        pixels = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        return self.model.encode_image(pixels)
+
+    def _text_batch(self, texts: Sequence[str]) -> "torch.Tensor":
+        import torch
+
+        with torch.inference_mode():
+            return self.model.encode_text(self.tokenizer(list(texts)).to(self.device))
+
+
+class HFClipEncoder(ClipEncoder):
+    def __init__(self, name: str, device: str, batch_size: int = 32) -> None:
+        from transformers import AutoConfig, AutoModel, AutoProcessor
+
+        super().__init__(device, batch_size)
+        config = AutoConfig.from_pretrained(name)
+        if config.model_type not in HF_CLIP_TYPES:
+            raise ModelLoadError(
+                f"{name}: model type {config.model_type!r} is not a CLIP model "
+                f"(expected one of {sorted(HF_CLIP_TYPES)})"
+            )
+        self.model = AutoModel.from_pretrained(name).to(device).eval()
+        self.processor = AutoProcessor.from_pretrained(name)
+        self.model_id = f"transformers:{name}"
+        self.dim = int(getattr(config, "projection_dim", 0)) or int(self._text_batch(["x"]).shape[-1])
+
+    def _image_batch(self, images: Sequence["Image.Image"]) -> "torch.Tensor":
+        inputs = self.processor(images=list(images), return_tensors="pt").to(self.device)
+        return _features(self.model.get_image_features(pixel_values=inputs["pixel_values"]))
+
+    def _text_batch(self, texts: Sequence[str]) -> "torch.Tensor":
+        import torch
+
+        tok = self.processor.tokenizer
+        max_len = min(int(getattr(tok, "model_max_length", 77) or 77), 512)
+        inputs = tok(
+            list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+        ).to(self.device)
+        with torch.inference_mode():
+            return _features(self.model.get_text_features(**inputs))
+
+
+def _is_open_clip_name(name: str) -> bool:
+    import open_clip
+
+    return name in open_clip.list_models()
+
+
+def resolve_backend(name: str, pretrained: str | None, backend: str = "auto") -> str:
+    """Which family loads ``name``: ``open_clip`` or ``transformers``."""
+    if backend != "auto":
+        return backend
+    if name.startswith(("hf-hub:", "local-dir:")) or pretrained:
+        return "open_clip"
+    path = Path(name)
+    if path.is_dir():
+        if (path / "open_clip_config.json").is_file():
+            return "open_clip"
+        return "transformers"
+    if _is_open_clip_name(name):
+        return "open_clip"
+    return "transformers"
+
+
+def _load_hint(name: str, backend: str) -> str:
+    if backend == "open_clip":
+        where = (
+            "open_clip's registry and cache (~/.cache/huggingface, ~/.cache/clip)"
+            if not Path(name).exists()
+            else str(name)
+        )
+        fix = (
+            "set VLAGENT_CLIP_MODEL to the architecture name and VLAGENT_CLIP_PRETRAINED to a "
+            "local checkpoint file, or VLAGENT_CLIP_MODEL=local-dir:/path/to/open_clip_folder"
+        )
+    else:
+        where = (
+            f"the local directory {name}"
+            if Path(name).exists()
+            else f"the Hugging Face hub and its local cache (hub id {name!r})"
+        )
+        fix = (
+            "download it where the hub is reachable (`huggingface-cli download "
+            f"{name} --local-dir DIR`) and set VLAGENT_CLIP_MODEL=DIR"
+        )
+    return f"looked in {where}; {fix}"
+
+
+def load_clip_encoder(
+    name: str,
+    pretrained: str | None = None,
+    backend: str = "auto",
+    device: str = "cpu",
+    batch_size: int = 32,
+) -> ClipEncoder:
+    """Load a CLIP encoder; any failure becomes one :class:`ModelLoadError` line."""
+    try:
+        family = resolve_backend(name, pretrained, backend)
+    except Exception as exc:  # open_clip import problems
+        raise ModelLoadError(f"cannot load CLIP model {name!r}: {exc}") from exc
+    try:
+        if family == "open_clip":
+            return OpenClipEncoder(name, pretrained, device, batch_size)
+        return HFClipEncoder(name, device, batch_size)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"cannot load CLIP model {name!r} ({family}): {reason[:300]}; "
+            f"{_load_hint(name, family)}"
+        ) from exc
+
+
+def encoder_from_settings(settings: "Settings") -> ClipEncoder:
+    return load_clip_encoder(
+        settings.clip_model,
+        settings.clip_pretrained,
+        settings.clip_backend,
+        settings.resolved_device(),
+        settings.clip_batch_size,
+    )

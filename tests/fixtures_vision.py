@@ -1,0 +1,1 @@
+"""Session fixtures (see conftest.py)."""
