@@ -87,6 +87,15 @@ class OpenClipEncoder(ClipEncoder):
         import open_clip
 
         super().__init__(device, batch_size)
+        if pretrained is None and not name.startswith(("hf-hub:", "local-dir:")):
+            # never run a silently random model: take the registry's first tag for the name
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            if not tags:
+                raise ModelLoadError(
+                    f"open_clip model {name!r} has no pretrained weights in the registry; "
+                    "set VLAGENT_CLIP_PRETRAINED to a tag or a local checkpoint file"
+                )
+            pretrained = tags[0]
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, device=device
         )
@@ -150,7 +159,7 @@ def resolve_backend(name: str, pretrained: str | None, backend: str = "auto") ->
     """Which family loads ``name``: ``open_clip`` or ``transformers``."""
     if backend != "auto":
         return backend
-    if name.startswith(("hf-hub:", "local-dir:")) or pretrained:
+    if name.startswith(("hf-hub:", "local-dir:")) or pretrained:  # pretrained is open_clip's word
         return "open_clip"
     path = Path(name)
     if path.is_dir():
