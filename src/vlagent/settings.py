@@ -50,6 +50,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "llm_model": "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M",
         "vqa_backend": "none",
         "caption_backend": "none",
+        "ocr_backend": "rapidocr",
     },
 }
 
@@ -80,7 +81,7 @@ class Settings(BaseSettings):
     clip_pretrained: str | None = Field(
         None, description="open_clip pretrained tag or checkpoint path (open_clip models only)"
     )
-    clip_backend: Literal["auto", "open_clip", "transformers"] = "auto"
+    clip_backend: Literal["auto", "open_clip", "transformers", "none"] = "auto"
     clip_batch_size: int = Field(32, ge=1)
 
     # --- captioning (BLIP) ---
@@ -120,6 +121,18 @@ class Settings(BaseSettings):
     serve_max_model_len: int = 4096
     serve_gpu_memory_utilization: float = 0.9
     serve_dtype: str = "auto"
+    serve_engine: Literal["auto", "vllm", "llama-cpp"] = Field(
+        "auto", description="auto: vLLM if importable, else llama.cpp's server on the GGUF"
+    )
+    serve_vlm_max_images: int = Field(4, description="vLLM --limit-mm-per-prompt image count")
+    serve_llm_name: str | None = Field(None, description="served model name; default llm_model")
+    serve_startup_timeout: float = Field(900.0, description="seconds to wait for /v1/models")
+    llm_structured_method: Literal["auto", "json_schema", "function_calling", "json_mode"] = Field(
+        "auto", description="how an OpenAI-compatible server is asked for structured output"
+    )
+    llm_chat_format: str | None = Field(
+        None, description="llama.cpp chat_format; default the GGUF's own chat template"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -229,3 +229,43 @@ def encoder_from_settings(settings: "Settings") -> ClipEncoder:
         settings.resolved_device(),
         settings.clip_batch_size,
     )
+
+
+def hub_offline(settings: "Settings") -> bool:
+    """True when no model hub may be reached (offline profile or HF_HUB_OFFLINE)."""
+    import os
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    return flag or settings.profile == "offline"
+
+
+def clip_probe(settings: "Settings") -> str | None:
+    """Why the configured CLIP model cannot be used here (None: try to load it). Loads nothing."""
+    name = settings.clip_model
+    if settings.clip_backend == "none" or name.lower() == "none":
+        return "clip: disabled (VLAGENT_CLIP_MODEL=none)"
+    if Path(name).exists() or name.startswith("local-dir:"):
+        return None
+    if settings.clip_pretrained and Path(settings.clip_pretrained).exists():
+        return None
+    if not hub_offline(settings) or _looks_like_open_clip(name):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = name.removeprefix("hf-hub:")
+    cached = try_to_load_from_cache(repo, "config.json") or try_to_load_from_cache(
+        repo, "open_clip_config.json"
+    )
+    if isinstance(cached, str):
+        return None
+    return (
+        f"clip: model {name!r} is not a local path and not in the Hugging Face cache, and the hub "
+        f"is off-limits here; {_load_hint(name, 'transformers').split('; ', 1)[1]}"
+    )
+
+
+def _looks_like_open_clip(name: str) -> bool:
+    try:
+        return _is_open_clip_name(name)
+    except Exception:  # pragma: no cover
+        return False

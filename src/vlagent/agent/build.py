@@ -1,0 +1,242 @@
+"""Assemble the agent: settings → LLM, tools, classifier, checkpointer → compiled graph."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+
+from vlagent.agent.graph import AgentParts, AgentState, build_graph
+from vlagent.agent.types import Answer, QuestionType, RetrievedImage, ToolTrace
+from vlagent.data.annotations import Annotation, read_annotations
+from vlagent.errors import VlagentError
+from vlagent.settings import Settings
+from vlagent.tools.base import ToolContext
+
+log = logging.getLogger(__name__)
+
+
+class VLAgent:
+    """The compiled LangGraph agent with a typed ``invoke`` and ``stream``."""
+
+    def __init__(self, graph: Any, parts: AgentParts, ctx: ToolContext | None = None) -> None:
+        self.graph = graph
+        self.parts = parts
+        self.ctx = ctx
+
+    @staticmethod
+    def _input(question: str | dict[str, Any], images: list[str] | None) -> dict[str, Any]:
+        if isinstance(question, dict):
+            data = dict(question)
+        else:
+            data = {"question": question}
+        if images is not None:
+            data["images"] = images
+        imgs = data.get("images") or []
+        if isinstance(imgs, str):
+            imgs = [p.strip() for p in imgs.replace("，", ",").split(",") if p.strip()]
+        question_text = str(data.get("question") or "").strip()
+        if not question_text:
+            raise VlagentError("the question is empty")
+        return {"question": question_text, "images": [str(i) for i in imgs]}
+
+    @staticmethod
+    def _config(config: dict[str, Any] | None, thread_id: str | None) -> tuple[dict[str, Any], bool]:
+        config = dict(config or {})
+        configurable = dict(config.get("configurable") or {})
+        ephemeral = False
+        if thread_id:
+            configurable["thread_id"] = thread_id
+        if "thread_id" not in configurable:
+            configurable["thread_id"] = f"ephemeral-{uuid.uuid4().hex}"
+            ephemeral = True
+        config["configurable"] = configurable
+        return config, ephemeral
+
+    def invoke(
+        self,
+        question: str | dict[str, Any],
+        config: dict[str, Any] | None = None,
+        *,
+        images: list[str] | None = None,
+        thread_id: str | None = None,
+    ) -> Answer:
+        """Answer one question. Pass a ``thread_id`` (or ``config={"configurable": {"thread_id": ...}}``)
+        to keep a conversation; without one each call stands alone."""
+        config, ephemeral = self._config(config, thread_id)
+        state = self.graph.invoke(self._input(question, images), config)
+        if ephemeral:
+            self._forget(config["configurable"]["thread_id"])
+        return self.to_answer(state)
+
+    def stream(
+        self,
+        question: str | dict[str, Any],
+        config: dict[str, Any] | None = None,
+        *,
+        images: list[str] | None = None,
+        thread_id: str | None = None,
+        stream_mode: str = "updates",
+    ) -> Iterator[dict[str, Any]]:
+        """Node updates as they happen (LangGraph ``stream_mode="updates"``)."""
+        config, _ = self._config(config, thread_id)
+        yield from self.graph.stream(self._input(question, images), config, stream_mode=stream_mode)
+
+    def state(self, thread_id: str) -> AgentState:
+        return self.graph.get_state({"configurable": {"thread_id": thread_id}}).values
+
+    def _forget(self, thread_id: str) -> None:
+        saver = self.graph.checkpointer
+        if saver is not None and hasattr(saver, "delete_thread"):
+            try:
+                saver.delete_thread(thread_id)
+            except Exception:  # pragma: no cover - best effort
+                pass
+
+    def to_answer(self, state: dict[str, Any]) -> Answer:
+        c = state.get("classification", {})
+        return Answer(
+            text=state.get("answer", ""),
+            type=QuestionType(c.get("type", "chat")),
+            language=c.get("language", "zh"),
+            images=[
+                RetrievedImage(image=h["image"], score=float(h["score"]), title=h.get("title", ""))
+                for h in state.get("retrieved", [])
+            ],
+            classifier=state.get("classifier", "rules"),
+            trace=[ToolTrace.model_validate(t) for t in state.get("trace", [])],
+            unavailable_tools=sorted(self.parts.unavailable),
+        )
+
+    @property
+    def tool_names(self) -> list[str]:
+        return sorted(self.parts.tools)
+
+
+def _default_classifier() -> Any:
+    from vlagent.agent.classify import classify
+
+    return classify
+
+
+def make_checkpointer(settings: Settings) -> Any:
+    if settings.checkpoint_path:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        path = Path(settings.checkpoint_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    return InMemorySaver()
+
+
+def _load_llm(settings: Settings) -> tuple[BaseChatModel | None, str | None]:
+    if settings.llm_backend == "none":
+        return None, "VLAGENT_LLM_BACKEND=none"
+    try:
+        from vlagent.llm import build_chat_model
+
+        return build_chat_model(settings), None
+    except VlagentError as exc:
+        return None, str(exc)
+
+
+def _retrieval_tools(
+    settings: Settings,
+    ctx: ToolContext,
+    annotations: list[Annotation],
+    image_paths: list[Path],
+    auto_index: bool,
+) -> tuple[list[BaseTool], dict[str, str]]:
+    from vlagent.tools.retrieval import TitleIndex, make_clip_tools, make_title_tool
+
+    tools: list[BaseTool] = []
+    dropped: dict[str, str] = {}
+    try:
+        from vlagent.index.build import index_images
+        from vlagent.index.search import Retriever
+        from vlagent.index.store import ImageIndex
+        from vlagent.models.clip import clip_probe, encoder_from_settings
+
+        reason = clip_probe(settings)
+        if reason:
+            raise VlagentError(reason)
+        encoder = encoder_from_settings(settings)
+        if auto_index and image_paths:
+            from vlagent.data.images import open_source
+
+            index = ImageIndex.open(settings, encoder.model_id, encoder.dim)
+            for path in image_paths:
+                with open_source(path) as source:
+                    summary = index_images(
+                        source, index, encoder, annotations,
+                        batch_size=settings.clip_batch_size, max_pixels=settings.max_image_pixels,
+                    )  # fmt: skip
+                    log.info("indexed %s: %s new, %s unchanged", path, summary.indexed, summary.skipped)
+        tools += make_clip_tools(ctx, Retriever.from_settings(settings, encoder))
+    except VlagentError as exc:
+        dropped["clip_search"] = str(exc)
+        dropped["image_search"] = str(exc)
+    if "clip_search" in dropped and annotations:
+        tools.append(make_title_tool(TitleIndex(annotations)))
+    return tools, dropped
+
+
+def build_agent(
+    settings: Settings | None = None,
+    *,
+    images: list[str | Path] | str | Path | None = None,
+    annotations: str | Path | list[Annotation] | None = None,
+    llm: BaseChatModel | None = None,
+    classifier_llm: BaseChatModel | None = None,
+    tools: list[BaseTool] | None = None,
+    checkpointer: Any = None,
+    auto_index: bool = True,
+    use_cache: bool = True,
+) -> VLAgent:
+    """Build the agent from settings.
+
+    ``images``: the catalogue (image folders or zips) that image names resolve against and that
+    retrieval searches (indexed on first use, idempotently). ``annotations``: its
+    ``train_annotation.csv``. ``llm``/``tools``: override what settings would build (tests).
+    """
+    settings = settings or Settings()
+    if isinstance(images, (str, Path)):
+        images = [images]
+    image_paths = [Path(p) for p in images or []]
+    rows = annotations if isinstance(annotations, list) else (read_annotations(annotations) if annotations else [])
+    ctx = ToolContext.from_settings(settings, list(image_paths), use_cache=use_cache)
+    unavailable: dict[str, str] = {}
+    if llm is None:
+        llm, why = _load_llm(settings)
+        if why:
+            unavailable["llm"] = why
+    if tools is None:
+        from vlagent.tools.registry import build_vision_tools
+
+        vision, dropped = build_vision_tools(ctx)
+        retrieval, dropped_r = _retrieval_tools(settings, ctx, rows, image_paths, auto_index)
+        tools = list(vision) + retrieval
+        unavailable.update(dropped)
+        unavailable.update(dropped_r)
+        for name in ("clip_search", "image_search"):
+            if name in unavailable and any(t.name == "title_search" for t in tools):
+                unavailable[name] += " (title_search over the annotations is used instead)"
+    for name, why in unavailable.items():
+        log.warning("%s unavailable: %s", name, why)
+    parts = AgentParts(
+        tools={t.name: t for t in tools},
+        llm=llm,
+        classifier=_default_classifier(),
+        classifier_llm=classifier_llm if classifier_llm is not None else llm,
+        titles={r.image: r.title for r in rows},
+        unavailable=unavailable,
+    )
+    return VLAgent(build_graph(parts, checkpointer or make_checkpointer(settings)), parts, ctx)

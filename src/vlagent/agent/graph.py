@@ -1,0 +1,333 @@
+"""The LangGraph agent: start → classify → plan ⇄ tools → answer.
+
+* ``classify``: the LLM classifies the question with structured output (rules as fallback);
+* ``plan``: turns the question type into tool calls (an ``AIMessage`` with ``tool_calls``), one
+  round, or two for OCR questions (OCR first, then the VLM with the text as context);
+* ``tools``: LangGraph's ``ToolNode`` runs them (in parallel);
+* ``answer``: renders ``prompts/<type>.<lang>.txt`` with the tool results and asks the LLM.
+
+Memory across turns comes from the checkpointer (thread id): the state keeps ``history`` and
+``last_images``, so a follow-up without an image ("那它是什么颜色的？") uses the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, RemoveMessage, ToolMessage
+from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
+from langgraph.prebuilt import ToolNode
+
+from vlagent.agent.prompts import fill, render_messages
+from vlagent.agent.types import Classification, ClassifierResult, QuestionType
+
+log = logging.getLogger(__name__)
+
+MAX_COMPARE_IMAGES = 4
+RETRIEVE_K = 10
+
+
+class AgentState(TypedDict, total=False):
+    question: str
+    images: list[str]  # attached to this turn
+    turn_images: list[str]  # what this turn works on (attached, or the previous turn's)
+    last_images: list[str]  # memory for the next turn
+    classification: dict[str, Any]
+    classifier: str
+    classifier_error: str | None
+    messages: Annotated[list[AnyMessage], add_messages]  # this turn's tool calls and results
+    rounds: int
+    answer: str
+    retrieved: list[dict[str, Any]]
+    trace: list[dict[str, Any]]
+    history: Annotated[list[dict[str, Any]], operator.add]
+
+
+def timed(tool: BaseTool) -> BaseTool:
+    """The same tool, recording duration and ok/error in its artifact instead of raising."""
+
+    def run(**kwargs: Any) -> tuple[str, dict[str, Any]]:
+        start = time.perf_counter()
+        try:
+            msg = tool.invoke({"type": "tool_call", "name": tool.name, "args": kwargs, "id": "inner"})
+        except Exception as exc:  # the graph goes on; the trace says what failed
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            return f"error: {reason}", {
+                "ok": False, "error": reason, "duration_s": time.perf_counter() - start,
+            }  # fmt: skip
+        content = msg.content if isinstance(msg, ToolMessage) else str(msg)
+        artifact = msg.artifact if isinstance(msg, ToolMessage) else None
+        return str(content), {
+            "ok": True, "output": artifact, "duration_s": time.perf_counter() - start,
+        }  # fmt: skip
+
+    return StructuredTool.from_function(
+        run,
+        name=tool.name,
+        description=tool.description,
+        args_schema=tool.args_schema,
+        response_format="content_and_artifact",
+    )
+
+
+Classifier = Callable[[str, list[str], BaseChatModel | None], ClassifierResult]
+
+
+@dataclass
+class AgentParts:
+    """What the graph is made of (built by :func:`vlagent.agent.build.build_agent`)."""
+
+    tools: dict[str, BaseTool]
+    llm: BaseChatModel | None
+    classifier: Classifier
+    classifier_llm: BaseChatModel | None = None
+    titles: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def _lang(state: AgentState) -> str:
+    return str(state.get("classification", {}).get("language", "zh"))
+
+
+def _calls_for(parts: AgentParts, state: AgentState) -> list[tuple[str, dict[str, Any]]]:
+    """The first round of tool calls for the question's type (only tools we have)."""
+    c = Classification.model_validate(state["classification"])
+    images = state.get("turn_images", [])
+    lang = c.language
+    q = state["question"]
+    calls: list[tuple[str, dict[str, Any]]] = []
+    first = images[0] if images else None
+    if c.type is QuestionType.retrieve:
+        if c.query.strip() or not first:
+            text = c.query.strip() or q
+            tool = "clip_search" if "clip_search" in parts.tools else "title_search"
+            calls.append((tool, {"text": text, "k": RETRIEVE_K}))
+        else:
+            calls.append(("image_search", {"image": first, "k": RETRIEVE_K}))
+    elif c.type is QuestionType.describe and first:
+        prompt = "请描述这张图片中的商品。" if lang == "zh" else "Describe the product in this image."
+        calls += [
+            ("caption", {"image": first, "style": "detailed", "lang": lang}),
+            ("colors", {"image": first}),
+            ("ocr", {"image": first}),
+            ("vqa", {"images": [first], "question": prompt}),
+        ]
+    elif c.type is QuestionType.vqa and first:
+        calls += [("vqa", {"images": images, "question": q}), ("colors", {"image": first}), ("ocr", {"image": first})]
+        if "vqa" not in parts.tools:
+            calls.append(("caption", {"image": first, "style": "concise", "lang": lang}))
+    elif c.type is QuestionType.ocr and first:
+        calls += [("ocr", {"image": name}) for name in images[:2]]
+    elif c.type is QuestionType.compare and images:
+        for name in images[:MAX_COMPARE_IMAGES]:
+            calls += [("colors", {"image": name}), ("caption", {"image": name, "style": "concise", "lang": lang})]
+        calls.append(("vqa", {"images": images[:MAX_COMPARE_IMAGES], "question": q}))
+    return [(name, args) for name, args in calls if name in parts.tools]
+
+
+def _tool_results(state: AgentState) -> list[tuple[str, dict[str, Any], ToolMessage]]:
+    """(tool name, args, result message) for every tool call of this turn."""
+    calls: dict[str, tuple[str, dict[str, Any]]] = {}
+    out = []
+    for msg in state.get("messages", []):
+        if isinstance(msg, AIMessage):
+            for tc in msg.tool_calls:
+                calls[tc["id"]] = (tc["name"], tc["args"])
+        elif isinstance(msg, ToolMessage) and msg.tool_call_id in calls:
+            name, args = calls[msg.tool_call_id]
+            out.append((name, args, msg))
+    return out
+
+
+def _ok(msg: ToolMessage) -> bool:
+    return isinstance(msg.artifact, dict) and bool(msg.artifact.get("ok"))
+
+
+def build_graph(parts: AgentParts, checkpointer: Any = None) -> Any:
+    tool_list = [timed(t) for t in parts.tools.values()]
+
+    def start(state: AgentState) -> dict[str, Any]:
+        images = list(state.get("images") or [])
+        return {
+            "turn_images": images or list(state.get("last_images") or []),
+            "messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES)],
+            "rounds": 0, "answer": "", "retrieved": [], "trace": [], "classifier_error": None,
+        }  # fmt: skip
+
+    def classify(state: AgentState) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        images = state.get("turn_images", [])
+        result = parts.classifier(state["question"], images, parts.classifier_llm)
+        c = result.classification
+        turn_images = images or [i for i in c.images if i]
+        entry = {
+            "name": "classify", "args": {"question": state["question"], "images": images},
+            "duration_s": time.perf_counter() - t0, "ok": result.error is None,
+            "error": result.error, "output": {**c.model_dump(mode="json"), "source": result.source},
+        }  # fmt: skip
+        return {
+            "classification": c.model_dump(mode="json"),
+            "classifier": result.source,
+            "classifier_error": result.error,
+            "turn_images": turn_images,
+            "trace": [entry],
+        }
+
+    def plan(state: AgentState) -> dict[str, Any]:
+        rounds = state.get("rounds", 0)
+        calls: list[tuple[str, dict[str, Any]]] = []
+        if rounds == 0:
+            calls = _calls_for(parts, state)
+        elif rounds == 1 and state["classification"]["type"] == QuestionType.ocr.value and "vqa" in parts.tools:
+            texts = [m.content for name, _, m in _tool_results(state) if name == "ocr" and _ok(m)]
+            text = "\n".join(str(t) for t in texts if str(t).strip())
+            if text:  # the OCR prompt, to the VLM: read text as context for the question
+                q = f"{state['question']}\n(OCR text in the image:\n{text})"
+                calls = [("vqa", {"images": state.get("turn_images", [])[:2], "question": q})]
+        if not calls:
+            return {"rounds": rounds + 1}
+        msg = AIMessage(
+            content="",
+            tool_calls=[
+                {"name": name, "args": args, "id": f"call-{rounds}-{n}-{name}", "type": "tool_call"}
+                for n, (name, args) in enumerate(calls)
+            ],
+        )
+        return {"messages": [msg], "rounds": rounds + 1}
+
+    def after_plan(state: AgentState) -> str:
+        msgs = state.get("messages", [])
+        pending = msgs and isinstance(msgs[-1], AIMessage) and msgs[-1].tool_calls
+        return "tools" if pending else "answer"
+
+    def answer(state: AgentState) -> dict[str, Any]:
+        return _answer(parts, state)
+
+    graph = StateGraph(AgentState)
+    graph.add_node("start", start)
+    graph.add_node("classify", classify)
+    graph.add_node("plan", plan)
+    graph.add_node("tools", ToolNode(tool_list, handle_tool_errors=True) if tool_list else (lambda s: {}))
+    graph.add_node("answer", answer)
+    graph.add_edge(START, "start")
+    graph.add_edge("start", "classify")
+    graph.add_edge("classify", "plan")
+    graph.add_conditional_edges("plan", after_plan, {"tools": "tools", "answer": "answer"})
+    graph.add_edge("tools", "plan")
+    graph.add_edge("answer", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _history_text(state: AgentState, lang: str, turns: int = 3) -> str:
+    lines = []
+    for turn in state.get("history", [])[-turns:]:
+        who_q, who_a = ("用户", "助手") if lang == "zh" else ("User", "Assistant")
+        lines.append(f"{who_q}: {turn['question']}\n{who_a}: {turn['answer']}")
+    return "\n".join(lines)
+
+
+def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
+    c = Classification.model_validate(state["classification"])
+    lang = c.language
+    images = state.get("turn_images", [])
+    results = _tool_results(state)
+    trace = list(state.get("trace", []))
+    values: dict[str, list[str]] = {k: [] for k in ("ocr_text", "colors", "caption", "vqa", "results")}
+    notes = [f"{name}: {why}" for name, why in parts.unavailable.items()]
+    retrieved: list[dict[str, Any]] = []
+    multi = len({args.get("image") for name, args, _ in results if "image" in args}) > 1
+    for name, args, msg in results:
+        art = msg.artifact if isinstance(msg.artifact, dict) else {}
+        trace.append({
+            "name": name, "args": args, "duration_s": float(art.get("duration_s", 0.0)),
+            "ok": bool(art.get("ok", msg.status != "error")),
+            "error": art.get("error") or (str(msg.content) if msg.status == "error" else None),
+            "output": art.get("output"),
+        })  # fmt: skip
+        if not trace[-1]["ok"]:
+            notes.append(f"{name} failed: {trace[-1]['error']}")
+            continue
+        text = str(msg.content).strip()
+        prefix = f"[{args['image']}] " if multi and "image" in args else ""
+        if name == "ocr":
+            values["ocr_text"].append(prefix + text)
+        elif name == "colors":
+            values["colors"].append(prefix + text)
+        elif name == "caption":
+            values["caption"].append(prefix + text)
+        elif name == "vqa":
+            values["vqa"] = [text]  # the last VLM answer (after OCR context) wins
+        elif name in ("clip_search", "image_search", "title_search"):
+            retrieved = list(art.get("output") or [])
+            values["results"].append(text)
+    if c.type in (QuestionType.describe, QuestionType.vqa, QuestionType.ocr, QuestionType.compare) and not images:
+        notes.append("没有给出图片" if lang == "zh" else "no image was given")
+    titles = [parts.titles.get(i) or parts.titles.get(i.rsplit("/", 1)[-1], "") for i in images]
+    filled = {k: "\n".join(v) for k, v in values.items()}
+    filled.update(
+        question=state["question"], history=_history_text(state, lang),
+        title="；".join(t for t in titles if t), notes="; ".join(notes), query=c.query or state["question"],
+        best=retrieved[0]["image"] if retrieved else NO_RESULT[lang],
+    )  # fmt: skip
+    if c.type is QuestionType.retrieve:
+        text = fill(c.type, lang, filled)[1]
+    else:
+        text, entry = _ask_llm(parts.llm, c.type, lang, filled)
+        trace.append(entry)
+        if text is None:
+            text = fallback_answer(c.type, lang, filled)
+    turn = {"question": state["question"], "answer": text, "images": images, "type": c.type.value}
+    return {
+        "answer": text, "retrieved": retrieved, "trace": trace,
+        "history": [turn], "last_images": images,
+    }  # fmt: skip
+
+
+NO_RESULT = {"zh": "（没有找到图片）", "en": "(no image found)"}
+
+
+def _ask_llm(
+    llm: BaseChatModel | None, qtype: QuestionType, lang: str, values: dict[str, str]
+) -> tuple[str | None, dict[str, Any]]:
+    entry: dict[str, Any] = {"name": "answer_llm", "args": {"template": f"{qtype.value}.{lang}"}}
+    if llm is None:
+        entry.update(ok=False, error="no LLM configured", duration_s=0.0)
+        return None, entry
+    t0 = time.perf_counter()
+    try:
+        reply = llm.invoke(render_messages(qtype, lang, values))  # type: ignore[arg-type]
+        text = str(reply.content).strip()
+        entry.update(ok=bool(text), error=None if text else "empty reply")
+    except Exception as exc:
+        text = ""
+        entry.update(ok=False, error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+    entry["duration_s"] = time.perf_counter() - t0
+    return (text or None), entry
+
+
+def fallback_answer(qtype: QuestionType, lang: str, values: dict[str, str]) -> str:
+    """An answer from the tool results alone, when the LLM is unavailable or failed."""
+    order = {
+        QuestionType.ocr: ("ocr_text", "vqa"),
+        QuestionType.vqa: ("vqa", "colors", "ocr_text", "title", "caption"),
+        QuestionType.describe: ("vqa", "caption", "title", "colors", "ocr_text"),
+        QuestionType.compare: ("vqa", "colors", "caption"),
+    }.get(qtype, ())
+    parts = [values[k].strip() for k in order if values.get(k, "").strip()]
+    if parts:  # a detail question takes the best single source; descriptions combine them
+        return parts[0] if qtype in (QuestionType.ocr, QuestionType.vqa) else "\n".join(parts)
+    if qtype is QuestionType.chat:
+        return (
+            "我是商品图片问答助手：可以描述图片、按标题找图、回答颜色面料等问题、读取标签文字。"
+            if lang == "zh"
+            else "I answer questions about product images: describe, find by title, colours, fabric, label text."
+        )
+    return "无法回答：没有可用的信息。" if lang == "zh" else "Cannot answer: no information available."
