@@ -1,0 +1,146 @@
+"""``vlagent ask`` and ``vlagent chat``: the agent from the command line."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from vlagent.agent.types import Answer
+from vlagent.errors import VlagentError
+
+console = Console()
+
+ImagesOpt = Annotated[
+    Optional[list[Path]], typer.Option("--image", "-i", help="image attached to the question (repeatable)")
+]
+CatalogueOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option("--catalogue", "-c", help="image folder or image.zip that names resolve against and retrieval searches"),
+]
+AnnotationsOpt = Annotated[
+    Optional[Path], typer.Option("--annotations", "-a", help="train_annotation.csv of the catalogue")
+]
+
+
+def _agent(catalogue: list[Path] | None, annotations: Path | None):  # type: ignore[no-untyped-def]
+    from vlagent.agent.build import build_agent
+
+    with console.status("loading models ..."):
+        agent = build_agent(images=list(catalogue or []), annotations=annotations)
+    for name, why in agent.parts.unavailable.items():
+        console.print(f"[dim]{name} unavailable: {why}[/]")
+    return agent
+
+
+def trace_table(answer: Answer) -> Table:
+    table = Table(title="trace")
+    for col in ("step", "arguments", "seconds", "status"):
+        table.add_column(col)
+    for t in answer.trace:
+        args = json.dumps(t.args, ensure_ascii=False)
+        status = "[green]ok[/]" if t.ok else f"[red]{t.error or 'error'}[/]"
+        table.add_row(t.name, args[:80], f"{t.duration_s:.2f}", status)
+    return table
+
+
+def show_answer(answer: Answer) -> None:
+    console.print(Panel(answer.text, title=f"{answer.type.value} ({answer.classifier})", expand=False))
+    if answer.images:
+        table = Table(title="images")
+        for col in ("#", "file", "score", "title"):
+            table.add_column(col)
+        for n, hit in enumerate(answer.images[:5], 1):
+            table.add_row(str(n), hit.image, f"{hit.score:.3f}", hit.title)
+        console.print(table)
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="the question, Chinese or English")],
+    image: ImagesOpt = None,
+    catalogue: CatalogueOpt = None,
+    annotations: AnnotationsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the typed result as JSON")] = False,
+    trace: Annotated[bool, typer.Option("--trace", help="show the tools that ran")] = False,
+) -> None:
+    """Answer one question, e.g. vlagent ask "这件衣服是什么颜色的？" --image a.jpg"""
+    agent = _agent(catalogue, annotations)
+    answer = agent.invoke(question, images=[str(p) for p in image or []])
+    if as_json:
+        print(answer.model_dump_json(indent=2))
+        return
+    show_answer(answer)
+    if trace:
+        console.print(trace_table(answer))
+
+
+CHAT_HELP = (
+    "commands: /image PATH [PATH ...] attach images to the next question · /reset new conversation · "
+    "/trace tools of the last answer · /help · /quit"
+)
+
+
+def chat(
+    catalogue: CatalogueOpt = None,
+    annotations: AnnotationsOpt = None,
+) -> None:
+    """Multi-turn chat: follow-up questions refer to the previous turn's image."""
+    agent = _agent(catalogue, annotations)
+    thread = uuid.uuid4().hex
+    pending: list[str] = []
+    last: Answer | None = None
+    console.print(f"[bold]vlagent chat[/] — {CHAT_HELP}")
+    while True:
+        try:
+            line = console.input("[bold cyan]> [/]").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if not line:
+            continue
+        if line in ("/quit", "/exit", "/q"):
+            return
+        if line == "/help":
+            console.print(CHAT_HELP)
+        elif line == "/reset":
+            thread, pending, last = uuid.uuid4().hex, [], None
+            console.print("[dim]new conversation[/]")
+        elif line == "/trace":
+            console.print(trace_table(last) if last else "[dim]no answer yet[/]")
+        elif line.startswith("/image"):
+            paths = line.split()[1:]
+            missing = [p for p in paths if not Path(p).expanduser().is_file() and p not in _catalogue_names(agent)]
+            if not paths or missing:
+                console.print(f"[red]no such image: {' '.join(missing) or '(give a path)'}[/]")
+                continue
+            pending = paths
+            console.print(f"[dim]attached: {', '.join(pending)}[/]")
+        elif line.startswith("/"):
+            console.print(f"[red]unknown command {line.split()[0]}[/] — {CHAT_HELP}")
+        else:
+            try:
+                last = agent.invoke(line, images=pending, thread_id=thread)
+            except VlagentError as exc:
+                console.print(f"[red]error:[/] {exc}")
+                continue
+            pending = []
+            show_answer(last)
+
+
+def _catalogue_names(agent) -> set[str]:  # type: ignore[no-untyped-def]
+    names: set[str] = set()
+    if agent.ctx is not None:
+        for source in agent.ctx.resolver.sources:
+            names.update(source.names())
+    return names
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ask)
+    app.command()(chat)

@@ -1,0 +1,187 @@
+"""Routing and graph logic: scripted classifications, fake tools, LangChain fake chat models."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from typing import Any
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.tools import StructuredTool
+from langgraph.checkpoint.memory import InMemorySaver
+
+from vlagent.agent.build import VLAgent, make_checkpointer
+from vlagent.agent.graph import AgentParts, build_graph
+from vlagent.agent.types import Classification, ClassifierResult, QuestionType
+from vlagent.settings import Settings
+
+
+class FakeTools:
+    """Tools with the real names and signatures that record their calls."""
+
+    def __init__(self, fail: set[str] | None = None) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.fail = fail or set()
+
+    def _run(self, name: str, args: dict[str, Any], content: str, artifact: Any) -> tuple[str, Any]:
+        self.calls.append((name, args))
+        if name in self.fail:
+            raise RuntimeError(f"{name} exploded")
+        return content, artifact
+
+    def build(self, names: list[str] | None = None) -> dict[str, StructuredTool]:
+        def ocr(image: str) -> tuple[str, Any]:
+            return self._run("ocr", {"image": image}, "纯棉 100% COTTON", {"text": "纯棉 100% COTTON"})
+
+        def colors(image: str, k: int = 3) -> tuple[str, Any]:
+            return self._run("colors", {"image": image}, "主要颜色: 红色 (70%) | main colours: red (70%)", [])
+
+        def caption(image: str, style: str = "concise", lang: str = "zh") -> tuple[str, Any]:
+            return self._run("caption", {"image": image}, "a red dress on a white background", {})
+
+        def vqa(images: list[str], question: str) -> tuple[str, Any]:
+            return self._run("vqa", {"images": images, "question": question}, "红色", {})
+
+        def clip_search(text: str, k: int = 5) -> tuple[str, Any]:
+            hits = [{"image": "b.jpg", "score": 0.9, "title": "红色连衣裙"}, {"image": "a.jpg", "score": 0.4, "title": ""}]
+            return self._run("clip_search", {"text": text, "k": k}, "1. b.jpg\n2. a.jpg", hits)
+
+        def image_search(image: str, k: int = 5) -> tuple[str, Any]:
+            hits = [{"image": "c.jpg", "score": 0.8, "title": ""}]
+            return self._run("image_search", {"image": image, "k": k}, "1. c.jpg", hits)
+
+        fns = {f.__name__: f for f in (ocr, colors, caption, vqa, clip_search, image_search)}
+        return {
+            n: StructuredTool.from_function(f, name=n, description=n, response_format="content_and_artifact")
+            for n, f in fns.items()
+            if names is None or n in names
+        }
+
+    def names(self) -> list[str]:
+        return [n for n, _ in self.calls]
+
+
+def scripted(qtype: QuestionType, query: str = "", lang: str = "zh"):  # type: ignore[no-untyped-def]
+    def classifier(question: str, images: list[str], llm: Any) -> ClassifierResult:
+        return ClassifierResult(
+            classification=Classification(type=qtype, language=lang, query=query), source="llm"
+        )
+
+    return classifier
+
+
+def fake_llm(text: str = "红色") -> GenericFakeChatModel:
+    return GenericFakeChatModel(messages=itertools.cycle([AIMessage(text)]))
+
+
+def make_agent(classifier, tools: dict[str, StructuredTool], llm: Any = None, saver: Any = None) -> VLAgent:  # type: ignore[no-untyped-def]
+    parts = AgentParts(tools=tools, llm=llm if llm is not None else fake_llm(), classifier=classifier)
+    return VLAgent(build_graph(parts, saver or InMemorySaver()), parts)
+
+
+@pytest.mark.parametrize(
+    ("qtype", "images", "expected"),
+    [
+        (QuestionType.describe, ["a.jpg"], {"caption": 1, "colors": 1, "ocr": 1, "vqa": 1}),
+        (QuestionType.vqa, ["a.jpg"], {"vqa": 1, "colors": 1, "ocr": 1}),
+        (QuestionType.ocr, ["a.jpg"], {"ocr": 1, "vqa": 1}),  # OCR first, then the VLM with the text
+        (QuestionType.compare, ["a.jpg", "b.jpg"], {"colors": 2, "caption": 2, "vqa": 1}),
+        (QuestionType.retrieve, [], {"clip_search": 1}),
+        (QuestionType.retrieve, ["a.jpg"], {"image_search": 1}),
+        (QuestionType.chat, [], {}),
+    ],
+)
+def test_every_type_reaches_its_tools(qtype: QuestionType, images: list[str], expected: dict[str, int]) -> None:
+    tools = FakeTools()
+    agent = make_agent(scripted(qtype), tools.build())
+    answer = agent.invoke("问题", images=images)
+    assert Counter(tools.names()) == Counter(expected)
+    assert answer.type is qtype
+    assert answer.classifier == "llm"
+    assert [t.name for t in answer.trace if t.name not in ("classify", "answer_llm")] == tools.names()
+
+
+def test_ocr_second_round_gives_the_vlm_the_text() -> None:
+    tools = FakeTools()
+    make_agent(scripted(QuestionType.ocr), tools.build()).invoke("标签上写了什么？", images=["a.jpg"])
+    (vqa_args,) = [a for n, a in tools.calls if n == "vqa"]
+    assert "纯棉 100% COTTON" in vqa_args["question"]
+
+
+def test_retrieval_answer_carries_the_ranked_images() -> None:
+    tools = FakeTools()
+    agent = make_agent(scripted(QuestionType.retrieve, query="红色连衣裙"), tools.build())
+    answer = agent.invoke("请匹配到与 红色连衣裙 最相关的图片。")
+    assert tools.calls == [("clip_search", {"text": "红色连衣裙", "k": 10})]
+    assert answer.image_ids == ["b.jpg", "a.jpg"]
+    assert answer.images[0].score == pytest.approx(0.9)
+    assert "b.jpg" in answer.text
+
+
+def test_failing_tool_still_answers_with_the_error_in_the_trace() -> None:
+    tools = FakeTools(fail={"vqa"})
+    answer = make_agent(scripted(QuestionType.vqa), tools.build(), llm=fake_llm("红色")).invoke(
+        "这件衣服是什么颜色？", images=["a.jpg"]
+    )
+    assert answer.text == "红色"
+    (vqa_trace,) = [t for t in answer.trace if t.name == "vqa"]
+    assert not vqa_trace.ok and "vqa exploded" in (vqa_trace.error or "")
+    assert all(t.ok for t in answer.trace if t.name in ("colors", "ocr"))
+
+
+def test_missing_vlm_uses_caption_and_colours_instead() -> None:
+    tools = FakeTools()
+    agent = make_agent(scripted(QuestionType.vqa), tools.build(["ocr", "colors", "caption"]))
+    agent.invoke("什么颜色？", images=["a.jpg"])
+    assert Counter(tools.names()) == Counter({"colors": 1, "ocr": 1, "caption": 1})
+
+
+class BrokenLLM(GenericFakeChatModel):
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("server down")
+
+
+def test_llm_failure_falls_back_to_the_tool_results() -> None:
+    tools = FakeTools()
+    agent = make_agent(scripted(QuestionType.ocr), tools.build(["ocr"]), llm=BrokenLLM(messages=iter([])))
+    answer = agent.invoke("标签上写了什么？", images=["a.jpg"])
+    assert answer.text == "纯棉 100% COTTON"
+    (llm_trace,) = [t for t in answer.trace if t.name == "answer_llm"]
+    assert not llm_trace.ok and "server down" in (llm_trace.error or "")
+
+
+def test_multi_turn_memory_refers_to_the_previous_image() -> None:
+    tools = FakeTools()
+    agent = make_agent(scripted(QuestionType.vqa), tools.build(["colors"]))
+    agent.invoke("这是什么？", images=["shirt.jpg"], thread_id="t1")
+    agent.invoke("那它是什么颜色的？", thread_id="t1")
+    agent.invoke("那它是什么颜色的？", thread_id="other")
+    assert tools.calls == [("colors", {"image": "shirt.jpg"}), ("colors", {"image": "shirt.jpg"})]
+    history = agent.state("t1")["history"]
+    assert [h["question"] for h in history] == ["这是什么？", "那它是什么颜色的？"]
+
+
+def test_sqlite_checkpointer_keeps_the_conversation_across_agents(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(home=tmp_path, checkpoint_path=tmp_path / "memory.sqlite")
+    tools = FakeTools()
+    first = make_agent(scripted(QuestionType.vqa), tools.build(["colors"]), saver=make_checkpointer(settings))
+    first.invoke("这是什么？", images=["bag.jpg"], thread_id="t")
+    second = make_agent(scripted(QuestionType.vqa), tools.build(["colors"]), saver=make_checkpointer(settings))
+    second.invoke("什么颜色？", thread_id="t")
+    assert tools.calls[-1] == ("colors", {"image": "bag.jpg"})
+
+
+def test_stream_yields_node_updates_in_order() -> None:
+    agent = make_agent(scripted(QuestionType.vqa), FakeTools().build(["colors"]))
+    nodes = [next(iter(update)) for update in agent.stream("颜色？", images=["a.jpg"])]
+    assert nodes == ["start", "classify", "plan", "tools", "plan", "answer"]
+
+
+def test_empty_question_is_refused() -> None:
+    from vlagent.errors import VlagentError
+
+    agent = make_agent(scripted(QuestionType.chat), {})
+    with pytest.raises(VlagentError, match="empty"):
+        agent.invoke("   ")
