@@ -1,0 +1,132 @@
+"""Indexing throughput and search latency.
+
+1. images/s of the indexing pipeline (``vlagent index``: hashed skip check, threaded decode,
+   batched encode, batched upsert) against a plain per-image loop (decode → encode one → upsert
+   one) with the same real-size CLIP model, in the same run;
+2. a re-index of the unchanged catalogue (everything skipped: nothing decoded or encoded);
+3. search latency (p50/p95 over many queries) in Chroma at 10k and 100k vectors.
+
+No CLIP weights can be downloaded here, so the model is a randomly initialised open_clip
+ViT-B-32 (real size: the same compute as the real one), saved once and loaded through the
+real local-checkpoint path. Usage: ``python benchmarks/index_bench.py [--images 64]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from vlagent.data.images import open_source
+from vlagent.index.build import index_images
+from vlagent.index.store import ImageIndex, make_client
+from vlagent.models.clip import load_clip_encoder
+from vlagent.settings import Settings
+
+
+def make_catalogue(folder: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = Image.new("RGB", (640, 480), tuple(int(v) for v in rng.integers(180, 255, 3)))
+        draw = ImageDraw.Draw(img)
+        for _ in range(6):
+            x0, y0 = rng.integers(0, 500), rng.integers(0, 350)
+            draw.rectangle([x0, y0, x0 + rng.integers(40, 140), y0 + rng.integers(40, 130)],
+                           fill=tuple(int(v) for v in rng.integers(0, 255, 3)))  # fmt: skip
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90)
+        (folder / f"img_{i:05d}.jpg").write_bytes(buf.getvalue())
+
+
+def bench_indexing(work: Path, n_images: int, batch_size: int) -> dict[str, float]:
+    import open_clip
+    import torch
+
+    ckpt = work / "vit-b-32-random.pt"
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model("ViT-B-32").state_dict(), ckpt)
+    encoder = load_clip_encoder("ViT-B-32", pretrained=str(ckpt), device="cpu", batch_size=batch_size)
+    folder = work / "images"
+    make_catalogue(folder, n_images)
+    source = open_source(folder)
+
+    # plain per-image loop
+    settings = Settings(home=work / "plain", dataset="plain")
+    index = ImageIndex.open(settings, encoder.model_id, encoder.dim)
+    t0 = time.perf_counter()
+    for name in source.names():
+        img = source.open(name)
+        vec = encoder.encode_images([img])
+        index.upsert([name], vec, [{"file": name, "title": "", "source": "plain"}])
+    plain = time.perf_counter() - t0
+
+    # the pipeline
+    settings = Settings(home=work / "pipe", dataset="pipe")
+    index = ImageIndex.open(settings, encoder.model_id, encoder.dim)
+    t0 = time.perf_counter()
+    summary = index_images(source, index, encoder, batch_size=batch_size)
+    pipe = time.perf_counter() - t0
+    assert summary.indexed == n_images, summary
+    t0 = time.perf_counter()
+    again = index_images(source, index, encoder, batch_size=batch_size)
+    reindex = time.perf_counter() - t0
+    assert again.skipped == n_images and again.indexed == 0, again
+    return {
+        "images": n_images,
+        "plain_img_s": n_images / plain,
+        "pipeline_img_s": n_images / pipe,
+        "speedup": plain / pipe,
+        "reindex_img_s": n_images / reindex,
+    }
+
+
+def bench_search(work: Path, sizes: list[int], dim: int = 512, queries: int = 200) -> dict[int, tuple[float, float, float]]:
+    rng = np.random.default_rng(1)
+    out = {}
+    for size in sizes:
+        settings = Settings(home=work / f"search{size}", dataset=f"s{size}")
+        index = ImageIndex(make_client(settings), settings.dataset, "bench:random", dim)
+        t0 = time.perf_counter()
+        step = 5000
+        for start in range(0, size, step):
+            vecs = rng.standard_normal((min(step, size - start), dim)).astype(np.float32)
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+            ids = [f"v{start + i}" for i in range(len(vecs))]
+            index.upsert(ids, vecs, [{"file": i, "title": "", "source": "bench"} for i in ids])
+        build = time.perf_counter() - t0
+        lat = []
+        for _ in range(queries):
+            q = rng.standard_normal((1, dim)).astype(np.float32)
+            t0 = time.perf_counter()
+            index.query(q / np.linalg.norm(q), k=10)
+            lat.append((time.perf_counter() - t0) * 1000)
+        out[size] = (float(np.percentile(lat, 50)), float(np.percentile(lat, 95)), build)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=64, help="catalogue size for the indexing runs")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sizes", default="10000,100000", help="index sizes for search latency")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        r = bench_indexing(work, args.images, args.batch_size)
+        print(f"indexing {r['images']} images (640x480 JPEG), open_clip ViT-B-32 (random weights, real size), CPU")
+        print(f"  plain per-image loop : {r['plain_img_s']:7.2f} images/s")
+        print(f"  vlagent index        : {r['pipeline_img_s']:7.2f} images/s  ({r['speedup']:.2f}x)")
+        print(f"  re-index (unchanged) : {r['reindex_img_s']:7.1f} images/s  (nothing decoded or encoded)")
+        sizes = [int(s) for s in args.sizes.split(",") if s]
+        for size, (p50, p95, build) in bench_search(work, sizes).items():
+            print(f"search @ {size:>7,} vectors (512-d, top-10): p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  (insert {build:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
