@@ -45,6 +45,10 @@ def _features(out: Any) -> "torch.Tensor":
     return out
 
 
+class _LoadProblem(Exception):
+    """Why a model could not be loaded; :func:`load_clip_encoder` adds the name and the hint."""
+
+
 class ClipEncoder:
     """Shared batching; subclasses encode one batch of images / texts to a tensor."""
 
@@ -87,13 +91,20 @@ class OpenClipEncoder(ClipEncoder):
         import open_clip
 
         super().__init__(device, batch_size)
-        if pretrained is None and not name.startswith(("hf-hub:", "local-dir:")):
+        if name.startswith("local-dir:"):
+            # open_clip would warn and go on with random weights: refuse instead
+            folder = Path(name.removeprefix("local-dir:")).expanduser()
+            if folder.is_dir() and not any(
+                p.suffix in {".safetensors", ".bin", ".pth", ".pt"} for p in folder.iterdir()
+            ):
+                raise _LoadProblem(f"no weights file (*.safetensors, *.bin, *.pth) in {folder}")
+        elif pretrained is None and not name.startswith("hf-hub:"):
             # never run a silently random model: take the registry's first tag for the name
             tags = open_clip.list_pretrained_tags_by_model(name)
             if not tags:
-                raise ModelLoadError(
-                    f"open_clip model {name!r} has no pretrained weights in the registry; "
-                    "set VLAGENT_CLIP_PRETRAINED to a tag or a local checkpoint file"
+                raise _LoadProblem(
+                    f"no pretrained weights for {name!r} in open_clip's registry "
+                    "(set VLAGENT_CLIP_PRETRAINED to a tag or a local checkpoint file)"
                 )
             pretrained = tags[0]
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(
@@ -124,8 +135,8 @@ class HFClipEncoder(ClipEncoder):
         super().__init__(device, batch_size)
         config = AutoConfig.from_pretrained(name)
         if config.model_type not in HF_CLIP_TYPES:
-            raise ModelLoadError(
-                f"{name}: model type {config.model_type!r} is not a CLIP model "
+            raise _LoadProblem(
+                f"model type {config.model_type!r} is not a CLIP model "
                 f"(expected one of {sorted(HF_CLIP_TYPES)})"
             )
         self.model = AutoModel.from_pretrained(name).to(device).eval()
@@ -161,7 +172,7 @@ def resolve_backend(name: str, pretrained: str | None, backend: str = "auto") ->
         return backend
     if name.startswith(("hf-hub:", "local-dir:")) or pretrained:  # pretrained is open_clip's word
         return "open_clip"
-    path = Path(name)
+    path = Path(name).expanduser()
     if path.is_dir():
         if (path / "open_clip_config.json").is_file():
             return "open_clip"
@@ -171,26 +182,40 @@ def resolve_backend(name: str, pretrained: str | None, backend: str = "auto") ->
     return "transformers"
 
 
+def _looks_like_path(name: str) -> bool:
+    """A local path rather than a hub id (``org/name``) or an open_clip architecture name."""
+    if name.startswith(("hf-hub:", "local-dir:")):
+        return name.startswith("local-dir:")
+    return (
+        name.startswith(("/", ".", "~"))
+        or "\\" in name
+        or name.count("/") > 1
+        or Path(name).expanduser().exists()
+    )
+
+
 def _load_hint(name: str, backend: str) -> str:
-    if backend == "open_clip":
-        where = (
-            "open_clip's registry and cache (~/.cache/huggingface, ~/.cache/clip)"
-            if not Path(name).exists()
-            else str(name)
+    """``looked in WHERE; FIX`` (callers split on the first ``"; "``)."""
+    if _looks_like_path(name):
+        path = Path(name.removeprefix("local-dir:")).expanduser()
+        state = "" if path.exists() else " (it does not exist)"
+        where = f"the local path {path}{state}"
+        fix = (
+            "set VLAGENT_CLIP_MODEL to a folder holding a transformers CLIP/Chinese-CLIP model "
+            "(config.json, weights, processor files), local-dir:/path/to/open_clip_folder, "
+            "or a hub id"
         )
+    elif backend == "open_clip":
+        where = "open_clip's registry and cache (~/.cache/huggingface, ~/.cache/clip)"
         fix = (
             "set VLAGENT_CLIP_MODEL to the architecture name and VLAGENT_CLIP_PRETRAINED to a "
             "local checkpoint file, or VLAGENT_CLIP_MODEL=local-dir:/path/to/open_clip_folder"
         )
     else:
-        where = (
-            f"the local directory {name}"
-            if Path(name).exists()
-            else f"the Hugging Face hub and its local cache (hub id {name!r})"
-        )
+        where = f"the Hugging Face hub and its local cache (hub id {name!r})"
         fix = (
-            "download it where the hub is reachable (`huggingface-cli download "
-            f"{name} --local-dir DIR`) and set VLAGENT_CLIP_MODEL=DIR"
+            f"download it where the hub is reachable (`hf download {name} --local-dir DIR`) "
+            "and set VLAGENT_CLIP_MODEL=DIR"
         )
     return f"looked in {where}; {fix}"
 
@@ -208,15 +233,22 @@ def load_clip_encoder(
     except Exception as exc:  # open_clip import problems
         raise ModelLoadError(f"cannot load CLIP model {name!r}: {exc}") from exc
     try:
+        if _looks_like_path(name) and not Path(name.removeprefix("local-dir:")).expanduser().exists():
+            raise _LoadProblem("no such file or directory")
         if family == "open_clip":
-            return OpenClipEncoder(name, pretrained, device, batch_size)
-        return HFClipEncoder(name, device, batch_size)
+            folder = Path(name).expanduser()
+            target = f"local-dir:{folder}" if folder.is_dir() else name  # a folder named by path
+            return OpenClipEncoder(target, pretrained, device, batch_size)
+        local = Path(name).expanduser()
+        return HFClipEncoder(str(local) if local.exists() else name, device, batch_size)
     except ModelLoadError:
         raise
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if len(reason) > 300:
+            reason = reason[:299].rstrip() + "…"
         raise ModelLoadError(
-            f"cannot load CLIP model {name!r} ({family}): {reason[:300]}; "
+            f"cannot load CLIP model {name!r} ({family}): {reason}; "
             f"{_load_hint(name, family)}"
         ) from exc
 
