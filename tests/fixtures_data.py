@@ -98,7 +98,7 @@ CATALOGUE: dict[str, tuple[str, str, tuple[int, int, int], tuple[int, int], str]
     "dress_red.jpg": ("红色连衣裙女夏季长裙", "dress", (220, 20, 30), (96, 128), "RGB"),
     "shirt_blue.jpg": ("蓝色男士衬衫长袖纯棉", "shirt", (30, 60, 200), (112, 96), "RGB"),
     "trousers_black.png": ("黑色休闲裤男直筒长裤", "trousers", (15, 15, 15), (80, 120), "RGB"),
-    "skirt_yellow.png": ("黄色半身裙，百褶短裙", "skirt", (240, 200, 20), (96, 96), "RGBA"),
+    "skirt_yellow.png": ("黄色半身裙,百褶短裙", "skirt", (240, 200, 20), (96, 96), "RGBA"),
     "tshirt_white.jpg": ("白色T恤圆领短袖", "shirt", (245, 245, 245), (100, 100), "RGB"),
     "hat_green.png": ("绿色棒球帽遮阳帽", "hat", (20, 160, 60), (64, 64), "P"),
     "bag_brown.jpg": ("棕色真皮手提包女包", "bag", (130, 80, 40), (120, 100), "RGB"),
