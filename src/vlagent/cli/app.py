@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
 
@@ -18,18 +19,19 @@ from vlagent.settings import Settings
 console = Console()
 err_console = Console(stderr=True)
 
-class _Typer(typer.Typer):
+class _Group(TyperGroup):
     """Bad input and unavailable models end with one red line and exit code 2, not a trace."""
 
-    def __call__(self, *args: object, **kwargs: object) -> object:
+    def invoke(self, ctx: typer.Context) -> object:
         try:
-            return super().__call__(*args, **kwargs)
+            return super().invoke(ctx)
         except VlagentError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            sys.exit(2)
+            raise typer.Exit(2) from None
 
 
-app = _Typer(
+app = typer.Typer(
+    cls=_Group,
     name="vlagent",
     help="Question answering over product images (zh/en): index a catalogue, search it, "
     "ask questions, evaluate on query.json, serve the models.",
