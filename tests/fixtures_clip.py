@@ -59,6 +59,7 @@ OPEN_CLIP_NAME = "vlagent-tiny-vit"
 IMAGE_SIZE = 32
 
 SPECIAL_BERT = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+ENGLISH_WORDS = ("the", "red", "dress", "shirt", "blue", "what", "label", "say")
 
 
 def _vocab_chars() -> list[str]:
@@ -81,12 +82,13 @@ def build_chinese_clip(out: Path) -> Path:
     )
 
     out.mkdir(parents=True, exist_ok=True)
-    vocab = SPECIAL_BERT + _vocab_chars()
-    vocab_file = out / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(
-        vocab_file=str(vocab_file), do_lower_case=True, tokenize_chinese_chars=True,
-        model_max_length=52,
+    # WordPiece: every character, "##x" continuations for ASCII, a few whole English words
+    pieces = ["##" + ch for ch in string.ascii_lowercase + string.digits]
+    vocab = SPECIAL_BERT + _vocab_chars() + pieces + list(ENGLISH_WORDS)
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(  # transformers 5: `vocab` (a dict or a vocab.txt path)
+        vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=True,
+        tokenize_chinese_chars=True, model_max_length=52,
     )  # fmt: skip
     image_processor = ChineseCLIPImageProcessor(
         size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
@@ -94,7 +96,7 @@ def build_chinese_clip(out: Path) -> Path:
     config = ChineseCLIPConfig(
         text_config=dict(
             vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=64, max_position_embeddings=64,
+            intermediate_size=64, max_position_embeddings=64, initializer_range=0.5,
         ),
         vision_config=dict(
             hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -125,7 +127,7 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(bs, cs)}
 
 
-def write_clip_bpe(out: Path, words: tuple[str, ...] = ("the", "red", "dress", "shirt", "blue")) -> None:
+def write_clip_bpe(out: Path, words: tuple[str, ...] = ENGLISH_WORDS) -> None:
     """A tiny CLIP BPE vocabulary: all 256 byte symbols (+ ``</w>`` forms) and merges for ``words``."""
     symbols = list(_bytes_to_unicode().values())
     vocab: list[str] = symbols + [s + "</w>" for s in symbols]
