@@ -1,0 +1,294 @@
+"""The rule-based question classifier: keywords and regexes, Chinese and English, no model.
+
+``classify_rules(question, images)`` decides in this order (first match wins):
+
+1. **retrieve** — a search request: "请匹配到与 <标题> 最相关的图片", "找出/检索/搜索 … 的图片",
+   "帮我找一条 …" (no image), "find the image that best matches …", "which picture shows …",
+   "show me pictures of …". ``query`` is the title/description (quotes and punctuation
+   stripped). With two or more images, "which picture shows …" is a *compare* question instead.
+2. **chat** — shop-service words (退货, 发货, 优惠, refund, shipping …): no image needed.
+3. **compare** — compare words (比较/对比/区别/哪个更/compare/difference/which one …) with an
+   image or a visual reference, or two or more images (unless it is a reading question).
+4. **ocr** — reading words (上面写/写的什么/文字/字样/read the text/what does … say/printed),
+   or label words (标签/吊牌/洗标/品牌/label/tag/brand) unless the question asks for a visual
+   attribute of the label itself (吊牌是什么颜色的 → vqa).
+5. **describe** — 描述/介绍一下这张/describe/what is in this picture, with an image or a
+   visual reference; without either it is a general question (chat).
+6. **vqa** — any other question with an image or a visual reference (这张图/图中/this photo).
+7. **chat** — everything else (greetings, general questions, no image).
+
+``language`` is ``zh`` when the instruction (the question without a retrieval title) has at
+least as many CJK "words" (CJK characters / 1.5) as Latin words, else ``en``; so "What does the
+吊牌 say?" is English and "请匹配到与 Nike Air Max 90 最相关的图片" is Chinese.
+``images`` are the given images followed by any image file names mentioned in the text.
+"""
+
+from __future__ import annotations
+
+import re
+
+from vlagent.agent.types import Classification, Language, QuestionType
+
+# ----------------------------------------------------------------------------------------
+# small helpers
+# ----------------------------------------------------------------------------------------
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+IMAGE_NAME = re.compile(
+    r"(?<![\w.\-/\\])([\w\-\u4e00-\u9fff]+(?:[./\\][\w\-\u4e00-\u9fff]+)*\.(?:jpe?g|png|webp|bmp|gif|tiff?))\b",
+    re.IGNORECASE,
+)
+_QUOTES = "\"'“”‘’「」『』《》<>【】[]()（）"
+_TRAIL = " \t\r\n。.,，!！?？;；:：、~"
+
+
+def detect_language(text: str) -> Language:
+    """zh when CJK 'words' (characters / 1.5) are at least as many as Latin words."""
+    cjk = len(_CJK.findall(text))
+    if cjk == 0:
+        return "en"
+    latin = len(_LATIN_WORD.findall(IMAGE_NAME.sub(" ", text)))
+    return "zh" if cjk / 1.5 >= latin else "en"
+
+
+def mentioned_images(text: str) -> list[str]:
+    """Image file names written in the question (``abc.jpg``, ``images/x.png``)."""
+    return [m.group(1) for m in IMAGE_NAME.finditer(text)]
+
+
+def merge_images(given: list[str], text: str) -> list[str]:
+    out: list[str] = []
+    for name in [*given, *mentioned_images(text)]:
+        name = name.strip()
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+def clean_query(text: str) -> str:
+    """A retrieval title without wrapping quotes, filler and trailing punctuation."""
+    q = text.strip().strip(_TRAIL)
+    for _ in range(3):
+        q = q.strip().strip(_TRAIL)
+        if len(q) >= 2 and q[0] in _QUOTES and q[-1] in _QUOTES:
+            q = q[1:-1]
+    q = re.sub(r"^(?:一张|一个|一件|一条|一双|一款|一只|一下|出|下)\s*", "", q)
+    q = re.sub(r"^(?:the|an?|some|all)\s+", "", q, flags=re.IGNORECASE)
+    q = re.sub(r"(?:相关|相似|匹配|对应)?的?$", "", q) if re.search(r"[\u4e00-\u9fff]$", q) else q
+    q = q.strip().strip(_TRAIL)
+    if len(q) >= 2 and q[0] in _QUOTES and q[-1] in _QUOTES:
+        q = q[1:-1].strip()
+    return q
+
+
+# ----------------------------------------------------------------------------------------
+# keyword tables
+# ----------------------------------------------------------------------------------------
+_PIC_ZH = r"(?:图片|图像|照片|相片|商品图|产品图|图)"
+_PIC_EN = r"(?:images?|pictures?|photos?|pics?|product (?:images?|photos?|shots?))"
+
+#: (pattern, group with the query); tried in order on the whole question
+_RETRIEVE_PATTERNS: list[re.Pattern[str]] = [
+    re.compile(
+        r"(?:匹配|找|检索|搜索|查找|选出|挑出|找到|找出)[到出]?(?:一张|一下)?\s*(?:与|和|跟|同)\s*(?P<q>.+?)\s*"
+        r"最(?:为)?(?:相关|相似|匹配|接近|符合|吻合|对应|贴切)的?(?:一张)?" + _PIC_ZH
+    ),
+    re.compile(r"(?:与|和|跟)\s*(?P<q>.+?)\s*最(?:相关|相似|匹配|接近|符合)的(?:一张)?" + _PIC_ZH),
+    re.compile(
+        r"(?:找出|找到|找一下|找一张|检索|搜索|搜一下|搜一搜|查找|帮我找|给我找|请找|找|搜)(?:出|到)?(?:一张|一下|所有)?\s*"
+        r"(?:与|和|跟)?\s*(?P<q>.+?)\s*(?:相关|相符|匹配|对应)?的(?:商品)?" + _PIC_ZH
+    ),
+    re.compile(r"哪(?:一)?张" + _PIC_ZH + r"?(?:是|展示了?|显示了?|里是|中是|最符合|符合|对应|拍的是)\s*(?P<q>.+)"),
+    re.compile(r"有没有\s*(?P<q>.+?)\s*的" + _PIC_ZH),
+    re.compile(r"(?:我想看看?|想看看?|给我看看?|看一下)\s*(?P<q>.+?)\s*的" + _PIC_ZH),
+    re.compile(
+        r"\b(?:find|get|retrieve|locate|pick|select|search for|look for|looking for)\s+(?:me\s+)?"
+        r"(?:the|an?|all|some)?\s*(?:best\s+)?(?:matching\s+)?" + _PIC_EN + r"\s+"
+        r"(?:that|which)?\s*(?:best\s+|most\s+closely\s+)?"
+        r"(?:matche?s?|matching|fits?|corresponds? to|of|showing|shows?|with|for|depicting|depicts|containing|contains|related to)(?:\s+|\s*[:：]\s*)"
+        r"(?:the\s+(?:title|description|text)\s*)?[:：]?\s*(?P<q>.+)",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"\bwhich\s+(?:one\s+of\s+the\s+)?" + _PIC_EN + r"\s+(?:best\s+)?"
+        r"(?:shows?|matche?s?|is|contains?|has|depicts?|fits?|corresponds? to)(?:\s+|\s*[:：]\s*)"
+        r"(?:the\s+(?:title|description|text)\s*)?[:：]?\s*(?P<q>.+)",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"\b(?:show|give|send)\s+me\s+(?:the\s+|an?\s+|some\s+)?" + _PIC_EN + r"\s+(?:of|for|with|showing)\s+(?P<q>.+)",
+        re.IGNORECASE,
+    ),
+    re.compile(r"\bsearch\s+(?:the\s+catalog(?:ue)?\s+)?for\s+(?P<q>.+)", re.IGNORECASE),
+    re.compile(r"(?P<q>.+?)\s*的" + _PIC_ZH + r"(?:在哪|有吗|有哪些)", re.IGNORECASE),
+]
+
+#: with no image: "帮我找一条红色连衣裙" / "find a red floral dress"
+_RETRIEVE_NO_IMAGE = [
+    re.compile(
+        r"^(?:请|麻烦)?(?:帮我|给我)?(?:找|搜|搜索|查找|检索|推荐)(?:一下|出|到)?(?:一条|一件|一双|一个|一款|一只|一些|几张|几款)?\s*(?P<q>.+)"
+    ),
+    re.compile(
+        r"^(?:please\s+)?(?:find|search for|look for|show me|i(?:'m| am) looking for)\s+(?P<q>.+)",
+        re.IGNORECASE,
+    ),
+]
+
+#: "find similar pictures" with an image: image-to-image search, empty query
+_SIMILAR = re.compile(
+    r"(?:相似|类似|同款|差不多)的?(?:商品|款式)?" + _PIC_ZH + r"?|\bsimilar\s+(?:images?|pictures?|photos?|products?|items?)\b",
+    re.IGNORECASE,
+)
+#: a captured "title" that only points at the attached image ("和这张图相似的图片")
+_SELF_REF = re.compile(
+    r"(?:这张|该|此|上面的?|这幅|这个|这件|这款)?(?:图|图片|照片|商品|图中的?商品)(?:相似|类似)?|"
+    r"(?:this|the|that)\s+(?:one|image|picture|photo|product|item)",
+    re.IGNORECASE,
+)
+_SIMILAR_VERB = re.compile(r"找|搜|检索|推荐|\bfind\b|\bsearch\b|\bshow\b|\bretrieve\b", re.IGNORECASE)
+
+_SERVICE = re.compile(
+    r"退货|退款|退换|换货|发货|快递|物流|运费|包邮|优惠|优惠券|折扣|打折|满减|客服|订单|付款|支付|会员|积分|保修|售后|"
+    r"发票|七天无理由|到货|下单|库存|有货|尺码推荐|怎么选尺码|"
+    r"\breturn policy\b|\breturns?\b|\brefunds?\b|\bshipping\b|\bdelivery\b|\bdeliver\b|\border\b|\bdiscounts?\b|"
+    r"\bcoupons?\b|\bpayment\b|\bpay\b|\bwarranty\b|\bin stock\b|\bexchange\b|\binvoice\b",
+    re.IGNORECASE,
+)
+_GREETING = re.compile(
+    r"^(?:你好|您好|嗨|哈喽|早上好|晚上好|谢谢|多谢|再见|hi|hello|hey|thanks|thank you|good (?:morning|evening)|bye)\b",
+    re.IGNORECASE,
+)
+
+_COMPARE = re.compile(
+    r"比较|对比|比一比|相比|比起|区别|差别|差异|不同之处|有什么不同|有何不同|不一样|一样吗|相同吗|哪个更|哪件更|哪双更|哪条更|"
+    r"哪款更|哪只更|哪一个更|哪一件|哪一双|哪一款|两张|两件|两款|两双|两条|两个包|这几张|这几件|这些图|分别|"
+    r"\bcompare\b|\bcomparison\b|\bdifferen(?:ce|t|ces)\b|\bdiffer\b|\bwhich one\b|\bwhich is (?:better|cheaper|more|less|lighter|warmer)|"
+    r"\bversus\b|\bvs\.?\b|\bboth\b|\bthe two\b|\bthese (?:two|three|images|pictures|photos)\b|\bsame\b|\bsimilarit",
+    re.IGNORECASE,
+)
+
+_READ = re.compile(
+    r"上面写|上写|写(?:的|了|着)(?:是)?(?:什么|啥|哪)|写的是|写着|文字|字样|印(?:的|着|了)(?:什么|啥)?字|印的是什么|"
+    r"印着什么|什么字|多少码|几码|尺码是多少|哪些字|读一下|读出|识别.{0,6}(?:文字|字|内容)|标注(?:的|了)|显示的?(?:尺码|价格|成分|日期)|"
+    r"\bread\b|\bsays?\b|\bwritten\b|\bprinted\b|\btext\b|\bwords?\b|\bwording\b|\bspell",
+    re.IGNORECASE,
+)
+_LABEL = re.compile(
+    r"标签|吊牌|洗标|水洗标|洗涤说明|洗涤标|尺码标|尺码牌|领标|商标|品牌名|品牌|牌子|logo|LOGO|条形码|条码|二维码|价签|价格标签|"
+    r"成分表|成分标|说明书|包装上|货号|型号|"
+    r"\blabels?\b|\btags?\b|\bbrand(?:\s+name)?\b|\blogo\b|\bbarcode\b|\bcare instructions?\b|\bwashing instructions?\b|"
+    r"\bsize (?:tag|label)\b|\bprice tag\b|\bsku\b|\bmodel number\b",
+    re.IGNORECASE,
+)
+#: visual attributes of a label itself ("吊牌是什么颜色的") keep a label question a VQA question
+_ATTRIBUTE = re.compile(
+    r"颜色|什么色|哪种色|形状|材质|面料|多大|位置|在哪|挂在|几个|\bcolou?r\b|\bshape\b|\bmaterial\b|\bwhere\b|\bhow many\b",
+    re.IGNORECASE,
+)
+
+_DESCRIBE = re.compile(
+    r"描述|描写|介绍一下(?:这|图|它)|介绍(?:这张|这件|这款|图)|说说(?:这张|这件|图)|讲讲(?:这张|这件|图)|讲一下(?:这张|图)|"
+    r"看看这张图|这张图(?:片)?(?:里|中|上)?(?:有什么|是什么|讲的是什么|拍的是什么|拍了什么)[？?。]?$|"
+    r"图(?:片|像)?(?:里|中|上)(?:有什么|是什么)[？?。]?$|图(?:片)?(?:的)?内容|"
+    r"\bdescribe\b|\bdescription\b|\bdescribing\b|\bcaption\b|"
+    r"\bwhat(?:'s| is) (?:in|shown in|on) (?:this|the) (?:image|picture|photo)\b|"
+    r"\btell me about (?:this|the) (?:image|picture|photo|product|item)\b|\bwhat does (?:this|the) (?:image|picture|photo) show\b",
+    re.IGNORECASE,
+)
+
+_VISUAL_REF = re.compile(
+    r"这张|那张|图片|图像|照片|图中|图里|图上|这幅|该图|上图|图中的|图片中|画面|"
+    r"这件|这款|这双|这条|这只|这个包|这顶|这副|这套|它的|它是|"
+    r"\bthis (?:image|picture|photo|pic|shot|shirt|dress|item|product|one|bag|shoe|shoes|jacket|coat|skirt|pair|hat)\b|"
+    r"\bthe (?:image|picture|photo|pic)\b|\bin the (?:image|picture|photo)\b|\bshown\b|\bpictured\b",
+    re.IGNORECASE,
+)
+
+
+# ----------------------------------------------------------------------------------------
+# the rule classifier
+# ----------------------------------------------------------------------------------------
+def retrieval_query(question: str, images: list[str]) -> str | None:
+    """The title a retrieval question searches for; None when it is not a retrieval question.
+
+    An empty string means "search by the given image" (相似图片 / similar images).
+    """
+    text = question.strip()
+    for pattern in _RETRIEVE_PATTERNS:
+        m = pattern.search(text)
+        if m:
+            q = clean_query(IMAGE_NAME.sub("", m.group("q")))
+            if q and _SELF_REF.fullmatch(q):
+                return "" if images else None
+            if q and not _looks_like_question_tail(q):
+                return q
+    if images and _SIMILAR.search(text) and _SIMILAR_VERB.search(text):
+        return ""
+    if not images:
+        for pattern in _RETRIEVE_NO_IMAGE:
+            m = pattern.search(text)
+            if m:
+                q = clean_query(re.sub(r"的?" + _PIC_ZH + r"$", "", m.group("q").strip().strip(_TRAIL)))
+                if q and not _SERVICE.search(q):
+                    return q
+    return None
+
+
+def _looks_like_question_tail(q: str) -> bool:
+    """'哪张图片是什么颜色' style captures are not titles."""
+    return bool(re.fullmatch(r"(?:什么|啥|哪|多少|谁|what|which|how).*", q, flags=re.IGNORECASE))
+
+
+def classify_rules(question: str, images: list[str] | None = None) -> Classification:
+    """Classify ``question`` (with the attached ``images``) by keywords and regexes only."""
+    given = [i for i in (images or []) if i]
+    text = question.strip()
+    imgs = merge_images(given, text)
+    has_image = bool(imgs)
+    visual = has_image or bool(_VISUAL_REF.search(text))
+
+    def result(qtype: QuestionType, query: str = "") -> Classification:
+        lang_text = text.replace(query, " ") if query else text
+        return Classification(type=qtype, language=detect_language(lang_text), query=query, images=imgs)
+
+    query = retrieval_query(text, imgs)
+    if query is not None:
+        which = re.search(r"哪(?:一)?张|\bwhich\b", text, re.IGNORECASE)
+        if len(imgs) >= 2 and which:
+            return result(QuestionType.compare)
+        return result(QuestionType.retrieve, query)
+
+    if _SERVICE.search(text):
+        return result(QuestionType.chat)
+
+    reading = bool(_READ.search(text))
+    label = bool(_LABEL.search(text))
+    compare_words = bool(_COMPARE.search(text))
+
+    if compare_words and visual:
+        return result(QuestionType.compare)
+    if len(imgs) >= 2 and not reading:
+        return result(QuestionType.compare)
+    if reading and (visual or label):
+        return result(QuestionType.ocr)
+    if label and (visual or not _GREETING.search(text)):
+        if _ATTRIBUTE.search(text) and has_image:
+            return result(QuestionType.vqa)
+        if visual or re.search(r"这|那|\bthis\b|\bthe\b", text, re.IGNORECASE):
+            return result(QuestionType.ocr)
+    if _DESCRIBE.search(text):
+        return result(QuestionType.describe if visual else QuestionType.chat)
+    if visual:
+        return result(QuestionType.vqa)
+    return result(QuestionType.chat)
+
+
+__all__ = [
+    "IMAGE_NAME",
+    "classify_rules",
+    "clean_query",
+    "detect_language",
+    "mentioned_images",
+    "merge_images",
+    "retrieval_query",
+]
