@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     vqa_model: str = "Qwen/Qwen2-VL-2B-Instruct"
     vqa_base_url: str | None = None
     vqa_max_new_tokens: int = 128
+    vqa_api_key: str = Field("EMPTY", description="API key for the VLM server (vLLM ignores it)")
+    vqa_max_image_side: int = Field(640, ge=28, description="images are shrunk to this side before the VLM")
 
     # --- OCR ---
     ocr_backend: Literal["rapidocr", "none"] = "rapidocr"

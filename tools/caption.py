@@ -1,0 +1,161 @@
+"""``caption(image, style, lang)``: a one-sentence description of an image (BLIP).
+
+The model is ``settings.caption_model`` (hub id or local dir) loaded with transformers'
+``BlipForConditionalGeneration`` + ``BlipProcessor``, once per process, on first use.
+``concise`` is BLIP's unconditional caption; ``detailed`` is conditioned on the prompt
+"a photography of" and allowed to run longer. BLIP writes English only: for ``lang="zh"``
+the English caption is returned and the artifact says so (the answer LLM translates).
+Captions are cached per (model, image content, style); :meth:`CaptionTool.caption_many`
+captions a list of images in batches (cache misses only).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Literal
+
+from langchain_core.tools import BaseTool
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from vlagent.cache import DiskCache
+from vlagent.settings import Settings
+from vlagent.tools.base import ToolContext, ToolUnavailable
+from vlagent.tools.hfmodels import model_reason, shared
+
+Style = Literal["concise", "detailed"]
+Lang = Literal["zh", "en"]
+
+#: generation per style: (text prompt or None, generate kwargs)
+STYLES: dict[str, tuple[str | None, dict[str, Any]]] = {
+    "concise": (None, {"max_new_tokens": 30, "num_beams": 3}),
+    "detailed": (
+        "a photography of",
+        {"max_new_tokens": 60, "min_new_tokens": 12, "num_beams": 3, "repetition_penalty": 1.3},
+    ),
+}
+GEN_VERSION = "v1"  # bump when STYLES change: it is part of the cache key
+
+
+class CaptionArgs(BaseModel):
+    image: str = Field(description="file name or path of the image to describe")
+    style: Style = Field("concise", description="concise: one short sentence; detailed: a longer one")
+    lang: Lang = Field("zh", description="language of the final answer (BLIP itself writes English)")
+
+
+def probe(settings: Settings) -> str | None:
+    if settings.caption_backend == "none":
+        return "caption: disabled (VLAGENT_CAPTION_BACKEND=none)"
+    return model_reason("caption", settings.caption_model, "VLAGENT_CAPTION_MODEL")
+
+
+class CaptionEngine:
+    """BLIP on one device. ``calls`` counts generate batches (tests, benchmarks)."""
+
+    def __init__(self, model_id: str, device: str) -> None:
+        from transformers import BlipForConditionalGeneration, BlipProcessor
+
+        self.model_id = model_id
+        self.device = device
+        self.processor = BlipProcessor.from_pretrained(model_id)
+        self.model = BlipForConditionalGeneration.from_pretrained(model_id).to(device).eval()
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def generate(self, images: list[Image.Image], style: Style = "concise") -> list[str]:
+        import torch
+
+        prompt, gen = STYLES[style]
+        inputs = self.processor(
+            images=[im.convert("RGB") for im in images],
+            text=[prompt] * len(images) if prompt else None,
+            return_tensors="pt",
+        ).to(self.device)
+        with self._lock, torch.inference_mode():
+            self.calls += 1
+            out = self.model.generate(**inputs, **gen)
+        texts = [" ".join(t.split()) for t in self.processor.batch_decode(out, skip_special_tokens=True)]
+        if prompt:  # the conditional prompt comes back at the start: keep only the description
+            texts = [t[len(prompt) :].strip() if t.lower().startswith(prompt) else t for t in texts]
+        return texts
+
+
+def engine(settings: Settings) -> CaptionEngine:
+    reason = probe(settings)
+    if reason:
+        raise ToolUnavailable(reason)
+    device = settings.resolved_device()
+    model = settings.caption_model
+    return shared(("caption", model, device), f"caption: model {model}", lambda: CaptionEngine(model, device)).get()
+
+
+def _artifact(caption: str, style: str, lang: str, model: str) -> dict[str, Any]:
+    art: dict[str, Any] = {"caption": caption, "style": style, "lang": "en", "requested_lang": lang, "model": model}
+    if lang != "en":
+        art["note"] = "BLIP writes English only; the caption is untranslated"
+    return art
+
+
+def _content(art: dict[str, Any]) -> str:
+    text = art["caption"] or "(no caption)"
+    if art["requested_lang"] != "en":
+        return f"{text} (English caption; BLIP writes English only)"
+    return text
+
+
+class CaptionTool(BaseTool):
+    """The ``caption`` tool, plus :meth:`caption_many` for the batch harness."""
+
+    name: str = "caption"
+    description: str = (
+        "Describe an image in one sentence (BLIP image captioning, English). style=detailed for "
+        "a longer description."
+    )
+    args_schema: type[BaseModel] = CaptionArgs
+    response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
+    ctx: Any = Field(exclude=True)
+    batch_size: int = 8
+
+    @property
+    def model_id(self) -> str:
+        return self.ctx.settings.caption_model
+
+    def _key(self, name: str, style: str) -> str:
+        return DiskCache.key("caption", self.model_id, self.ctx.resolver.hash_of(name), f"{style}|{GEN_VERSION}")
+
+    def captions(self, names: list[str], style: Style = "concise") -> list[str]:
+        """English captions for ``names`` in order: cached ones read, the rest batched."""
+        cache: DiskCache | None = self.ctx.cache
+        out: dict[int, str] = {}
+        keys = [self._key(n, style) if cache is not None else "" for n in names]
+        todo: list[int] = []
+        for i, key in enumerate(keys):
+            hit = cache.get(key) if cache is not None else None
+            if hit is not None:
+                cache.hits += 1  # type: ignore[union-attr]
+                out[i] = hit
+            else:
+                todo.append(i)
+        if todo:
+            eng = engine(self.ctx.settings)
+            for start in range(0, len(todo), self.batch_size):
+                chunk = todo[start : start + self.batch_size]
+                texts = eng.generate([self.ctx.resolver.load(names[i]).image for i in chunk], style)
+                for i, text in zip(chunk, texts):
+                    out[i] = text
+                    if cache is not None:
+                        cache.misses += 1
+                        cache.put(keys[i], text)
+        return [out[i] for i in range(len(names))]
+
+    def caption_many(self, names: list[str], style: Style = "concise", lang: Lang = "zh") -> list[dict[str, Any]]:
+        """Artifacts (as the tool returns them) for many images, batched through BLIP."""
+        return [_artifact(c, style, lang, self.model_id) for c in self.captions(list(names), style)]
+
+    def _run(self, image: str, style: Style = "concise", lang: Lang = "zh", **_: Any) -> tuple[str, dict[str, Any]]:
+        art = _artifact(self.captions([image], style)[0], style, lang, self.model_id)
+        return _content(art), art
+
+
+def make_caption_tool(ctx: ToolContext) -> CaptionTool:
+    return CaptionTool(ctx=ctx)
