@@ -32,6 +32,7 @@ Fixtures (the contract other areas build on)
     ``missing_file``   UTF-8 with BOM; the catalogue rows plus one row naming
                        ``MISSING_NAME`` (``no_such_product.jpg``) that is in no source.
     ``extra_columns``  UTF-8, header ``id,商品标题,price,图片名称`` (columns in another order).
+    ``no_header``      UTF-8, no header line: ``name,title`` rows only.
     ``empty``          a 0-byte file.
     ``header_only``    header line, no rows.
     ``no_title_column`` header ``image,price``: no title column.
@@ -264,6 +265,7 @@ class AnnotationVariants:
     utf8: Path
     missing_file: Path
     extra_columns: Path
+    no_header: Path
     empty: Path
     header_only: Path
     no_title_column: Path
@@ -283,6 +285,9 @@ def make_annotation_variants(root: Path, titles: dict[str, str]) -> AnnotationVa
         w.writerow([i, title, f"{99 + i}.00", name])
     extra.write_text(buf.getvalue(), encoding="utf-8")
     (root / "empty.csv").write_bytes(b"")
+    body = io.StringIO()
+    csv.writer(body, lineterminator="\n").writerows(rows)
+    (root / "no_header.csv").write_text(body.getvalue(), encoding="utf-8")
     write_csv(root / "header_only.csv", ("image", "title"), [])
     write_csv(root / "no_title.csv", ("image", "price"), [(n, "10") for n, _ in rows])
     (root / "undecodable.csv").write_bytes(b"image,title\n\xff\xfe\xff\xfe.jpg,\xff\xff\xff\n")
@@ -295,6 +300,7 @@ def make_annotation_variants(root: Path, titles: dict[str, str]) -> AnnotationVa
             rows + [(MISSING_NAME, "不存在的商品")], encoding="utf-8-sig",
         ),  # fmt: skip
         extra_columns=extra,
+        no_header=(root / "no_header.csv"),
         empty=root / "empty.csv",
         header_only=root / "header_only.csv",
         no_title_column=root / "no_title.csv",

@@ -44,7 +44,7 @@ def test_catalogue_csv_utf8_bom(catalogue: Catalogue) -> None:
     assert not rows[0].image.startswith("\ufeff")
 
 
-@pytest.mark.parametrize("variant", ["gb18030", "tsv", "utf8", "extra_columns"])
+@pytest.mark.parametrize("variant", ["gb18030", "tsv", "utf8", "extra_columns", "no_header"])
 def test_annotation_variants_read_the_same(
     variant: str, annotation_variants: AnnotationVariants, catalogue: Catalogue
 ) -> None:
@@ -344,6 +344,21 @@ def test_duplicates_are_flagged_and_kept(query_files: QueryFiles) -> None:
     assert qf.valid_indices == [0, 1, 2, 3]
     assert [(p.index, p.fatal) for p in qf.problems] == [(2, False)]
     assert "duplicate of item 0" in qf.problems[0].message
+
+
+def test_null_fields_read_as_empty_and_written_back_unchanged(tmp_path: Path) -> None:
+    raw = [
+        {"question": "请匹配到与 红色连衣裙 最相关的图片。", "related_image": None, "answer": None},
+        {"question": "你好", "related_image": "", "answer": ""},
+    ]
+    path = tmp_path / "nulls.json"
+    path.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    qf = read_queries(path)
+    assert qf.valid_indices == [0, 1] and qf.problems == []
+    assert qf.items[0].images == [] and qf.items[0].answer == ""
+    assert qf.raw == raw
+    write_queries(path, qf.raw, {0: {"related_image": "dress_red.jpg"}})
+    assert json.loads(path.read_text(encoding="utf-8"))[0] == {**raw[0], "related_image": "dress_red.jpg"}
 
 
 def test_empty_list(query_files: QueryFiles) -> None:

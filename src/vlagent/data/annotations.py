@@ -1,7 +1,8 @@
 """``train_annotation.csv``: image file name + (Chinese) product title.
 
-Columns are found by name (English or Chinese headers); the file may be UTF-8 with or without
-a BOM, or GB18030; comma, tab, or ``|`` separated.
+Columns are found by name (English or Chinese headers); a file with no header line whose
+first cell is an image file name is read as ``name,title`` rows. The file may be UTF-8 with or
+without a BOM, or GB18030; comma, tab, or ``|`` separated.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from vlagent.data.images import is_image_name
 from vlagent.errors import DataError
 
 IMAGE_COLUMNS = (
@@ -62,8 +64,11 @@ def read_annotations(path: str | Path) -> list[Annotation]:
     except csv.Error:
         delimiter = ","
     rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-    header = rows[0]
+    header, body = rows[0], rows[1:]
     img_col, title_col = _find(header, IMAGE_COLUMNS), _find(header, TITLE_COLUMNS)
+    if img_col is None and title_col is None and len(header) >= 2 and is_image_name(header[0].strip()):
+        # no header line at all: every row is "file name, title"
+        img_col, title_col, body = 0, 1, rows
     if img_col is None or title_col is None:
         missing = "image file name" if img_col is None else "title"
         raise DataError(
@@ -71,7 +76,7 @@ def read_annotations(path: str | Path) -> list[Annotation]:
             f"(expected one of {IMAGE_COLUMNS if img_col is None else TITLE_COLUMNS})"
         )
     out: list[Annotation] = []
-    for row in rows[1:]:
+    for row in body:
         if len(row) <= max(img_col, title_col):
             continue
         image = row[img_col].strip()

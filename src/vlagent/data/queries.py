@@ -87,6 +87,9 @@ def read_queries(path: str | Path) -> QueryFile:
         if not isinstance(obj.get("question"), str) or not obj["question"].strip():
             problems.append(QueryProblem(index=i, message="empty question"))
             continue
+        nulls = {f: "" for f in ("related_image", "answer") if f in obj and obj[f] is None}
+        if nulls:  # "related_image": null is read as "no image"; the raw item is unchanged
+            obj = {**obj, **nulls}
         bad_types = [
             f for f in ("related_image", "answer") if f in obj and not isinstance(obj[f], str)
         ]
