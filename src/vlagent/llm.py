@@ -157,7 +157,10 @@ class VlagentChatOpenAI(ChatOpenAI):
         elif isinstance(exc, openai.NotFoundError):
             why = f"does not serve model {self.model_name!r} (404)"
         elif isinstance(exc, openai.InternalServerError):
-            why = f"failed with a server error ({exc.status_code})"
+            detail = " ".join(str(exc.message).split())[:200]
+            return BackendUnavailableError(
+                f"LLM server {url} failed with a server error ({exc.status_code}): {detail}"
+            )
         else:
             why = "is unreachable"
         return BackendUnavailableError(

