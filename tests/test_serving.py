@@ -1,0 +1,191 @@
+"""`vlagent serve`: command lines from settings, and a real llama.cpp server started and stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from vlagent.errors import BackendUnavailableError, VlagentError
+from vlagent.serving import commands
+from vlagent.serving.commands import build_specs, llama_cpp_command, require_engine, vllm_command
+from vlagent.serving.health import check_server, models_url
+from vlagent.serving.process import free_port
+from vlagent.settings import Settings
+
+
+def _opt(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+# --- command lines ------------------------------------------------------------------------
+def test_vllm_llm_command_hub_profile(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path, serve_host="0.0.0.0", serve_llm_port=8100, serve_max_model_len=8192,
+                 serve_gpu_memory_utilization=0.8, serve_dtype="bfloat16")  # fmt: skip
+    spec = vllm_command(s, "llm", use_module=False)
+    assert spec.argv[:3] == ["vllm", "serve", "Qwen/Qwen2.5-1.5B-Instruct"]
+    argv = spec.argv
+    assert (_opt(argv, "--host"), _opt(argv, "--port")) == ("0.0.0.0", "8100")
+    assert _opt(argv, "--tensor-parallel-size") == "1"
+    assert _opt(argv, "--max-model-len") == "8192"
+    assert _opt(argv, "--gpu-memory-utilization") == "0.8"
+    assert _opt(argv, "--dtype") == "bfloat16"
+    assert _opt(argv, "--served-model-name") == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert "--enable-auto-tool-choice" in argv and _opt(argv, "--tool-call-parser") == "hermes"
+    assert "--limit-mm-per-prompt" not in argv
+    assert spec.base_url == "http://127.0.0.1:8100/v1"  # 0.0.0.0 is reached via loopback
+    assert "VLAGENT_LLM_BASE_URL=http://127.0.0.1:8100/v1" in spec.agent_env()
+    assert "VLAGENT_LLM_BACKEND=openai" in spec.agent_env()
+
+
+def test_vllm_vlm_command_with_tensor_parallel(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path, serve_tensor_parallel_size=4, serve_vlm_port=8201, serve_vlm_max_images=6)
+    spec = vllm_command(s, "vlm", use_module=False)
+    assert spec.argv[:3] == ["vllm", "serve", "Qwen/Qwen2-VL-2B-Instruct"]
+    assert _opt(spec.argv, "--tensor-parallel-size") == "4"
+    assert _opt(spec.argv, "--port") == "8201"
+    assert json.loads(_opt(spec.argv, "--limit-mm-per-prompt")) == {"image": 6}
+    assert "--enable-auto-tool-choice" not in spec.argv
+    assert "VLAGENT_VQA_BASE_URL=http://127.0.0.1:8201/v1" in spec.agent_env()
+
+
+def test_vllm_offline_profile_serves_the_gguf(tmp_path: Path) -> None:
+    s = Settings(profile="offline", home=tmp_path)
+    spec = vllm_command(s, "llm", use_module=True, python="/py")
+    assert spec.argv[:5] == ["/py", "-m", "vllm.entrypoints.openai.api_server", "--model", str(s.resolved_gguf)]
+    assert _opt(spec.argv, "--served-model-name") == "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M"
+    # the offline profile has no VLM, but the command for a configured one still builds
+    assert vllm_command(s, "vlm", use_module=False).argv[2] == s.vqa_model
+
+
+def test_llama_cpp_command(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path, llm_gguf=tmp_path / "m.gguf", llm_n_threads=3, llm_n_ctx=2048,
+                 serve_llm_port=8300, llm_chat_format="chatml-function-calling")  # fmt: skip
+    spec = llama_cpp_command(s, python="/py")
+    assert spec.argv[:3] == ["/py", "-m", "llama_cpp.server"]
+    assert _opt(spec.argv, "--model") == str(tmp_path / "m.gguf")
+    assert (_opt(spec.argv, "--n_threads"), _opt(spec.argv, "--n_ctx"), _opt(spec.argv, "--port")) == ("3", "2048", "8300")
+    assert _opt(spec.argv, "--chat_format") == "chatml-function-calling"
+    assert _opt(spec.argv, "--model_alias") == "m"  # the GGUF's stem, unless serve_llm_name
+    assert spec.served_name in spec.agent_env()
+
+
+def test_build_specs_all_and_engine_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings(home=tmp_path)
+    monkeypatch.setattr(commands, "vllm_installed", lambda: False)
+    assert [x.engine for x in build_specs(s, "llm")] == ["llama-cpp"]  # auto without vLLM
+    both = build_specs(s, "all", "vllm")
+    assert [(x.role, x.engine) for x in both] == [("llm", "vllm"), ("vlm", "vllm")]
+    assert both[0].port != both[1].port
+    mixed = build_specs(s, "all", "llama-cpp")
+    assert [(x.role, x.engine) for x in mixed] == [("llm", "llama-cpp"), ("vlm", "vllm")]
+    with pytest.raises(VlagentError, match="vLLM only"):
+        commands.resolve_engine(s, "llama-cpp", "vlm")
+
+
+def test_missing_vllm_names_the_install_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commands, "vllm_installed", lambda: False)
+    with pytest.raises(VlagentError, match=r"pip install 'vlagent\[vllm\]'"):
+        require_engine("vllm")
+
+
+def test_cli_missing_vllm_is_one_clear_line(tmp_path: Path) -> None:
+    env = {**os.environ, "VLAGENT_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "vlagent.cli.app", "serve", "vlm"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 2
+    assert "vLLM is not installed" in done.stderr and "vlagent[vllm]" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_dry_run_prints_commands(tmp_path: Path) -> None:
+    env = {**os.environ, "VLAGENT_HOME": str(tmp_path), "COLUMNS": "400"}
+    done = subprocess.run(
+        [sys.executable, "-m", "vlagent.cli.app", "serve", "all", "--engine", "vllm", "--dry-run", "--tp", "2"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--tensor-parallel-size 2" in done.stdout
+    assert "--limit-mm-per-prompt" in done.stdout and "--tool-call-parser hermes" in done.stdout
+
+
+# --- health -------------------------------------------------------------------------------
+def test_models_url_and_dead_server() -> None:
+    assert models_url("http://h:1/v1/") == "http://h:1/v1/models"
+    assert models_url("http://h:1") == "http://h:1/v1/models"
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(BackendUnavailableError, match=url.replace(".", r"\.")):
+        check_server(url, timeout=2)
+
+
+def test_check_server_lists_served_models(llama_server: str) -> None:
+    from fixtures_llm import LLAMA_SERVER_MODEL
+
+    assert check_server(llama_server, timeout=10) == [LLAMA_SERVER_MODEL]
+
+
+# --- a real `vlagent serve llm --engine llama-cpp` ----------------------------------------
+def test_serve_llm_llama_cpp_real_process(smollm_gguf: Path, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "VLAGENT_HOME": str(tmp_path), "VLAGENT_LLM_GGUF": str(smollm_gguf),
+           "VLAGENT_LLM_N_THREADS": "1", "VLAGENT_LLM_N_CTX": "1024", "COLUMNS": "400"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlagent.cli.app", "serve", "llm", "--engine", "llama-cpp", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180
+        served: list[str] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                served = check_server(base, timeout=2)
+                break
+            except BackendUnavailableError:
+                time.sleep(0.5)
+        assert served == ["SmolLM2-135M-Instruct.Q4_1"], proc.poll()
+        answer = httpx.post(
+            base + "/chat/completions", timeout=120,
+            json={"model": served[0], "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8},
+        ).json()  # fmt: skip
+        assert answer["choices"][0]["message"]["content"].strip()
+        child_pids = _children(proc.pid)
+        assert child_pids, "the llama.cpp server runs as a child process"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert f"VLAGENT_LLM_BASE_URL={base}" in out
+    assert "stopped" in err
+    for pid in child_pids:  # the server child is gone too
+        assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+    with pytest.raises(BackendUnavailableError):
+        check_server(base, timeout=2)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
