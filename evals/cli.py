@@ -1,0 +1,127 @@
+"""``vlagent eval``: the batch harness on the command line (also ``python -m vlagent.evals``).
+
+Tests inject a fake agent by monkeypatching :func:`make_agent`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vlagent.errors import VlagentError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def make_agent(images: list[Path], annotations: Path | None) -> Any:
+    """The agent the command evaluates (the real one; tests replace this function)."""
+    from vlagent import build_agent
+    from vlagent.settings import Settings
+
+    return build_agent(settings=Settings(), images=list(images), annotations=annotations)
+
+
+def print_metrics(metrics: Any, out: Console) -> None:
+    from vlagent.evals.report import SCORE_LABELS, _fmt, _ordered
+
+    names = _ordered({k for t in metrics.by_type.values() for k in t.scores})
+    table = Table(title="scores by type (gold)")
+    table.add_column("type")
+    table.add_column("n", justify="right")
+    for n in names:
+        table.add_column(SCORE_LABELS.get(n, n), justify="right")
+    for group in sorted(metrics.by_type):
+        ts = metrics.by_type[group]
+        table.add_row(group, str(ts.n), *[_fmt(n, ts.scores[n]) if n in ts.scores else "" for n in names])
+    table.add_row("all", str(metrics.scored), *[_fmt(n, metrics.overall[n]) if n in metrics.overall else "" for n in names], style="bold")
+    out.print(table)
+
+
+def eval_command(
+    query: Annotated[Path, typer.Argument(help="query.json: a list of {question, related_image, answer}")],
+    images: Annotated[
+        list[Path], typer.Option("--images", "-i", help="image folder or image.zip the questions refer to (repeatable)")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="where to write the filled query list (answers.json)")],
+    annotations: Annotated[
+        Optional[Path], typer.Option("--annotations", "-a", help="train_annotation.csv: file name + title")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue an interrupted run from OUT.journal.jsonl (nothing is asked twice)")
+    ] = False,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="questions answered concurrently")] = 1,
+    report_dir: Annotated[
+        Optional[Path], typer.Option("--report-dir", help="write report.json, report.md and plots here")
+    ] = None,
+    gold: Annotated[
+        Optional[Path],
+        typer.Option("--gold", help="gold answers (gold_type/gold_image/gold_answer, or a filled query list); "
+                     "default: the gold_* fields in QUERY"),
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show the progress bar")] = True,
+) -> None:
+    """Answer every question in QUERY and write the competition's output format to --out.
+
+    The output keeps the input order and fields: related_image is filled for retrieval questions, answer for the others. Each answer is journalled as it finishes, so an interrupted run continues with --resume. Invalid items are reported by index and copied untouched. Exit code 1 if some questions failed (they are retried on --resume).
+    """
+    from vlagent.data.queries import read_queries
+    from vlagent.evals.harness import print_summary, run_eval
+    from vlagent.evals.journal import journal_path
+    from vlagent.evals.metrics import load_gold, score_run
+    from vlagent.evals.report import write_report
+
+    queries = read_queries(query)  # fail fast on a malformed file, before loading any model
+    golds = load_gold(queries, gold)
+    with err_console.status("loading the agent ..."):
+        agent = make_agent(list(images), annotations)
+    try:
+        run = run_eval(agent, query, out, images=list(images), resume=resume, workers=workers,
+                       progress=progress, console=err_console)  # fmt: skip
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[yellow]interrupted:[/] finished answers are in {journal_path(out)}; "
+            f"rerun the same command with --resume to continue",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
+    print_summary(run.summary, console)
+    metrics = score_run(run.entries, golds) if golds else None
+    if metrics is not None and metrics.scored:
+        print_metrics(metrics, console)
+    if report_dir is not None:
+        write_report(run, metrics, report_dir)
+        console.print(f"report: {report_dir / 'report.md'}", highlight=False)
+    console.print(f"answers: {out}", highlight=False)
+    if run.summary.failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``eval`` to the main ``vlagent`` app."""
+    app.command("eval")(eval_command)
+
+
+class _Group(typer.core.TyperGroup):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except VlagentError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise click.exceptions.Exit(2) from None
+
+
+# ``python -m vlagent.evals eval ...``: the same command outside the main app
+app = typer.Typer(cls=_Group, name="vlagent-eval", no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="The batch evaluation harness.")  # fmt: skip
+register(app)
+
+
+@app.callback()
+def _callback() -> None:
+    """The batch evaluation harness over query.json."""

@@ -1,0 +1,361 @@
+"""The batch evaluation harness: every question of a ``query.json`` through the agent.
+
+Output: the input list in its order with every field kept; ``related_image`` filled for
+retrieval questions (the best image's file name), ``answer`` for the others. Each finished
+question is appended to a journal next to the output (``answers.json.journal.jsonl``, fsync'ed)
+so an interrupted run continues with ``resume=True`` and computes nothing twice; the output is
+written atomically at the end. A question that raises is recorded as failed (retried on resume)
+and the run goes on. Invalid items (missing fields, empty question, an image that does not
+exist) are reported with their index and copied to the output untouched; a duplicate item gets
+the answer of its first occurrence.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from vlagent.agent.types import Answer, QuestionType
+from vlagent.data.images import ImageSource, open_source
+from vlagent.data.queries import QueryFile, QueryItem, read_queries, write_queries
+from vlagent.errors import DataError, VlagentError
+
+from vlagent.evals.journal import Journal, JournalEntry, RankedImage, item_key, journal_path, load_journal
+
+log = logging.getLogger(__name__)
+
+
+class Agent(Protocol):
+    def invoke(self, question: dict[str, Any], config: dict[str, Any] | None = None) -> Answer: ...
+
+
+class Problem(BaseModel):
+    index: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"item {self.index}: {self.message}"
+
+
+class EvalSummary(BaseModel):
+    query: str
+    out: str
+    journal: str
+    total: int = Field(description="items in the query file")
+    answered: int = Field(0, description="items with an answer in the output")
+    computed: int = Field(0, description="questions the agent answered in this run")
+    reused: int = Field(0, description="answers taken from the journal (resume)")
+    duplicates: int = Field(0, description="duplicate items given their first occurrence's answer")
+    failed: list[Problem] = Field(default_factory=list)
+    invalid: list[Problem] = Field(default_factory=list, description="skipped, copied untouched")
+    warnings: list[Problem] = Field(default_factory=list, description="answered anyway")
+    by_type: dict[str, int] = Field(default_factory=dict, description="answered items by the agent's type")
+    tool_errors: int = 0
+    elapsed_s: float = 0.0
+    workers: int = 1
+
+    @property
+    def questions_per_min(self) -> float:
+        return 60.0 * self.computed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class EvalRun(BaseModel):
+    summary: EvalSummary
+    entries: dict[int, JournalEntry] = Field(description="the outcome per item index (valid items)")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class RateColumn(ProgressColumn):
+    """Questions per minute."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed * 60:.1f} q/min" if speed else "-- q/min", style="progress.data.speed")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]eval"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def image_exists(name: str, sources: list[ImageSource]) -> bool:
+    """As the agent's resolver finds images: a file on disk, or a name (or file name) in a source."""
+    if Path(name).expanduser().is_file():
+        return True
+    base = Path(name).name
+    return any(name in s or (base != name and base in s) for s in sources)
+
+
+def check_items(queries: QueryFile, sources: list[ImageSource] | None) -> tuple[dict[int, QueryItem], list[Problem], list[Problem]]:
+    """Valid items, invalid ones (skipped), warnings (answered anyway)."""
+    invalid = [Problem(index=p.index, message=p.message) for p in queries.problems if p.fatal]
+    warnings = [Problem(index=p.index, message=p.message) for p in queries.problems if not p.fatal]
+    valid: dict[int, QueryItem] = {}
+    for index in queries.valid_indices:
+        item = queries.items[index]
+        if sources is not None:
+            missing = [name for name in item.images if not image_exists(name, sources)]
+            if missing:
+                where = ", ".join(str(s.root) for s in sources) or "the file system"
+                invalid.append(
+                    Problem(index=index, message=f"image(s) {', '.join(missing)} not found in {where}")
+                )
+                continue
+        valid[index] = item
+    invalid.sort(key=lambda p: p.index)
+    return valid, invalid, warnings
+
+
+def fill_for(item: QueryItem, answer: Answer) -> dict[str, str]:
+    """The output fields: ``related_image`` for a retrieval question, ``answer`` otherwise."""
+    if answer.type == QuestionType.retrieve and not item.images:
+        best = answer.images[0].image if answer.images else ""
+        return {"related_image": Path(best).name if best else ""}
+    return {"answer": answer.text}
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, VlagentError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def answer_item(agent: Agent, index: int, item: QueryItem, key: str) -> JournalEntry:
+    """Ask the agent one question; an ``Exception`` becomes a failed entry (Ctrl-C propagates)."""
+    thread_id = f"eval-{key}-{index}"
+    started = time.perf_counter()
+    try:
+        result = agent.invoke(
+            {"question": item.question, "images": item.images},
+            config={"configurable": {"thread_id": thread_id}},
+        )
+        answer = result if isinstance(result, Answer) else Answer.model_validate(result)
+        entry = JournalEntry(
+            index=index,
+            key=key,
+            status="ok",
+            type=answer.type.value,
+            text=answer.text,
+            ranked=[RankedImage(image=r.image, score=r.score) for r in answer.images],
+            fill=fill_for(item, answer),
+            classifier=answer.classifier,
+            tools=[t.name for t in answer.trace],
+            tool_errors=[f"{t.name}: {t.error}" for t in answer.trace if not t.ok],
+        )
+    except Exception as exc:  # noqa: BLE001 - one question must not stop the run
+        log.debug("item %s failed", index, exc_info=True)
+        entry = JournalEntry(index=index, key=key, status="failed", error=_error_text(exc))
+    finally:
+        forget = getattr(agent, "forget", None) or getattr(agent, "_forget", None)
+        if callable(forget):
+            try:
+                forget(thread_id)
+            except Exception:  # noqa: BLE001 - best effort: memory only
+                pass
+    entry.duration_s = time.perf_counter() - started
+    return entry
+
+
+def _open_sources(images: list[str | Path] | None, stack: ExitStack) -> list[ImageSource] | None:
+    if images is None:
+        return None
+    return [stack.enter_context(open_source(p)) for p in images]
+
+
+def _fresh_journal(path: Path) -> None:
+    """Without resume, an old journal is kept aside (never deleted) and a new one started."""
+    if path.is_file() and path.stat().st_size > 0:
+        backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
+        path.rename(backup)
+        log.warning("moved the previous journal to %s (use --resume to continue a run)", backup)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_eval(
+    agent: Agent,
+    query: str | Path,
+    out: str | Path,
+    *,
+    images: list[str | Path] | None = None,
+    resume: bool = False,
+    workers: int = 1,
+    progress: bool = True,
+    console: Console | None = None,
+    on_entry: Callable[[JournalEntry], None] | None = None,
+) -> EvalRun:
+    """Answer every valid question of ``query`` and write the filled list to ``out``.
+
+    ``images``: the catalogue (folders / zips) image names must exist in; ``None`` skips the
+    check. ``workers``: questions in flight at once (threads). Raises ``KeyboardInterrupt`` /
+    ``SystemExit`` after journalling what finished; ``out`` is then left as it was.
+    """
+    if workers < 1:
+        raise DataError(f"--workers must be at least 1, got {workers}")
+    started = time.perf_counter()
+    console = console or Console(stderr=True)
+    out = Path(out)
+    queries = read_queries(query)
+    jpath = journal_path(out)
+    with ExitStack() as stack:
+        valid, invalid, warnings = check_items(queries, _open_sources(images, stack))
+
+    keys = {i: item_key(item) for i, item in valid.items()}
+    first_of: dict[str, int] = {}
+    duplicate_of: dict[int, int] = {}
+    for i in sorted(valid):
+        if keys[i] in first_of:
+            duplicate_of[i] = first_of[keys[i]]
+        else:
+            first_of[keys[i]] = i
+
+    if resume:
+        previous = load_journal(jpath)
+    else:
+        _fresh_journal(jpath)
+        previous = {}
+    entries: dict[int, JournalEntry] = {}
+    todo: list[int] = []
+    for i in sorted(first_of.values()):
+        old = previous.get(i)
+        if old is not None and old.status == "ok" and old.key == keys[i]:
+            entries[i] = old
+        else:
+            todo.append(i)
+    reused = len(entries)
+
+    summary = EvalSummary(
+        query=str(query), out=str(out), journal=str(jpath), total=len(queries.raw),
+        invalid=invalid, warnings=warnings, reused=reused, workers=workers,
+    )  # fmt: skip
+
+    prepare = getattr(agent, "prepare", None)
+    if todo and callable(prepare):
+        try:
+            prepare([{"index": i, "question": valid[i].question, "images": valid[i].images} for i in todo])
+        except Exception as exc:  # noqa: BLE001 - batching is an optimisation, not a requirement
+            log.warning("agent.prepare failed (%s); answering without it", _error_text(exc))
+
+    with ExitStack() as stack:
+        journal = stack.enter_context(Journal(jpath))
+        bar = stack.enter_context(_progress(console)) if progress else None
+        task = bar.add_task("eval", total=len(first_of), completed=reused, status="") if bar else None
+        failed = 0
+
+        def run_one(i: int) -> JournalEntry:
+            entry = answer_item(agent, i, valid[i], keys[i])
+            journal.record(entry)
+            return entry
+
+        def finished(entry: JournalEntry) -> None:
+            nonlocal failed
+            entries[entry.index] = entry
+            failed += entry.status == "failed"
+            if on_entry is not None:
+                on_entry(entry)
+            if bar is not None and task is not None:
+                bar.update(task, advance=1, status=f"[red]{failed} failed" if failed else "")
+
+        if workers == 1 or len(todo) <= 1:
+            for i in todo:
+                finished(run_one(i))
+        else:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eval")
+            try:
+                futures = [pool.submit(run_one, i) for i in todo]
+                for future in as_completed(futures):
+                    finished(future.result())  # re-raises KeyboardInterrupt/SystemExit from a worker
+            except BaseException:
+                console.print("[yellow]stopping: finishing the questions in flight (they are journalled)...[/]")
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
+
+    for dup, orig in duplicate_of.items():
+        if orig in entries:
+            entries[dup] = entries[orig].model_copy(update={"index": dup})
+    summary.duplicates = sum(1 for d in duplicate_of if d in entries)
+    summary.computed = len(todo)
+    fills: dict[int, dict[str, str]] = {}
+    types: Counter[str] = Counter()
+    for i, entry in sorted(entries.items()):
+        if entry.status == "ok":
+            fills[i] = entry.fill
+            types[entry.type or "?"] += 1
+            summary.tool_errors += len(entry.tool_errors)
+        else:
+            summary.failed.append(Problem(index=i, message=entry.error or "failed"))
+    summary.answered = len(fills)
+    summary.by_type = dict(sorted(types.items()))
+    write_queries(out, queries.raw, fills)
+    summary.elapsed_s = time.perf_counter() - started
+    return EvalRun(summary=summary, entries=entries)
+
+
+def print_summary(summary: EvalSummary, console: Console, *, limit: int = 20) -> None:
+    table = Table(title=f"eval {Path(summary.query).name} → {summary.out}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rows: list[tuple[str, str]] = [
+        ("items", str(summary.total)),
+        ("answered", str(summary.answered)),
+        ("  computed now", str(summary.computed)),
+        ("  from the journal (resume)", str(summary.reused)),
+        ("  duplicates (answer copied)", str(summary.duplicates)),
+        ("failed", str(len(summary.failed))),
+        ("skipped: invalid", str(len(summary.invalid))),
+        ("tool errors", str(summary.tool_errors)),
+    ]
+    rows += [(f"type {t}", str(n)) for t, n in summary.by_type.items()]
+    rows += [
+        ("time", f"{summary.elapsed_s:.1f} s"),
+        ("throughput", f"{summary.questions_per_min:.1f} questions/min ({summary.workers} worker(s))"),
+    ]
+    for label, value in rows:
+        table.add_row(label, value)
+    console.print(table)
+    for title, problems, style in (
+        ("invalid (copied untouched)", summary.invalid, "yellow"),
+        ("warnings", summary.warnings, "yellow"),
+        ("failed (retried on --resume)", summary.failed, "red"),
+    ):
+        if not problems:
+            continue
+        console.print(f"[{style}]{title}:[/]")
+        for p in problems[:limit]:
+            console.print(f"  item {p.index}: {p.message}", highlight=False, soft_wrap=True)
+        if len(problems) > limit:
+            console.print(f"  ... and {len(problems) - limit} more (see the report)")

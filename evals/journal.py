@@ -1,0 +1,115 @@
+"""The run journal: one JSON line per finished question, appended and fsync'ed as it finishes.
+
+An interrupted run (Ctrl-C, crash, kill) loses at most the questions that were in flight.
+``--resume`` reuses every ``ok`` line whose key still matches the input item (index + a hash of
+its question and images), so a changed input is recomputed and a failed one is retried.
+A torn last line (the process died mid-write) is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from vlagent.data.queries import QueryItem
+
+JOURNAL_SUFFIX = ".journal.jsonl"
+
+
+def journal_path(out: str | Path) -> Path:
+    """``answers.json`` → ``answers.json.journal.jsonl`` (next to the output)."""
+    out = Path(out)
+    return out.with_name(out.name + JOURNAL_SUFFIX)
+
+
+def item_key(item: QueryItem) -> str:
+    """What the answer depends on: the question text and the image names, hashed."""
+    payload = json.dumps(
+        {"question": item.question.strip(), "images": item.images}, ensure_ascii=False, sort_keys=True
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+class RankedImage(BaseModel):
+    image: str
+    score: float
+
+
+class JournalEntry(BaseModel):
+    """The outcome of one question."""
+
+    index: int
+    key: str
+    status: Literal["ok", "failed"]
+    type: str | None = Field(None, description="the agent's question type")
+    text: str = ""
+    ranked: list[RankedImage] = Field(default_factory=list, description="retrieved images, best first")
+    fill: dict[str, str] = Field(default_factory=dict, description="fields written into the output item")
+    classifier: str | None = None
+    tools: list[str] = Field(default_factory=list, description="tool calls, in order")
+    tool_errors: list[str] = Field(default_factory=list)
+    error: str | None = None
+    duration_s: float = 0.0
+    finished_at: float = Field(default_factory=time.time)
+
+    @property
+    def ranked_ids(self) -> list[str]:
+        return [r.image for r in self.ranked]
+
+
+class Journal:
+    """Append-only JSONL writer, safe to call from several worker threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def record(self, entry: JournalEntry) -> None:
+        line = entry.model_dump_json() + "\n"
+        with self._lock:
+            self._fh.write(line)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def load_journal(path: str | Path) -> dict[int, JournalEntry]:
+    """The latest entry per item index; unreadable (torn) lines are skipped."""
+    path = Path(path)
+    entries: dict[int, JournalEntry] = {}
+    if not path.is_file():
+        return entries
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                entry = JournalEntry.model_validate_json(line)
+            except ValidationError:
+                continue
+            previous = entries.get(entry.index)
+            # a later 'failed' line never hides an earlier good answer for the same input
+            if previous is not None and previous.status == "ok" and entry.status == "failed" and previous.key == entry.key:
+                continue
+            entries[entry.index] = entry
+    return entries
