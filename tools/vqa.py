@@ -1,0 +1,223 @@
+"""``vqa(images, question)``: answer a question about one or more images with a VLM.
+
+Two backends (``settings.vqa_backend``; ``auto`` = ``openai`` when ``vqa_base_url`` is set,
+else ``transformers``):
+
+* ``openai``: an OpenAI-compatible server (``vllm serve Qwen/Qwen2-VL-2B-Instruct``, LLaVA, …)
+  through ``langchain_openai.ChatOpenAI``; images travel as base64 JPEG data URLs. A server
+  that is down, too slow or refuses the request raises ``BackendUnavailableError`` naming it.
+* ``transformers``: the model in-process (``AutoProcessor`` + ``AutoModelForImageTextToText``,
+  Qwen2-VL class by default), loaded once per process on first use.
+
+Images are shrunk to ``settings.vqa_max_image_side`` first. Answers are cached per
+(backend, model, images, question).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import io
+import threading
+from typing import Any, Literal
+
+from langchain_core.tools import BaseTool, StructuredTool
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from vlagent.errors import BackendUnavailableError
+from vlagent.settings import Settings
+from vlagent.tools.base import ToolContext, ToolUnavailable
+from vlagent.tools.hfmodels import model_reason, shared, shrink
+
+Backend = Literal["openai", "transformers"]
+MAX_IMAGES = 8
+
+
+class VqaArgs(BaseModel):
+    images: list[str] = Field(
+        min_length=1, max_length=MAX_IMAGES, description="file names or paths of the image(s) the question is about"
+    )
+    question: str = Field(min_length=1, description="the question, in the user's language")
+
+
+def resolve_backend(settings: Settings) -> Backend | None:
+    if settings.vqa_backend == "none":
+        return None
+    if settings.vqa_backend == "auto":
+        return "openai" if settings.vqa_base_url else "transformers"
+    return settings.vqa_backend
+
+
+def probe(settings: Settings) -> str | None:
+    backend = resolve_backend(settings)
+    if backend is None:
+        return "vqa: disabled (VLAGENT_VQA_BACKEND=none)"
+    if backend == "openai":
+        if not settings.vqa_base_url:
+            return "vqa: vqa_backend=openai needs VLAGENT_VQA_BASE_URL (e.g. http://127.0.0.1:8001/v1)"
+        if importlib.util.find_spec("langchain_openai") is None:
+            return "vqa: langchain-openai is not installed (pip install langchain-openai)"
+        return None
+    return model_reason("vqa", settings.vqa_model, "VLAGENT_VQA_MODEL")
+
+
+def model_id(settings: Settings) -> str:
+    backend = resolve_backend(settings)
+    return f"{backend}:{settings.vqa_base_url}:{settings.vqa_model}" if backend == "openai" else f"{backend}:{settings.vqa_model}"
+
+
+def data_url(image: Image.Image, quality: int = 90) -> str:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# --- backend (a): an OpenAI-compatible server -------------------------------------------------
+class OpenAIVqa:
+    def __init__(self, settings: Settings) -> None:
+        from langchain_openai import ChatOpenAI
+
+        self.url = str(settings.vqa_base_url)
+        self.model = settings.vqa_model
+        self.timeout = settings.request_timeout
+        self.max_retries = settings.max_retries
+        self.llm = ChatOpenAI(
+            base_url=self.url,
+            model=settings.vqa_model,
+            api_key=settings.vqa_api_key,  # type: ignore[arg-type]
+            timeout=settings.request_timeout,
+            max_retries=settings.max_retries,
+            max_tokens=settings.vqa_max_new_tokens,  # type: ignore[call-arg]
+            temperature=0.0,
+        )
+        self.calls = 0
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):
+            why = f"did not answer within {self.timeout:g} s"
+        elif isinstance(exc, openai.APIConnectionError):
+            why = "is unreachable"
+        elif isinstance(exc, openai.APIStatusError):
+            detail = " ".join(str(getattr(exc, "message", exc)).split())[:200]
+            why = f"refused the request ({exc.status_code}: {detail})"
+            if exc.status_code == 404:
+                why = f"does not serve model {self.model!r} (404)"
+            elif exc.status_code in (400, 422, 500):
+                why += "; is it serving a vision-language model that takes images?"
+        else:
+            why = f"failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        return BackendUnavailableError(
+            f"VLM server {self.url} {why}; start it with `vlagent serve vlm` or fix VLAGENT_VQA_BASE_URL"
+        )
+
+    def answer(self, images: list[Image.Image], question: str) -> str:
+        import openai
+        from langchain_core.messages import HumanMessage
+
+        content: list[str | dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": data_url(im)}} for im in images
+        ]
+        content.append({"type": "text", "text": question})
+        self.calls += 1
+        try:
+            reply = self.llm.invoke([HumanMessage(content=content)])
+        except openai.OpenAIError as exc:
+            raise self._unavailable(exc) from exc
+        return reply.text.strip() if hasattr(reply, "text") else str(reply.content).strip()
+
+
+# --- backend (b): transformers in-process -----------------------------------------------------
+class TransformersVqa:
+    def __init__(self, model_id: str, device: str, max_new_tokens: int) -> None:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.model_id = model_id
+        self.device = device
+        self.max_new_tokens = max_new_tokens
+        self.processor = AutoProcessor.from_pretrained(model_id)
+        dtype = "auto" if device.startswith("cuda") else None
+        kwargs: dict[str, Any] = {"dtype": dtype} if dtype else {}
+        self.model = AutoModelForImageTextToText.from_pretrained(model_id, **kwargs).to(device).eval()
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.last_sizes: list[tuple[int, int]] = []
+
+    def answer(self, images: list[Image.Image], question: str) -> str:
+        import torch
+
+        messages = [
+            {
+                "role": "user",
+                "content": [{"type": "image"} for _ in images] + [{"type": "text", "text": question}],
+            }
+        ]
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        inputs = self.processor(text=[prompt], images=images, return_tensors="pt").to(self.device)
+        with self._lock, torch.inference_mode():
+            self.calls += 1
+            self.last_sizes = [im.size for im in images]
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0].strip()
+
+
+def engine(settings: Settings) -> OpenAIVqa | TransformersVqa:
+    reason = probe(settings)
+    if reason:
+        raise ToolUnavailable(reason)
+    if resolve_backend(settings) == "openai":
+        key = ("vqa", "openai", str(settings.vqa_base_url), settings.vqa_model, str(settings.request_timeout),
+               str(settings.max_retries), str(settings.vqa_max_new_tokens))  # fmt: skip
+        return shared(key, f"vqa: server {settings.vqa_base_url}", lambda: OpenAIVqa(settings)).get()
+    device = settings.resolved_device()
+    model, tokens = settings.vqa_model, settings.vqa_max_new_tokens
+    return shared(
+        ("vqa", "transformers", model, device, str(tokens)),
+        f"vqa: model {model}",
+        lambda: TransformersVqa(model, device, tokens),
+    ).get()
+
+
+def ask(ctx: ToolContext, images: list[str], question: str) -> dict[str, Any]:
+    """The artifact for one question (cached): answer, backend, model, images and sizes sent."""
+    settings = ctx.settings
+    side = settings.vqa_max_image_side
+    hashes = [ctx.resolver.hash_of(n) for n in images[1:]]
+    extra = hashlib.sha256(
+        "|".join([question, *hashes, str(side), str(settings.vqa_max_new_tokens)]).encode("utf-8")
+    ).hexdigest()[:32]
+
+    def compute() -> dict[str, Any]:
+        eng = engine(settings)  # raises ToolUnavailable before any image work if it cannot run
+        shrunk = [shrink(ctx.resolver.load(n).image, side) for n in images]
+        answer = eng.answer(shrunk, question)
+        return {
+            "answer": answer,
+            "backend": resolve_backend(settings),
+            "model": settings.vqa_model,
+            "images": list(images),
+            "sizes": [list(im.size) for im in shrunk],
+        }
+
+    return ctx.cached("vqa", model_id(settings), images[0], extra, compute)
+
+
+def make_vqa_tool(ctx: ToolContext) -> BaseTool:
+    def vqa(images: list[str], question: str) -> tuple[str, dict[str, Any]]:
+        art = ask(ctx, images, question)
+        return (art["answer"] or "(the model gave no answer)"), art
+
+    return StructuredTool.from_function(
+        vqa,
+        name="vqa",
+        description=(
+            "Ask a vision-language model a question about one or more images (what is shown, "
+            "material, style, details, comparing images). Pass all images the question is about."
+        ),
+        args_schema=VqaArgs,
+        response_format="content_and_artifact",
+    )
