@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -15,6 +16,17 @@ from typing import Callable
 from vlagent.errors import BackendUnavailableError, VlagentError
 from vlagent.serving.commands import ServeSpec
 from vlagent.serving.health import check_server
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if we die without stopping it (no orphaned servers)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def port_free(host: str, port: int) -> bool:
@@ -55,7 +67,7 @@ class ServerProcess:
             # own session: the terminal's Ctrl-C reaches us, and we stop the child in order
             self.proc = subprocess.Popen(
                 self.spec.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True,
+                env=env, start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
         except FileNotFoundError as exc:
             raise VlagentError(f"cannot start {self.spec.argv[0]!r}: not found on PATH") from exc
