@@ -91,6 +91,19 @@ def normalise_query(q: str) -> str:
     return re.sub(r"[\s\"'“”‘’「」《》.,，。!?？！]", "", q).lower()
 
 
+def stratified(items: list[SuiteItem], per_type: int) -> list[SuiteItem]:
+    """``per_type`` items of every type, evenly spaced through the suite (deterministic)."""
+    out: list[SuiteItem] = []
+    for t in QuestionType:
+        of_type = [i for i in items if i.type is t]
+        if len(of_type) <= per_type:
+            out += of_type
+            continue
+        step = len(of_type) / per_type
+        out += [of_type[int(k * step)] for k in range(per_type)]
+    return out
+
+
 Classifier = Callable[[str, list[str]], ClassifierResult]
 
 
@@ -201,6 +214,7 @@ def main(
     n_threads: Optional[int] = typer.Option(None, help="llama.cpp threads"),
     timeout: Optional[float] = typer.Option(None, help="seconds per LLM call before the rules decide"),
     limit: Optional[int] = typer.Option(None, help="only the first N questions"),
+    sample: Optional[int] = typer.Option(None, help="N questions per type, evenly spaced (a quick, stratified run)"),
     out: Optional[Path] = typer.Option(None, help="write the JSON result here"),
     log: Optional[Path] = typer.Option(None, help="append per-question progress here"),
 ) -> None:
@@ -209,6 +223,8 @@ def main(
 
     console = Console()
     items = load_suite(suite)[:limit] if limit else load_suite(suite)
+    if sample:
+        items = stratified(items, sample)
     reports = [
         evaluate(
             "rules",
