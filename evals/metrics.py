@@ -83,8 +83,9 @@ def gold_of(obj: dict[str, Any], query_images: list[str] | None = None) -> Gold:
 
 
 def load_gold(queries: QueryFile, gold_path: str | Path | None = None) -> dict[int, Gold]:
-    """Gold per item index: the query file's own ``gold_*`` fields, overridden by a gold file
-    (a list aligned with the queries by position, or an object keyed by item index)."""
+    """Gold per item index: the query file's own ``gold_*`` fields, overridden field by field by
+    a gold file (a list aligned with the queries by position, or an object keyed by item index;
+    its objects carry ``gold_*`` fields or are a filled query list in the competition's format)."""
     golds: dict[int, Gold] = {}
     for i, item in queries.items.items():
         g = gold_of(item.extras())
@@ -119,8 +120,12 @@ def load_gold(queries: QueryFile, gold_path: str | Path | None = None) -> dict[i
             g = gold_of(obj, queries.items[i].images)
         except DataError as exc:
             raise DataError(f"{path}: item {i}: {exc}") from None
-        if not g.empty:
-            golds[i] = g
+        if g.empty:
+            continue
+        before = golds.get(i, Gold())
+        golds[i] = Gold(  # field by field: the file's gold wins where it has some
+            type=g.type or before.type, images=g.images or before.images, answers=g.answers or before.answers
+        )
     return golds
 
 
