@@ -146,3 +146,9 @@ def test_transformers_unknown_model_is_a_model_load_error(tmp_path: Path) -> Non
     )
     with pytest.raises(ModelLoadError, match="no-such-model"):
         llm.invoke("hi")
+
+
+def test_llama_cpp_prompt_longer_than_context_is_a_clear_error(smollm_settings: Settings) -> None:
+    llm = build_chat_model(smollm_settings.model_copy(update={"llm_n_ctx": 64}))
+    with pytest.raises(VlagentError, match="VLAGENT_LLM_N_CTX"):
+        llm.invoke("word " * 200)

@@ -25,7 +25,7 @@ import os
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, AsyncIterator, Iterator, Literal, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -186,6 +186,13 @@ class VlagentChatOpenAI(ChatOpenAI):
         except _server_errors() as exc:
             raise self._unavailable(exc) from exc
 
+    async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        try:
+            async for chunk in super()._astream(*args, **kwargs):
+                yield chunk
+        except _server_errors() as exc:
+            raise self._unavailable(exc) from exc
+
 
 # ----------------------------------------------------------------------------------------
 # shared helpers for the in-process backends
@@ -271,6 +278,15 @@ class ChatLlamaCppLocal(BaseChatModel):
     def _loaded(self) -> _LoadedLlama:
         return load_llama(self.model_path, self.n_ctx, self.n_threads, self.chat_format)
 
+    def _check_fits(self, llama: Any, chat: list[dict[str, Any]]) -> None:
+        """Fail fast (llama.cpp itself fails slowly and obscurely) when the prompt cannot fit."""
+        n = sum(len(llama.tokenize(str(m["content"]).encode("utf-8"), add_bos=False)) + 5 for m in chat)
+        if n >= self.n_ctx:
+            raise VlagentError(
+                f"the prompt has about {n} tokens and does not fit the LLM context of {self.n_ctx} "
+                "tokens; raise VLAGENT_LLM_N_CTX or shorten the input"
+            )
+
     def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
         params: dict[str, Any] = {
             "temperature": kwargs.get("temperature", self.temperature),
@@ -290,10 +306,16 @@ class ChatLlamaCppLocal(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         loaded = self._loaded()
+        chat = _text_messages(messages)
         with loaded.lock:
-            out = loaded.llama.create_chat_completion(
-                messages=_text_messages(messages), **self._params(stop, kwargs)
-            )
+            self._check_fits(loaded.llama, chat)
+            try:
+                out = loaded.llama.create_chat_completion(messages=chat, **self._params(stop, kwargs))
+            except ValueError as exc:  # llama.cpp's way of saying the prompt is too long
+                raise VlagentError(
+                    f"llama.cpp could not answer ({exc}): the prompt probably exceeds the context of "
+                    f"{self.n_ctx} tokens; raise VLAGENT_LLM_N_CTX or shorten the input"
+                ) from exc
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         message = AIMessage(
@@ -315,10 +337,10 @@ class ChatLlamaCppLocal(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         loaded = self._loaded()
+        chat = _text_messages(messages)
         with loaded.lock:
-            for part in loaded.llama.create_chat_completion(
-                messages=_text_messages(messages), stream=True, **self._params(stop, kwargs)
-            ):
+            self._check_fits(loaded.llama, chat)
+            for part in loaded.llama.create_chat_completion(messages=chat, stream=True, **self._params(stop, kwargs)):
                 delta = part["choices"][0].get("delta", {}).get("content")
                 if delta:
                     chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
