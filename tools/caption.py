@@ -26,15 +26,18 @@ from vlagent.tools.hfmodels import model_reason, shared
 Style = Literal["concise", "detailed"]
 Lang = Literal["zh", "en"]
 
-#: generation per style: (text prompt or None, generate kwargs)
-STYLES: dict[str, tuple[str | None, dict[str, Any]]] = {
-    "concise": (None, {"max_new_tokens": 30, "num_beams": 3}),
-    "detailed": (
-        "a photography of",
-        {"max_new_tokens": 60, "min_new_tokens": 12, "num_beams": 3, "repetition_penalty": 1.3},
-    ),
-}
-GEN_VERSION = "v1"  # bump when STYLES change: it is part of the cache key
+PROMPTS: dict[str, str | None] = {"concise": None, "detailed": "a photography of"}
+GEN_VERSION = "v1"  # bump when generation changes: it is part of the cache key
+
+
+def generation_kwargs(style: str, max_new_tokens: int, num_beams: int) -> dict[str, Any]:
+    """``concise``: BLIP's own short caption; ``detailed``: twice as long, no repeats."""
+    if style == "detailed":
+        return {
+            "max_new_tokens": 2 * max_new_tokens, "min_new_tokens": min(12, 2 * max_new_tokens),
+            "num_beams": num_beams, "repetition_penalty": 1.3,
+        }  # fmt: skip
+    return {"max_new_tokens": max_new_tokens, "num_beams": num_beams}
 
 
 class CaptionArgs(BaseModel):
@@ -52,20 +55,23 @@ def probe(settings: Settings) -> str | None:
 class CaptionEngine:
     """BLIP on one device. ``calls`` counts generate batches (tests, benchmarks)."""
 
-    def __init__(self, model_id: str, device: str) -> None:
+    def __init__(self, model_id: str, device: str, max_new_tokens: int = 30, num_beams: int = 3) -> None:
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
         self.model_id = model_id
         self.device = device
         self.processor = BlipProcessor.from_pretrained(model_id)
         self.model = BlipForConditionalGeneration.from_pretrained(model_id).to(device).eval()
+        self.max_new_tokens = max_new_tokens
+        self.num_beams = num_beams
         self._lock = threading.Lock()
         self.calls = 0
 
     def generate(self, images: list[Image.Image], style: Style = "concise") -> list[str]:
         import torch
 
-        prompt, gen = STYLES[style]
+        prompt = PROMPTS[style]
+        gen = generation_kwargs(style, self.max_new_tokens, self.num_beams)
         inputs = self.processor(
             images=[im.convert("RGB") for im in images],
             text=[prompt] * len(images) if prompt else None,
@@ -85,8 +91,12 @@ def engine(settings: Settings) -> CaptionEngine:
     if reason:
         raise ToolUnavailable(reason)
     device = settings.resolved_device()
-    model = settings.caption_model
-    return shared(("caption", model, device), f"caption: model {model}", lambda: CaptionEngine(model, device)).get()
+    model, tokens, beams = settings.caption_model, settings.caption_max_new_tokens, settings.caption_num_beams
+    return shared(
+        ("caption", model, device, str(tokens), str(beams)),
+        f"caption: model {model}",
+        lambda: CaptionEngine(model, device, tokens, beams),
+    ).get()
 
 
 def _artifact(caption: str, style: str, lang: str, model: str) -> dict[str, Any]:
@@ -121,7 +131,9 @@ class CaptionTool(BaseTool):
         return self.ctx.settings.caption_model
 
     def _key(self, name: str, style: str) -> str:
-        return DiskCache.key("caption", self.model_id, self.ctx.resolver.hash_of(name), f"{style}|{GEN_VERSION}")
+        s = self.ctx.settings
+        extra = f"{style}|{s.caption_max_new_tokens}|{s.caption_num_beams}|{GEN_VERSION}"
+        return DiskCache.key("caption", self.model_id, self.ctx.resolver.hash_of(name), extra)
 
     def captions(self, names: list[str], style: Style = "concise") -> list[str]:
         """English captions for ``names`` in order: cached ones read, the rest batched."""

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     # --- captioning (BLIP) ---
     caption_backend: Literal["transformers", "none"] = "transformers"
     caption_model: str = "Salesforce/blip-image-captioning-base"
+    caption_max_new_tokens: int = Field(30, ge=1, description="concise captions; detailed ones get twice this")
+    caption_num_beams: int = Field(3, ge=1)
 
     # --- visual question answering (Qwen2-VL / LLaVA class) ---
     vqa_backend: Literal["auto", "openai", "transformers", "none"] = "auto"
