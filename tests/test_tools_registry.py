@@ -41,3 +41,38 @@ def test_offline_profile_keeps_ocr_and_colors(vision_ctx) -> None:
     assert reasons["caption"] and reasons["vqa"]
     tools, dropped = build_vision_tools(vision_ctx(ocr_backend="none", caption_backend="none", vqa_backend="none"))
     assert [t.name for t in tools] == ["colors"] and set(dropped) == {"ocr", "caption", "vqa"}
+
+
+def test_lazy_model_loads_once_across_threads_and_remembers_failure() -> None:
+    import threading
+    import time
+
+    import pytest
+
+    from vlagent.tools.base import ToolUnavailable
+
+    builds: list[int] = []
+
+    def build() -> object:
+        time.sleep(0.05)
+        builds.append(1)
+        return object()
+
+    lazy = hfmodels.LazyModel("demo", build)
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(lazy.get())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and len({id(g) for g in got}) == 1
+
+    def broken() -> object:
+        builds.append(2)
+        raise OSError("no weights in /x\nsecond line")
+
+    bad = hfmodels.LazyModel("caption: model /x", broken)
+    for _ in range(2):
+        with pytest.raises(ToolUnavailable, match=r"^caption: model /x: could not load \(OSError: no weights in /x\)$"):
+            bad.get()
+    assert builds.count(2) == 1  # the failure is not retried on every call

@@ -91,6 +91,8 @@ class OpenAIVqa:
             max_retries=settings.max_retries,
             max_tokens=settings.vqa_max_new_tokens,  # type: ignore[call-arg]
             temperature=0.0,
+            # langchain-openai sends max_completion_tokens, which llama.cpp's server ignores
+            extra_body={"max_tokens": settings.vqa_max_new_tokens},
         )
         self.calls = 0
 
