@@ -49,6 +49,7 @@ def make_clip_tools(ctx: ToolContext, retriever: Retriever) -> list[BaseTool]:
         hits = [h.model_dump() for h in retriever.search_image(loaded.image, k)]
         return _render(hits), hits
 
+    clip_search.retriever = retriever  # type: ignore[attr-defined]  # for VLAgent.prepare
     return [
         StructuredTool.from_function(
             clip_search,

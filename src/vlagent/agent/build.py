@@ -88,6 +88,41 @@ class VLAgent:
         config, _ = self._config(config, thread_id)
         yield from self.graph.stream(self._input(question, images), config, stream_mode=stream_mode)
 
+    def prepare(self, items: list[dict[str, Any]]) -> dict[str, int]:
+        """Batch the work many questions share, before answering them one by one (the harness).
+
+        Retrieval queries are encoded in batches, and the images of describe/compare questions
+        are captioned in batches into the on-disk cache that the tools read. Uses the rule
+        classifier (fast); the per-question classification still happens in the graph.
+        """
+        from vlagent.agent.rules import classify_rules
+
+        queries: list[str] = []
+        # the styles the plan node asks for: detailed for describe, concise for compare
+        to_caption: dict[str, list[str]] = {"detailed": [], "concise": []}
+        for item in items:
+            images = list(item.get("images") or [])
+            c = classify_rules(str(item.get("question", "")), images)
+            if c.type is QuestionType.retrieve and c.query:
+                queries.append(c.query)
+            elif c.type is QuestionType.describe:
+                to_caption["detailed"] += images[:1]
+            elif c.type is QuestionType.compare:
+                to_caption["concise"] += images
+        done = {"queries": 0, "captions": 0}
+        clip = self.parts.tools.get("clip_search")
+        retriever = getattr(getattr(clip, "func", None), "retriever", None)
+        if retriever is not None and queries:
+            done["queries"] = retriever.prime_texts(queries)
+        captioner = self.parts.tools.get("caption")
+        if captioner is not None and hasattr(captioner, "captions"):
+            for style, names in to_caption.items():
+                if names:
+                    unique = list(dict.fromkeys(names))
+                    captioner.captions(unique, style=style)
+                    done["captions"] += len(unique)
+        return done
+
     def state(self, thread_id: str) -> AgentState:
         return self.graph.get_state({"configurable": {"thread_id": thread_id}}).values
 

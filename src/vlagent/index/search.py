@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image
 
 from vlagent.errors import VlagentError
@@ -16,6 +17,14 @@ class Retriever:
     def __init__(self, encoder: ClipEncoder, index: ImageIndex) -> None:
         self.encoder = encoder
         self.index = index
+        self._text_vectors: dict[str, np.ndarray] = {}
+
+    def prime_texts(self, texts: list[str]) -> int:
+        """Encode many query texts in batches ahead of time (the batch harness); returns how many."""
+        todo = sorted({t for t in texts if t not in self._text_vectors})
+        for text, vec in zip(todo, self.encoder.encode_texts(todo)):
+            self._text_vectors[text] = vec
+        return len(todo)
 
     @classmethod
     def from_settings(cls, settings: Settings, encoder: ClipEncoder | None = None) -> "Retriever":
@@ -36,7 +45,10 @@ class Retriever:
         return cls(encoder, index)
 
     def search_texts(self, texts: list[str], k: int = 5) -> list[list[SearchHit]]:
-        return self.index.query(self.encoder.encode_texts(texts), k)
+        missing = [t for t in texts if t not in self._text_vectors]
+        fresh = dict(zip(missing, self.encoder.encode_texts(missing))) if missing else {}
+        vectors = np.stack([self._text_vectors.get(t, fresh.get(t)) for t in texts])
+        return self.index.query(vectors, k)
 
     def search_text(self, text: str, k: int = 5) -> list[SearchHit]:
         return self.search_texts([text], k)[0]

@@ -285,9 +285,14 @@ def clip_probe(settings: "Settings") -> str | None:
     from huggingface_hub import try_to_load_from_cache
 
     repo = name.removeprefix("hf-hub:")
-    cached = try_to_load_from_cache(repo, "config.json") or try_to_load_from_cache(
-        repo, "open_clip_config.json"
-    )
+    if repo.startswith(("/", ".", "~")) or repo.count("/") > 1:
+        return f"clip: model path {name!r} does not exist; set VLAGENT_CLIP_MODEL to a local model directory"
+    try:
+        cached = try_to_load_from_cache(repo, "config.json") or try_to_load_from_cache(
+            repo, "open_clip_config.json"
+        )
+    except Exception:  # an invalid repo id
+        cached = None
     if isinstance(cached, str):
         return None
     return (

@@ -1,0 +1,116 @@
+"""build_agent end to end on the real in-process paths: tiny Chinese-CLIP + Chroma, tiny BLIP,
+tiny Qwen2-VL, a tiny Qwen2 causal LM (transformers backend), the real rapidocr and colours.
+
+The tiny LLM writes gibberish, so its structured classification is invalid and the rules
+decide — which is itself behaviour under test (the trace says so)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vlagent import build_agent
+from vlagent.agent.types import QuestionType
+from vlagent.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def shop(catalogue, label_images, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """The catalogue plus two rendered clothing labels, in one folder."""
+    folder = tmp_path_factory.mktemp("shop") / "images"
+    shutil.copytree(catalogue.folder, folder)
+    for name in ("label_zh.png", "label_en.png"):
+        shutil.copy(label_images[name], folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def e2e_settings(tiny_clip, tiny_blip_dir, tiny_qwen2vl_dir, tiny_causal_lm_dir, tmp_path_factory) -> Settings:  # type: ignore[no-untyped-def]
+    home = tmp_path_factory.mktemp("e2e-home")
+    return Settings(
+        home=home, device="cpu",
+        clip_model=tiny_clip["chinese_clip"][0], clip_batch_size=4,
+        caption_model=str(tiny_blip_dir),
+        vqa_backend="transformers", vqa_model=str(tiny_qwen2vl_dir), vqa_max_new_tokens=4,
+        llm_backend="transformers", llm_model=str(tiny_causal_lm_dir), llm_max_tokens=8,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def agent(e2e_settings, shop, catalogue):  # type: ignore[no-untyped-def]
+    return build_agent(e2e_settings, images=[shop], annotations=catalogue.csv)
+
+
+def test_every_tool_is_available_with_local_models(agent) -> None:  # type: ignore[no-untyped-def]
+    assert agent.tool_names == ["caption", "clip_search", "colors", "image_search", "ocr", "vqa"]
+    assert agent.parts.unavailable == {}
+
+
+def test_retrieval_searches_the_auto_built_index(agent, catalogue) -> None:  # type: ignore[no-untyped-def]
+    title = catalogue.titles[catalogue.names[0]]
+    answer = agent.invoke(f"请匹配到与 {title} 最相关的图片。")
+    assert answer.type is QuestionType.retrieve
+    assert answer.classifier == "rules"  # the tiny LLM's JSON is invalid: rules decided
+    assert len(answer.images) == 10 and set(answer.image_ids) <= set(catalogue.names) | {"label_zh.png", "label_en.png"}
+    (search,) = [t for t in answer.trace if t.name == "clip_search"]
+    assert search.ok and search.args["text"] == title
+    assert answer.image_ids[0] in answer.text
+
+
+def test_ocr_question_reads_the_label_with_the_real_ocr(agent) -> None:  # type: ignore[no-untyped-def]
+    answer = agent.invoke("请识别图片中标签上的文字。", images=["label_en.png"])
+    assert answer.type is QuestionType.ocr
+    (ocr,) = [t for t in answer.trace if t.name == "ocr"]
+    assert ocr.ok and "COTTON" in ocr.output["text"].upper()
+    vqa = [t for t in answer.trace if t.name == "vqa"]
+    assert vqa and "COTTON" in vqa[0].args["question"].upper()  # OCR text handed to the VLM
+    assert answer.text.strip()
+
+
+def test_describe_and_compare_run_blip_qwen2vl_and_colours(agent, catalogue) -> None:  # type: ignore[no-untyped-def]
+    a, b = catalogue.names[:2]
+    described = agent.invoke("请对给定的图片进行描述。", images=[a])
+    assert {t.name for t in described.trace if t.ok} >= {"caption", "vqa", "colors"}
+    assert {"ocr", "answer_llm"} <= {t.name for t in described.trace} and described.text.strip()
+    compared = agent.invoke("这两件衣服有什么区别？", images=[a, b])
+    assert compared.type is QuestionType.compare
+    assert sorted(t.args["image"] for t in compared.trace if t.name == "colors") == sorted([a, b])
+
+
+def test_second_identical_question_does_no_image_model_work(e2e_settings, shop, catalogue) -> None:  # type: ignore[no-untyped-def]
+    agent = build_agent(e2e_settings, images=[shop], annotations=catalogue.csv)
+    cache: Any = agent.ctx.cache
+    agent.invoke("这件衣服是什么颜色的？", images=[catalogue.names[3]])
+    misses = cache.misses
+    agent.invoke("这件衣服是什么颜色的？", images=[catalogue.names[3]])
+    assert cache.misses == misses and cache.hits > 0
+
+
+def test_prepare_batches_retrieval_queries_and_captions(e2e_settings, shop, catalogue) -> None:  # type: ignore[no-untyped-def]
+    agent = build_agent(e2e_settings, images=[shop], annotations=catalogue.csv)
+    items = [
+        {"question": f"请匹配到与 {catalogue.titles[n]} 最相关的图片。", "images": []} for n in catalogue.names[:3]
+    ] + [{"question": "请对给定的图片进行描述。", "images": [catalogue.names[5]]}]
+    done = agent.prepare(items)
+    assert done == {"queries": 3, "captions": 1}
+    assert agent.prepare(items)["queries"] == 0  # already encoded
+
+
+def test_missing_models_are_dropped_and_the_agent_still_answers(tiny_causal_lm_dir, catalogue, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(
+        home=tmp_path, device="cpu", profile="offline", clip_model=str(tmp_path / "no-clip"),
+        caption_model=str(tmp_path / "no-blip"), caption_backend="transformers", vqa_backend="none",
+        llm_backend="none",
+    )  # fmt: skip
+    agent = build_agent(settings, images=[catalogue.folder], annotations=catalogue.csv)
+    assert set(agent.parts.unavailable) == {"llm", "caption", "vqa", "clip_search", "image_search"}
+    assert "title_search" in agent.tool_names
+    name = catalogue.names[0]
+    found = agent.invoke(f"请匹配到与 {catalogue.titles[name]} 最相关的图片。")
+    assert found.image_ids[0] == name  # the exact title wins the TF-IDF title search
+    colour = agent.invoke("这是什么颜色的？", images=[name])
+    assert colour.type is QuestionType.vqa and colour.text.strip()
+    assert colour.unavailable_tools == sorted(agent.parts.unavailable)
