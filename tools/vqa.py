@@ -19,6 +19,7 @@ import base64
 import hashlib
 import importlib.util
 import io
+import re
 import threading
 from typing import Any, Literal
 
@@ -104,7 +105,8 @@ class OpenAIVqa:
         elif isinstance(exc, openai.APIConnectionError):
             why = "is unreachable"
         elif isinstance(exc, openai.APIStatusError):
-            detail = " ".join(str(getattr(exc, "message", exc)).split())[:200]
+            detail = " ".join(str(getattr(exc, "message", exc)).split())
+            detail = re.sub(r"^Error code: \d+ - ", "", detail)[:200]
             why = f"refused the request ({exc.status_code}: {detail})"
             if exc.status_code == 404:
                 why = f"does not serve model {self.model!r} (404)"
