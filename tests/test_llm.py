@@ -71,14 +71,14 @@ def test_openai_model_carries_timeout_and_retries(tmp_path: Path) -> None:
 
 # --- openai → the real llama.cpp server ---------------------------------------------------
 def test_openai_backend_chats_with_real_server(llama_server_settings: Settings) -> None:
-    llm = build_chat_model(llama_server_settings)
+    llm = build_chat_model(llama_server_settings.model_copy(update={"llm_max_tokens": 16}))
     reply = llm.invoke("What is the capital of France? Answer in one word.")
     assert isinstance(reply.content, str) and reply.content.strip()
     assert reply.usage_metadata and reply.usage_metadata["output_tokens"] > 0
 
 
 def test_openai_structured_output_on_real_server(llama_server_settings: Settings) -> None:
-    llm = build_chat_model(llama_server_settings.model_copy(update={"llm_max_tokens": 96}))
+    llm = build_chat_model(llama_server_settings.model_copy(update={"llm_max_tokens": 48}))
     result = structured_llm(llm, Route).invoke(PROMPT)
     assert isinstance(result, Route)
 
@@ -99,7 +99,7 @@ def test_dead_url_raises_backend_unavailable_naming_it(tmp_path: Path) -> None:
 
 # --- llama.cpp in-process -----------------------------------------------------------------
 def test_llama_cpp_in_process_chats_and_streams(smollm_settings: Settings) -> None:
-    llm = build_chat_model(smollm_settings)
+    llm = build_chat_model(smollm_settings.model_copy(update={"llm_max_tokens": 16}))
     assert isinstance(llm, ChatLlamaCppLocal)
     reply = llm.invoke("Say hello.")
     assert isinstance(reply.content, str) and reply.content.strip()
@@ -110,9 +110,9 @@ def test_llama_cpp_in_process_chats_and_streams(smollm_settings: Settings) -> No
 
 
 def test_llama_cpp_structured_output_is_schema_valid(smollm_settings: Settings) -> None:
-    llm = build_chat_model(smollm_settings.model_copy(update={"llm_max_tokens": 96}))
+    llm = build_chat_model(smollm_settings.model_copy(update={"llm_max_tokens": 48}))
     runnable = structured_llm(llm, Route)
-    for question in ["Describe this picture please.", "这款衬衫的面料是什么？", "hi!"]:
+    for question in ["Describe this picture please.", "这款衬衫的面料是什么？"]:
         result = runnable.invoke([HumanMessage(content=f"Classify this question: {question}")])
         assert isinstance(result, Route)
 

@@ -152,6 +152,9 @@ def test_serve_llm_llama_cpp_real_process(smollm_gguf: Path, tmp_path: Path) -> 
             except BackendUnavailableError:
                 time.sleep(0.5)
         assert served == ["SmolLM2-135M-Instruct.Q4_1"], proc.poll()
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once `serve` itself has seen the server answer
+        assert line.startswith(f"export VLAGENT_LLM_BACKEND=openai VLAGENT_LLM_BASE_URL={base}"), line
         answer = httpx.post(
             base + "/chat/completions", timeout=120,
             json={"model": served[0], "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8},
@@ -163,7 +166,6 @@ def test_serve_llm_llama_cpp_real_process(smollm_gguf: Path, tmp_path: Path) -> 
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert f"VLAGENT_LLM_BASE_URL={base}" in out
     assert "stopped" in err
     for pid in child_pids:  # the server child is gone too
         assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
