@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 
 import click
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -28,18 +29,27 @@ def make_agent(images: list[Path], annotations: Path | None) -> Any:
 
 
 def print_metrics(metrics: Any, out: Console) -> None:
-    from vlagent.evals.report import SCORE_LABELS, _fmt, _ordered
+    from vlagent.evals.report import SCORE_LABELS, _ordered
 
     names = _ordered({k for t in metrics.by_type.values() for k in t.scores})
-    table = Table(title="scores by type (gold)")
-    table.add_column("type")
-    table.add_column("n", justify="right")
-    for n in names:
-        table.add_column(SCORE_LABELS.get(n, n), justify="right")
-    for group in sorted(metrics.by_type):
-        ts = metrics.by_type[group]
-        table.add_row(group, str(ts.n), *[_fmt(n, ts.scores[n]) if n in ts.scores else "" for n in names])
-    table.add_row("all", str(metrics.scored), *[_fmt(n, metrics.overall[n]) if n in metrics.overall else "" for n in names], style="bold")
+    def cell(name: str, scores: dict[str, float]) -> str:
+        if name not in scores:
+            return ""
+        return f"{scores[name]:.1f}" if name == "bleu" else f"{scores[name]:.2f}"
+
+    groups = sorted(metrics.by_type)
+    # metrics as rows, types as columns: fits an 80-column terminal
+    table = Table(title="scores by type (gold)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("metric", no_wrap=True)
+    for group in groups:
+        table.add_column(f"{group}\n(n={metrics.by_type[group].n})", justify="right", no_wrap=True)
+    table.add_column(f"all\n(n={metrics.scored})", justify="right", no_wrap=True, style="bold")
+    for name in names:
+        table.add_row(
+            SCORE_LABELS.get(name, name),
+            *[cell(name, metrics.by_type[g].scores) for g in groups],
+            cell(name, metrics.overall),
+        )
     out.print(table)
 
 
