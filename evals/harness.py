@@ -178,7 +178,7 @@ def answer_item(agent: Agent, index: int, item: QueryItem, key: str) -> JournalE
         log.debug("item %s failed", index, exc_info=True)
         entry = JournalEntry(index=index, key=key, status="failed", error=_error_text(exc))
     finally:
-        forget = getattr(agent, "forget", None) or getattr(agent, "_forget", None)
+        forget = getattr(agent, "forget", None)
         if callable(forget):
             try:
                 forget(thread_id)

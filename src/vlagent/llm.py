@@ -234,6 +234,9 @@ class _LoadedLlama:
         self.lock = threading.Lock()  # a Llama context is not thread-safe
 
 
+PROMPT_CACHE_BYTES = 1 << 30
+
+
 @lru_cache(maxsize=4)
 def load_llama(path: str, n_ctx: int, n_threads: int | None, chat_format: str | None) -> _LoadedLlama:
     """Load a GGUF once per process (cached by path and options)."""
@@ -252,6 +255,11 @@ def load_llama(path: str, n_ctx: int, n_threads: int | None, chat_format: str | 
         )
     except Exception as exc:  # llama.cpp raises ValueError with little detail
         raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from exc
+    # Keep the KV state of recent prompts: the classifier's and the templates' system prompts
+    # are shared prefixes, so only each question's own tokens are evaluated again.
+    from llama_cpp import LlamaRAMCache
+
+    llama.set_cache(LlamaRAMCache(capacity_bytes=PROMPT_CACHE_BYTES))
     return _LoadedLlama(llama)
 
 

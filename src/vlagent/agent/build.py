@@ -72,7 +72,7 @@ class VLAgent:
         config, ephemeral = self._config(config, thread_id)
         state = self.graph.invoke(self._input(question, images), config)
         if ephemeral:
-            self._forget(config["configurable"]["thread_id"])
+            self.forget(config["configurable"]["thread_id"])
         return self.to_answer(state)
 
     def stream(
@@ -126,7 +126,8 @@ class VLAgent:
     def state(self, thread_id: str) -> AgentState:
         return self.graph.get_state({"configurable": {"thread_id": thread_id}}).values
 
-    def _forget(self, thread_id: str) -> None:
+    def forget(self, thread_id: str) -> None:
+        """Drop a conversation from the checkpointer (the harness answers each question in its own thread)."""
         saver = self.graph.checkpointer
         if saver is not None and hasattr(saver, "delete_thread"):
             try:

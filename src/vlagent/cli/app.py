@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vlagent.errors import VlagentError
@@ -26,7 +27,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except VlagentError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
 
