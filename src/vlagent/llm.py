@@ -19,6 +19,7 @@ returns a Runnable that gives a ``Schema`` instance (or raises). Backends:
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -260,6 +261,7 @@ def load_llama(path: str, n_ctx: int, n_threads: int | None, chat_format: str | 
     from llama_cpp import LlamaRAMCache
 
     llama.set_cache(LlamaRAMCache(capacity_bytes=PROMPT_CACHE_BYTES))
+    atexit.register(llama.close)  # free it before the interpreter tears llama_cpp down
     return _LoadedLlama(llama)
 
 

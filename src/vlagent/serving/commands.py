@@ -181,6 +181,8 @@ def llama_cpp_command(
         "--port", str(port),
         "--n_threads", str(settings.llm_n_threads or os.cpu_count() or 2),
         "--n_ctx", str(settings.llm_n_ctx),
+        # RAM prompt cache: the classifier's and the templates' system prompts are shared prefixes
+        "--cache", "true", "--cache_size", str(1 << 30),
     ]  # fmt: skip
     if settings.llm_chat_format:
         argv += ["--chat_format", settings.llm_chat_format]
