@@ -198,6 +198,9 @@ def test_post_check_retrieve_queries() -> None:
     # other types never carry a query
     vqa = classify("这件是什么颜色？", ["a.jpg"], json_model('{"type": "vqa", "query": "颜色"}'))
     assert vqa.classification.query == ""
+    # a query the model copied on a non-retrieve type does not change the language (seen with Qwen 1.5B)
+    whole = classify("这件衬衫是什么颜色的？", ["a.jpg"], json_model('{"type": "vqa", "query": "这件衬衫是什么颜色的？"}'))
+    assert whole.classification.language == "zh"
 
 
 def test_prompt_and_messages() -> None:

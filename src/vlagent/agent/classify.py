@@ -108,7 +108,7 @@ def _norm(text: str) -> str:
 
 def _reconcile(question: str, decision: LLMDecision, rules: Classification, images: list[str]) -> ClassifierResult:
     """Apply the post-checks listed in the module docstring to an LLM decision."""
-    lang = detect_language(question.replace(decision.query, " ") if decision.query else question)
+    lang = detect_language(question)  # an LLM query on a non-retrieve type must not sway this
     visual = bool(images) or bool(_VISUAL_REF.search(question))
     if decision.type in IMAGE_TYPES and not visual and rules.type is not decision.type:
         return ClassifierResult(
