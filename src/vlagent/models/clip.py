@@ -275,7 +275,7 @@ def clip_probe(settings: "Settings") -> str | None:
     """Why the configured CLIP model cannot be used here (None: try to load it). Loads nothing."""
     name = settings.clip_model
     if settings.clip_backend == "none" or name.lower() == "none":
-        return "clip: disabled (VLAGENT_CLIP_MODEL=none)"
+        return "clip: disabled (VLAGENT_CLIP_BACKEND=none or VLAGENT_CLIP_MODEL=none)"
     if Path(name).exists() or name.startswith("local-dir:"):
         return None
     if settings.clip_pretrained and Path(settings.clip_pretrained).exists():
