@@ -117,10 +117,10 @@ def chat(
             paths = line.split()[1:]
             missing = [p for p in paths if not Path(p).expanduser().is_file() and p not in _catalogue_names(agent)]
             if not paths or missing:
-                console.print(f"[red]no such image: {' '.join(missing) or '(give a path)'}[/]")
+                console.print(f"[red]no such image: {' '.join(missing) or '(give a path)'}[/]", soft_wrap=True)
                 continue
             pending = paths
-            console.print(f"[dim]attached: {', '.join(pending)}[/]")
+            console.print(f"[dim]attached: {', '.join(pending)}[/]", soft_wrap=True)
         elif line.startswith("/"):
             console.print(f"[red]unknown command {line.split()[0]}[/] — {CHAT_HELP}")
         else:
