@@ -8,16 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from vlagent.errors import VlagentError
+from vlagent.cli.errors import err_console, typer_app
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 def make_agent(images: list[Path], annotations: Path | None) -> Any:
@@ -117,18 +115,8 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
 
 
-class _Group(typer.core.TyperGroup):
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except VlagentError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise click.exceptions.Exit(2) from None
-
-
 # ``python -m vlagent.evals eval ...``: the same command outside the main app
-app = typer.Typer(cls=_Group, name="vlagent-eval", no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="The batch evaluation harness.")  # fmt: skip
+app = typer_app(name="vlagent-eval", help="The batch evaluation harness.")
 register(app)
 
 

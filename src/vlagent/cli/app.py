@@ -9,36 +9,20 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from vlagent.cli.errors import err_console, typer_app
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
 
 console = Console()
-err_console = Console(stderr=True)
 
-class _Group(TyperGroup):
-    """Bad input and unavailable models end with one red line and exit code 2, not a trace."""
-
-    def invoke(self, ctx: typer.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except VlagentError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-
-app = typer.Typer(
-    cls=_Group,
+app = typer_app(
     name="vlagent",
     help="Question answering over product images (zh/en): index a catalogue, search it, "
     "ask questions, evaluate on query.json, serve the models.",
-    no_args_is_help=True,
     rich_markup_mode="rich",
-    pretty_exceptions_enable=False,
 )
 
 

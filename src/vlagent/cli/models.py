@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,21 +10,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from vlagent.cli.errors import err_console, typer_app
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
 
 console = Console()
-err_console = Console(stderr=True)
 
-app = typer.Typer(help="Which model each role uses, and fetch the offline weights.", no_args_is_help=True)
-
-
-def _guard(fn: object) -> None:
-    try:
-        fn()  # type: ignore[operator]
-    except VlagentError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+app = typer_app(help="Which model each role uses, and fetch the offline weights.")
 
 
 @app.command("list")
@@ -45,7 +36,7 @@ def list_models(
             table.add_row(row.role, row.backend, escape(row.model), mark, escape(row.detail))
         console.print(table)
 
-    _guard(body)
+    body()
 
 
 @app.command("fetch")
@@ -81,4 +72,4 @@ def fetch_cmd(
         console.print(f"[green]ok[/] {path} (sha256 {spec.sha256[:12]}...)", highlight=False)
         console.print("use it: export VLAGENT_PROFILE=offline   (or VLAGENT_LLM_BACKEND=llama-cpp)", highlight=False)
 
-    _guard(body)
+    body()

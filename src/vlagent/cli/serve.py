@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Literal, Optional
 
 import typer
 from rich.console import Console
 
+from vlagent.cli.errors import err_console, typer_app
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
 
 console = Console()
-err_console = Console(stderr=True)
 
-app = typer.Typer(
+app = typer_app(
     help="Serve the LLM / VLM behind an OpenAI-compatible API (vLLM on GPUs, llama.cpp on CPU).",
-    no_args_is_help=True,
 )
 
 EngineOpt = Annotated[
@@ -111,7 +109,7 @@ def serve_llm(
     engine: EngineOpt = None, dry_run: DryRunOpt = False, host: HostOpt = None, port: PortOpt = None, tp: TpOpt = None
 ) -> None:
     """Serve the LLM (settings.llm_model, or the GGUF under the offline profile)."""
-    _guard(lambda: run("llm", _settings(host, port, None, tp), engine, dry_run))
+    run("llm", _settings(host, port, None, tp), engine, dry_run)
 
 
 @app.command("vlm")
@@ -119,7 +117,7 @@ def serve_vlm(
     dry_run: DryRunOpt = False, host: HostOpt = None, port: VlmPortOpt = None, tp: TpOpt = None
 ) -> None:
     """Serve the VLM behind the vqa tool (settings.vqa_model) with vLLM."""
-    _guard(lambda: run("vlm", _settings(host, None, port, tp), "vllm", dry_run))
+    run("vlm", _settings(host, None, port, tp), "vllm", dry_run)
 
 
 @app.command("all")
@@ -132,15 +130,4 @@ def serve_all(
     tp: TpOpt = None,
 ) -> None:
     """Serve the LLM and the VLM (two servers, two ports)."""
-    _guard(lambda: run("all", _settings(host, port, vlm_port, tp), engine, dry_run))
-
-
-def _guard(fn: object) -> None:
-    """One red line and exit code 2 for user-facing errors, also when run outside the main app."""
-    try:
-        fn()  # type: ignore[operator]
-    except VlagentError as exc:
-        from rich.markup import escape
-
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+    run("all", _settings(host, port, vlm_port, tp), engine, dry_run)
