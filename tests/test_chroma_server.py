@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,12 +17,7 @@ from vlagent.errors import BackendUnavailableError
 from vlagent.index.build import index_images
 from vlagent.index.search import Retriever
 from vlagent.index.store import ImageIndex, make_client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from vlagent.serving.process import free_port
 
 
 @pytest.fixture(scope="module")
