@@ -1,7 +1,7 @@
 """Configuration: pydantic-settings, env prefix ``VLAGENT_``, optional TOML file.
 
 Precedence (highest first): explicit keyword arguments, ``VLAGENT_*`` environment variables,
-a ``.env`` file, the TOML file (``VLAGENT_CONFIG`` or ``./vlagent.toml``), the profile's
+a ``.env`` file, the config file (``VLAGENT_CONFIG=path.toml|.yaml`` or ``./vlagent.toml``), the profile's
 defaults (``VLAGENT_PROFILE=hub|offline``), the field defaults below.
 
 Every model is named by a Hugging Face hub id or a local directory/file. The ``hub`` profile
@@ -22,6 +22,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
 )
 
 Profile = Literal["hub", "offline"]
@@ -160,7 +161,10 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
         path = config_file()
         if path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            if path.suffix.lower() in (".yaml", ".yml"):
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            else:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
     # --- derived values ---
