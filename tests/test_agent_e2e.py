@@ -114,3 +114,27 @@ def test_missing_models_are_dropped_and_the_agent_still_answers(tiny_causal_lm_d
     colour = agent.invoke("这是什么颜色的？", images=[name])
     assert colour.type is QuestionType.vqa and colour.text.strip()
     assert colour.unavailable_tools == sorted(agent.parts.unavailable)
+
+
+def test_a_second_eval_run_reuses_every_image_result_from_the_disk_cache(e2e_settings, shop, catalogue, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from vlagent.evals.harness import run_eval
+
+    home = tmp_path / "home"
+    settings = e2e_settings.model_copy(update={"home": home})
+    a, b = catalogue.names[4:6]
+    query = tmp_path / "query.json"
+    query.write_text(json.dumps([
+        {"question": "请对给定的图片进行描述。", "related_image": a, "answer": ""},
+        {"question": "这件衣服是什么颜色的？", "related_image": b, "answer": ""},
+        {"question": "这两件有什么区别？", "related_image": f"{a},{b}", "answer": ""},
+        {"question": "请识别图片中标签上的文字。", "related_image": "label_zh.png", "answer": ""},
+    ], ensure_ascii=False), encoding="utf-8")  # fmt: skip
+    first = build_agent(settings, images=[shop], annotations=catalogue.csv)
+    run_eval(first, query, tmp_path / "one.json", images=[shop], progress=False)
+    assert first.ctx.cache.misses > 0
+    second = build_agent(settings, images=[shop], annotations=catalogue.csv)  # a new run, same home
+    run = run_eval(second, query, tmp_path / "two.json", images=[shop], progress=False)
+    assert run.summary.failed == []
+    assert second.ctx.cache.misses == 0 and second.ctx.cache.hits > 0  # OCR, colours, captions, VQA
