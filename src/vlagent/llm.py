@@ -238,6 +238,23 @@ class _LoadedLlama:
 PROMPT_CACHE_BYTES = 1 << 30
 
 
+def _prompt_cache(capacity: int) -> Any:
+    """llama.cpp's RAM prompt cache, bounded by what its entries really hold.
+
+    ``LlamaRAMCache`` counts only the KV bytes of an entry, but each entry also copies the
+    logits buffer (n_batch x n_vocab floats: ~300 MB for Qwen2.5's 152k vocabulary), so the
+    stock cache grows far past its capacity (10 GB seen). This one counts both.
+    """
+    from llama_cpp import LlamaRAMCache
+
+    class BoundedRAMCache(LlamaRAMCache):
+        @property
+        def cache_size(self) -> int:
+            return sum(s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes for s in self.cache_state.values())
+
+    return BoundedRAMCache(capacity_bytes=capacity)
+
+
 @lru_cache(maxsize=4)
 def load_llama(path: str, n_ctx: int, n_threads: int | None, chat_format: str | None) -> _LoadedLlama:
     """Load a GGUF once per process (cached by path and options)."""
@@ -258,9 +275,7 @@ def load_llama(path: str, n_ctx: int, n_threads: int | None, chat_format: str | 
         raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from exc
     # Keep the KV state of recent prompts: the classifier's and the templates' system prompts
     # are shared prefixes, so only each question's own tokens are evaluated again.
-    from llama_cpp import LlamaRAMCache
-
-    llama.set_cache(LlamaRAMCache(capacity_bytes=PROMPT_CACHE_BYTES))
+    llama.set_cache(_prompt_cache(PROMPT_CACHE_BYTES))
     atexit.register(llama.close)  # free it before the interpreter tears llama_cpp down
     return _LoadedLlama(llama)
 

@@ -181,8 +181,10 @@ def llama_cpp_command(
         "--port", str(port),
         "--n_threads", str(settings.llm_n_threads or os.cpu_count() or 2),
         "--n_ctx", str(settings.llm_n_ctx),
-        # RAM prompt cache: the classifier's and the templates' system prompts are shared prefixes
-        "--cache", "true", "--cache_size", str(1 << 30),
+        # RAM prompt cache: the classifier's and the templates' system prompts are shared prefixes.
+        # Its size counts KV bytes only, while each entry also holds a ~300 MB logits copy
+        # (Qwen's 152k vocabulary): 128 MB of KV keeps a few entries, ~2 GB of RAM in all.
+        "--cache", "true", "--cache_size", str(1 << 27),
     ]  # fmt: skip
     if settings.llm_chat_format:
         argv += ["--chat_format", settings.llm_chat_format]
