@@ -150,7 +150,7 @@ class BrokenLLM(GenericFakeChatModel):
 def test_llm_failure_falls_back_to_the_tool_results() -> None:
     tools = FakeTools()
     agent = make_agent(scripted(QuestionType.ocr), tools.build(["ocr"]), llm=BrokenLLM(messages=iter([])))
-    answer = agent.invoke("标签上写了什么？", images=["a.jpg"])
+    answer = agent.invoke("这件衣服的成分是什么？", images=["a.jpg"])
     assert answer.text == "纯棉 100% COTTON"
     (llm_trace,) = [t for t in answer.trace if t.name == "answer_llm"]
     assert not llm_trace.ok and "server down" in (llm_trace.error or "")
@@ -189,3 +189,26 @@ def test_empty_question_is_refused() -> None:
     agent = make_agent(scripted(QuestionType.chat), {})
     with pytest.raises(VlagentError, match="empty"):
         agent.invoke("   ")
+
+
+@pytest.mark.parametrize(("question", "llm_used"), [("请识别图片中标签上的文字。", False), ("What does the label say?", False), ("吊牌上的品牌是什么？", True)])
+def test_transcription_questions_answer_with_the_text_as_read(question: str, llm_used: bool) -> None:
+    agent = make_agent(scripted(QuestionType.ocr), FakeTools().build(["ocr"]), llm=fake_llm("纯棉"))
+    answer = agent.invoke(question, images=["a.jpg"])
+    assert answer.text == ("纯棉" if llm_used else "纯棉 100% COTTON")
+    assert ("answer_llm" in [t.name for t in answer.trace]) is llm_used
+
+
+def test_compare_titles_name_their_images() -> None:
+    seen: list[str] = []
+
+    class Recording(GenericFakeChatModel):
+        def _generate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(str(messages[-1].content))
+            return super()._generate(messages, *args, **kwargs)
+
+    parts_llm = Recording(messages=itertools.cycle([AIMessage("不同")]))
+    agent = make_agent(scripted(QuestionType.compare), FakeTools().build(["colors"]), llm=parts_llm)
+    agent.parts.titles.update({"a.jpg": "红色连衣裙", "b.jpg": "蓝色衬衫"})
+    agent.invoke("有什么区别？", images=["a.jpg", "b.jpg"])
+    assert "[a.jpg] 红色连衣裙" in seen[0] and "[b.jpg] 蓝色衬衫" in seen[0]

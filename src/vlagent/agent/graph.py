@@ -27,6 +27,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.prebuilt import ToolNode
 
 from vlagent.agent.prompts import fill, render_messages
+from vlagent.agent.rules import asks_to_transcribe
 from vlagent.agent.types import Classification, ClassifierResult, QuestionType
 
 log = logging.getLogger(__name__)
@@ -271,14 +272,19 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     if c.type in (QuestionType.describe, QuestionType.vqa, QuestionType.ocr, QuestionType.compare) and not images:
         notes.append("没有给出图片" if lang == "zh" else "no image was given")
     titles = [parts.titles.get(i) or parts.titles.get(i.rsplit("/", 1)[-1], "") for i in images]
+    if len(images) > 1:  # which title belongs to which image
+        titles = [f"[{i}] {t}" for i, t in zip(images, titles) if t]
     filled = {k: "\n".join(v) for k, v in values.items()}
     filled.update(
         question=state["question"], history=_history_text(state, lang),
         title="；".join(t for t in titles if t), notes="; ".join(notes), query=c.query or state["question"],
         best=retrieved[0]["image"] if retrieved else NO_RESULT[lang],
     )  # fmt: skip
+    transcript = " ".join(" ".join(values["ocr_text"]).split())
     if c.type is QuestionType.retrieve:
         text = fill(c.type, lang, filled)[1]
+    elif c.type is QuestionType.ocr and transcript and asks_to_transcribe(state["question"]):
+        text = transcript  # "what does it say?": the text as read; an LLM would only shorten it
     else:
         text, entry = _ask_llm(parts.llm, c.type, lang, filled)
         trace.append(entry)

@@ -173,6 +173,20 @@ _READ = re.compile(
     r"\bread\b|\bsays?\b|\bwritten\b|\bprinted\b|\btext\b|\bwords?\b|\bwording\b|\bspell",
     re.IGNORECASE,
 )
+#: a request to transcribe the text ("识别标签上的文字", "What does the label say?"), not to use it
+_TRANSCRIBE = re.compile(
+    r"识别.{0,8}(?:文字|字|内容)|读出|读一下|念一下|抄(?:写|下)|(?:全部|所有)(?:的)?文字|文字内容|"
+    r"(?:上面|上)?写(?:的|了|着)(?:是)?(?:什么|啥)(?:字|内容)?[？?。.]?$|"
+    r"\bwhat does .{0,40}\bsay\b|\bwhat(?: is|'s) (?:written|printed)\b|\btranscribe\b|\bread (?:out |me )?(?:the|all|what)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_to_transcribe(question: str) -> bool:
+    """True when the answer is the text itself (the OCR result), not something derived from it."""
+    return bool(_TRANSCRIBE.search(question.strip()))
+
+
 _LABEL = re.compile(
     r"标签|吊牌|洗标|水洗标|洗涤说明|洗涤标|尺码标|尺码牌|领标|商标|品牌名|品牌|牌子|logo|LOGO|条形码|条码|二维码|价签|价格标签|"
     r"成分表|成分标|说明书|包装上|货号|型号|"
