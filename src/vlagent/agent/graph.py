@@ -258,12 +258,8 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
             continue
         text = str(msg.content).strip()
         prefix = f"[{args['image']}] " if multi and "image" in args else ""
-        if name == "ocr":
-            values["ocr_text"].append(prefix + text)
-        elif name == "colors":
-            values["colors"].append(prefix + text)
-        elif name == "caption":
-            values["caption"].append(prefix + text)
+        if name in PER_IMAGE_FIELD:
+            values[PER_IMAGE_FIELD[name]].append(prefix + text)
         elif name == "vqa":
             values["vqa"] = [text]  # the last VLM answer (after OCR context) wins
         elif name in ("clip_search", "image_search", "title_search"):
@@ -298,6 +294,8 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
 
 
 NO_RESULT = {"zh": "（没有找到图片）", "en": "(no image found)"}
+#: per-image tools → the template field that collects their results
+PER_IMAGE_FIELD = {"ocr": "ocr_text", "colors": "colors", "caption": "caption"}
 
 
 def _ask_llm(
