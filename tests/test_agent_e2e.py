@@ -138,3 +138,17 @@ def test_a_second_eval_run_reuses_every_image_result_from_the_disk_cache(e2e_set
     run = run_eval(second, query, tmp_path / "two.json", images=[shop], progress=False)
     assert run.summary.failed == []
     assert second.ctx.cache.misses == 0 and second.ctx.cache.hits > 0  # OCR, colours, captions, VQA
+
+
+def test_an_indexed_catalogue_is_not_rehashed_at_start_up(e2e_settings, shop, catalogue, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import vlagent.index.build as index_build
+
+    settings = e2e_settings.model_copy(update={"home": tmp_path / "home"})
+    calls: list[str] = []
+    real = index_build.index_images
+    monkeypatch.setattr(index_build, "index_images", lambda source, *a, **k: calls.append(str(source.root)) or real(source, *a, **k))
+    build_agent(settings, images=[shop], annotations=catalogue.csv)
+    assert calls == [str(shop)]  # an empty index: built
+    agent = build_agent(settings, images=[shop], annotations=catalogue.csv)
+    assert calls == [str(shop)]  # complete already: no file read again
+    assert agent.invoke(f"请匹配到与 {catalogue.titles[catalogue.names[0]]} 最相关的图片。").images

@@ -188,7 +188,6 @@ def _retrieval_tools(
     settings: Settings,
     ctx: ToolContext,
     annotations: list[Annotation],
-    image_paths: list[Path],
     auto_index: bool,
 ) -> tuple[list[BaseTool], dict[str, str]]:
     from vlagent.tools.retrieval import TitleIndex, make_clip_tools, make_title_tool
@@ -205,17 +204,18 @@ def _retrieval_tools(
         if reason:
             raise VlagentError(reason)
         encoder = encoder_from_settings(settings)
-        if auto_index and image_paths:
-            from vlagent.data.images import open_source
-
+        sources = ctx.resolver.sources  # the catalogue, already open
+        if auto_index and sources:
             index = ImageIndex.open(settings, encoder.model_id, encoder.dim)
-            for path in image_paths:
-                with open_source(path) as source:
+            # Re-indexing reads and hashes every file: at start-up, only do it when the index
+            # holds fewer records than the catalogue has images (`vlagent index` refreshes all).
+            if index.count() < sum(len(s) for s in sources):
+                for source in sources:
                     summary = index_images(
                         source, index, encoder, annotations,
                         batch_size=settings.clip_batch_size, max_pixels=settings.max_image_pixels,
                     )  # fmt: skip
-                    log.info("indexed %s: %s new, %s unchanged", path, summary.indexed, summary.skipped)
+                    log.info("indexed %s: %s new, %s unchanged", source.root, summary.indexed, summary.skipped)
         tools += make_clip_tools(ctx, Retriever.from_settings(settings, encoder))
     except VlagentError as exc:
         dropped["clip_search"] = str(exc)
@@ -240,7 +240,8 @@ def build_agent(
     """Build the agent from settings.
 
     ``images``: the catalogue (image folders or zips) that image names resolve against and that
-    retrieval searches (indexed on first use, idempotently). ``annotations``: its
+    retrieval searches (indexed at build time while the index holds fewer records than the
+    catalogue has images; ``vlagent index`` refreshes changed files). ``annotations``: its
     ``train_annotation.csv``. ``llm``/``tools``: override what settings would build (tests).
     """
     settings = settings or Settings()
@@ -258,7 +259,7 @@ def build_agent(
         from vlagent.tools.registry import build_vision_tools
 
         vision, dropped = build_vision_tools(ctx)
-        retrieval, dropped_r = _retrieval_tools(settings, ctx, rows, image_paths, auto_index)
+        retrieval, dropped_r = _retrieval_tools(settings, ctx, rows, auto_index)
         tools = list(vision) + retrieval
         unavailable.update(dropped)
         unavailable.update(dropped_r)
