@@ -35,6 +35,7 @@ class ImageResolver:
         self.max_pixels = max_pixels
         self._lock = threading.Lock()
         self._memo: dict[str, LoadedImage] = {}
+        self._hashes: dict[str, str] = {}  # name → content hash (small: no pixels)
 
     @classmethod
     def from_paths(cls, paths: list[str | Path], max_pixels: int = 64_000_000) -> "ImageResolver":
@@ -64,13 +65,20 @@ class ImageResolver:
             if len(self._memo) > 256:
                 self._memo.clear()
             self._memo[name] = loaded
+            self._hashes[name] = loaded.hash
         return loaded
 
     def hash_of(self, name: str) -> str:
-        """Content hash without decoding (for cache look-ups before any model work)."""
+        """Content hash without decoding (for cache look-ups before any model work).
+
+        Remembered per name, so the several tools a question calls on one image read it once."""
         with self._lock:
-            hit = self._memo.get(name)
-        return hit.hash if hit is not None else content_hash(self.read_bytes(name))
+            hit = self._hashes.get(name)
+        if hit is None:
+            hit = content_hash(self.read_bytes(name))
+            with self._lock:
+                self._hashes[name] = hit
+        return hit
 
 
 @dataclass
