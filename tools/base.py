@@ -15,7 +15,7 @@ from PIL import Image
 
 from vlagent.cache import DiskCache
 from vlagent.data.images import ImageSource, load_image, open_source
-from vlagent.errors import ImageError
+from vlagent.errors import ImageError, ToolUnavailable  # noqa: F401 - re-exported
 from vlagent.fileio import content_hash
 from vlagent.settings import Settings
 
@@ -103,7 +103,3 @@ class ToolContext:
             return compute()
         key = DiskCache.key(kind, model_id, self.resolver.hash_of(image_name), extra)
         return self.cache.get_or_compute(key, compute)
-
-
-class ToolUnavailable(RuntimeError):
-    """A tool's model cannot be loaded here; the agent drops the tool and says so once."""

@@ -25,3 +25,27 @@ class IndexMismatchError(VlagentError):
 
 class BackendUnavailableError(VlagentError):
     """A server (LLM, VLM, Chroma) is down, too slow or answered garbage."""
+
+
+class ToolUnavailable(VlagentError):
+    """A tool's model cannot be loaded here; the agent drops the tool and says so once."""
+
+
+class NoEvidenceError(VlagentError):
+    """Every tool an answer needed failed: the answer is this error, never an LLM guess."""
+
+
+class ImageNotAllowedError(ImageError):
+    """An image name that resolves outside the allowed roots (catalogue, named files, settings)."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, cut to ``limit`` characters (for traces and notes).
+
+    A :class:`VlagentError` is already a user-facing sentence: its type name is left out."""
+    text = " ".join((str(exc).strip().splitlines() or [""])[0].split())
+    if isinstance(exc, VlagentError):
+        line = text or type(exc).__name__
+    else:
+        line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"

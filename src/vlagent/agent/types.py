@@ -15,6 +15,7 @@ class QuestionType(str, Enum):
     ocr = "ocr"  # read or use the text in the image
     compare = "compare"  # several images
     chat = "chat"  # no image needed
+    recommend = "recommend"  # more like these (likes / dislikes: images or text)
 
 
 Language = Literal["zh", "en"]
@@ -55,6 +56,17 @@ class RetrievedImage(BaseModel):
     title: str = ""
 
 
+class AnswerError(BaseModel):
+    """Why there is no answer: every tool the question needed failed (names the image and reason)."""
+
+    kind: Literal["no_evidence", "image", "llm", "internal"] = "no_evidence"
+    image: str | None = Field(None, description="the image the failure is about, if one")
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.image}: {self.reason}" if self.image else self.reason
+
+
 class Answer(BaseModel):
     """The agent's result for one question."""
 
@@ -65,6 +77,14 @@ class Answer(BaseModel):
     classifier: Literal["llm", "rules"] = "rules"
     trace: list[ToolTrace] = Field(default_factory=list)
     unavailable_tools: list[str] = Field(default_factory=list)
+    evidence: list[str] = Field(
+        default_factory=list, description="the tool results the answer used, e.g. 'ocr[label.jpg]'"
+    )
+    error: AnswerError | None = Field(None, description="set when no answer could be given from evidence")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
     @property
     def image_ids(self) -> list[str]:
