@@ -54,7 +54,7 @@ def print_metrics(metrics: Any, out: Console) -> None:
 def eval_command(
     query: Annotated[Path, typer.Argument(help="query.json: a list of {question, related_image, answer}")],
     images: Annotated[
-        list[Path], typer.Option("--images", "-i", help="image folder or image.zip the questions refer to (repeatable)")
+        list[Path], typer.Option("--images", "--catalogue", "-c", help="the catalogue: image folder or image.zip the questions refer to (repeatable)")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="where to write the filled query list (answers.json)")],
     annotations: Annotated[

@@ -15,18 +15,23 @@ from langgraph.checkpoint.memory import InMemorySaver
 from vlagent.agent.build import VLAgent, make_checkpointer
 from vlagent.agent.graph import AgentParts, build_graph
 from vlagent.agent.types import Classification, ClassifierResult, QuestionType
+from vlagent.errors import ImageError
 from vlagent.settings import Settings
 
 
 class FakeTools:
     """Tools with the real names and signatures that record their calls."""
 
-    def __init__(self, fail: set[str] | None = None) -> None:
+    def __init__(self, fail: set[str] | None = None, missing_images: set[str] | None = None) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.fail = fail or set()
+        self.missing = missing_images or set()
 
     def _run(self, name: str, args: dict[str, Any], content: str, artifact: Any) -> tuple[str, Any]:
         self.calls.append((name, args))
+        for image in [args.get("image"), *(args.get("images") or [])]:
+            if image in self.missing:
+                raise ImageError(f"{image}: image not found (looked in the catalogue)")
         if name in self.fail:
             raise RuntimeError(f"{name} exploded")
         return content, artifact
@@ -212,3 +217,65 @@ def test_compare_titles_name_their_images() -> None:
     agent.parts.titles.update({"a.jpg": "红色连衣裙", "b.jpg": "蓝色衬衫"})
     agent.invoke("有什么区别？", images=["a.jpg", "b.jpg"])
     assert "[a.jpg] 红色连衣裙" in seen[0] and "[b.jpg] 蓝色衬衫" in seen[0]
+
+
+class RecordingLLM(GenericFakeChatModel):
+    """Answers from a script and remembers every prompt it was sent."""
+
+    prompts: list[str] = []
+
+    def _generate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+        self.prompts.append("\n".join(str(m.content) for m in messages))
+        return super()._generate(messages, *args, **kwargs)
+
+
+def recording_llm(text: str = "红色") -> RecordingLLM:
+    return RecordingLLM(messages=itertools.cycle([AIMessage(text)]), prompts=[])
+
+
+@pytest.mark.parametrize("qtype", [QuestionType.describe, QuestionType.vqa, QuestionType.ocr, QuestionType.compare])
+def test_unreadable_image_gives_an_error_naming_it_and_no_llm_guess(qtype: QuestionType) -> None:
+    llm = recording_llm("这张图片显示了一件黑色的T恤")
+    images = ["gone.jpg", "gone2.jpg"] if qtype is QuestionType.compare else ["gone.jpg"]
+    tools = FakeTools(missing_images=set(images))
+    answer = make_agent(scripted(qtype), tools.build(), llm=llm).invoke("这是什么？", images=images)
+    assert answer.text == "" and not answer.ok
+    assert answer.error is not None and answer.error.kind == "image"
+    assert "gone" in answer.error.line() and "not found" in answer.error.line()
+    assert llm.prompts == []  # the LLM was never asked
+    assert answer.evidence == []
+    assert "answer_llm" not in [t.name for t in answer.trace]
+
+
+def test_some_tools_failing_answers_from_the_rest_and_records_the_evidence() -> None:
+    llm = recording_llm("红色")
+    tools = FakeTools(fail={"vqa", "ocr"})
+    answer = make_agent(scripted(QuestionType.vqa), tools.build(), llm=llm).invoke("什么颜色？", images=["/data/x/a.jpg"])
+    assert answer.ok and answer.text == "红色"
+    assert answer.evidence == ["colors[a.jpg]"]
+    (prompt,) = llm.prompts
+    assert "vqa failed: RuntimeError: vqa exploded" in prompt and "ocr failed" in prompt
+    assert "/data/x" not in prompt  # the LLM sees image names, never paths
+
+
+def test_image_question_without_an_image_is_an_error() -> None:
+    answer = make_agent(scripted(QuestionType.describe), FakeTools().build()).invoke("请描述这张图片。")
+    assert answer.error is not None and "needs an image" in answer.error.reason
+
+
+def test_no_tool_that_can_read_images_is_an_error_naming_why() -> None:
+    agent = make_agent(scripted(QuestionType.describe), {})
+    agent.parts.unavailable.update({"vqa": "no VLM here", "caption": "no BLIP here"})
+    answer = agent.invoke("请描述这张图片。", images=["a.jpg"])
+    assert answer.error is not None and "no VLM here" in answer.error.reason
+
+
+def test_retrieval_with_every_search_failing_is_an_error() -> None:
+    tools = FakeTools(fail={"clip_search"})
+    answer = make_agent(scripted(QuestionType.retrieve, query="红色连衣裙"), tools.build()).invoke("找红色连衣裙")
+    assert answer.error is not None and "clip_search" in answer.error.reason and answer.images == []
+
+
+def test_chat_needs_no_evidence() -> None:
+    answer = make_agent(scripted(QuestionType.chat), {}, llm=fake_llm("你好")).invoke("你好")
+    assert answer.ok and answer.text == "你好" and answer.evidence == []

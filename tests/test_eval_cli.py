@@ -179,7 +179,7 @@ def test_invalid_items_are_listed_by_index(injected: Injected, tmp_path: Path) -
         {"question": "请描述", "related_image": "ghost.jpg", "answer": ""},
     ], ensure_ascii=False), encoding="utf-8")  # fmt: skip
     out = tmp_path / "answers.json"
-    result = runner.invoke(main_app, ["eval", str(query), "-i", str(SAMPLE / "images"), "-o", str(out), "--no-progress"])
+    result = runner.invoke(main_app, ["eval", str(query), "-c", str(SAMPLE / "images"), "-o", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "item 1: empty question" in result.output
     assert "item 2: image(s) ghost.jpg not found" in result.output

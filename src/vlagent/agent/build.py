@@ -13,7 +13,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
 from vlagent.agent.graph import AgentParts, AgentState, build_graph
-from vlagent.agent.types import Answer, QuestionType, RetrievedImage, ToolTrace
+from vlagent.agent.types import Answer, AnswerError, QuestionType, RetrievedImage, ToolTrace
 from vlagent.data.annotations import Annotation, read_annotations
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
@@ -148,6 +148,8 @@ class VLAgent:
             classifier=state.get("classifier", "rules"),
             trace=[ToolTrace.model_validate(t) for t in state.get("trace", [])],
             unavailable_tools=sorted(self.parts.unavailable),
+            evidence=list(state.get("evidence") or []),
+            error=AnswerError.model_validate(state["error"]) if state.get("error") else None,
         )
 
     @property

@@ -28,7 +28,8 @@ from langgraph.prebuilt import ToolNode
 
 from vlagent.agent.prompts import fill, render_messages
 from vlagent.agent.rules import asks_to_transcribe
-from vlagent.agent.types import Classification, ClassifierResult, QuestionType
+from vlagent.agent.types import AnswerError, Classification, ClassifierResult, QuestionType
+from vlagent.errors import ImageError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class AgentState(TypedDict, total=False):
     retrieved: list[dict[str, Any]]
     trace: list[dict[str, Any]]
     history: Annotated[list[dict[str, Any]], operator.add]
+    evidence: list[str]  # the tool results the answer used
+    error: dict[str, Any] | None  # AnswerError when no answer could be given from evidence
 
 
 def timed(tool: BaseTool) -> BaseTool:
@@ -60,9 +63,10 @@ def timed(tool: BaseTool) -> BaseTool:
         try:
             msg = tool.invoke({"type": "tool_call", "name": tool.name, "args": kwargs, "id": "inner"})
         except Exception as exc:  # the graph goes on; the trace says what failed
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            reason = one_line(exc, 500)
             return f"error: {reason}", {
                 "ok": False, "error": reason, "duration_s": time.perf_counter() - start,
+                "image_error": isinstance(exc, ImageError),
             }  # fmt: skip
         content = msg.content if isinstance(msg, ToolMessage) else str(msg)
         artifact = msg.artifact if isinstance(msg, ToolMessage) else None
@@ -161,6 +165,7 @@ def build_graph(parts: AgentParts, checkpointer: Any = None) -> Any:
             "turn_images": images or list(state.get("last_images") or []),
             "messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES)],
             "rounds": 0, "answer": "", "retrieved": [], "trace": [], "classifier_error": None,
+            "evidence": [], "error": None,
         }  # fmt: skip
 
     def classify(state: AgentState) -> dict[str, Any]:
@@ -244,6 +249,8 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     values: dict[str, list[str]] = {k: [] for k in ("ocr_text", "colors", "caption", "vqa", "results")}
     notes = [f"{name}: {why}" for name, why in parts.unavailable.items()]
     retrieved: list[dict[str, Any]] = []
+    evidence: list[str] = []
+    failures: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     multi = len({args.get("image") for name, args, _ in results if "image" in args}) > 1
     for name, args, msg in results:
         art = msg.artifact if isinstance(msg.artifact, dict) else {}
@@ -255,9 +262,11 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
         })  # fmt: skip
         if not trace[-1]["ok"]:
             notes.append(f"{name} failed: {trace[-1]['error']}")
+            failures.append((name, args, {**art, "error": trace[-1]["error"]}))
             continue
+        evidence.append(evidence_id(name, args))
         text = str(msg.content).strip()
-        prefix = f"[{args['image']}] " if multi and "image" in args else ""
+        prefix = f"[{display_name(args['image'])}] " if multi and "image" in args else ""
         if name in PER_IMAGE_FIELD:
             values[PER_IMAGE_FIELD[name]].append(prefix + text)
         elif name == "vqa":
@@ -265,11 +274,20 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
         elif name in ("clip_search", "image_search", "title_search"):
             retrieved = list(art.get("output") or [])
             values["results"].append(text)
+    turn = {"question": state["question"], "images": images, "type": c.type.value}
+    error = no_evidence_error(c.type, images, results, evidence, failures, parts.unavailable)
+    if error is not None:  # nothing to answer from: say why, never let the LLM guess
+        trace.append({"name": "no_evidence", "args": {}, "ok": False, "error": error.line(), "duration_s": 0.0})
+        return {
+            "answer": "", "retrieved": [], "trace": trace, "evidence": [], "error": error.model_dump(),
+            "history": [{**turn, "answer": ""}], "last_images": images,
+        }  # fmt: skip
     if c.type in (QuestionType.describe, QuestionType.vqa, QuestionType.ocr, QuestionType.compare) and not images:
         notes.append("没有给出图片" if lang == "zh" else "no image was given")
-    titles = [parts.titles.get(i) or parts.titles.get(i.rsplit("/", 1)[-1], "") for i in images]
+    titles = [parts.titles.get(i) or parts.titles.get(display_name(i), "") for i in images]
+    evidence += [f"title[{display_name(i)}]" for i, t in zip(images, titles) if t]
     if len(images) > 1:  # which title belongs to which image
-        titles = [f"[{i}] {t}" for i, t in zip(images, titles) if t]
+        titles = [f"[{display_name(i)}] {t}" for i, t in zip(images, titles) if t]
     filled = {k: "\n".join(v) for k, v in values.items()}
     filled.update(
         question=state["question"], history=_history_text(state, lang),
@@ -286,11 +304,55 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
         trace.append(entry)
         if text is None:
             text = fallback_answer(c.type, lang, filled)
-    turn = {"question": state["question"], "answer": text, "images": images, "type": c.type.value}
     return {
-        "answer": text, "retrieved": retrieved, "trace": trace,
-        "history": [turn], "last_images": images,
+        "answer": text, "retrieved": retrieved, "trace": trace, "evidence": evidence, "error": None,
+        "history": [{**turn, "answer": text}], "last_images": images,
     }  # fmt: skip
+
+
+IMAGE_TYPES = (QuestionType.describe, QuestionType.vqa, QuestionType.ocr, QuestionType.compare)
+
+
+def display_name(image: str) -> str:
+    """What the LLM and the trace call an image: its base name, never a file-system path."""
+    return image.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def evidence_id(name: str, args: dict[str, Any]) -> str:
+    """``ocr[label.jpg]``, ``vqa[a.jpg,b.jpg]``, ``clip_search``: which tool result an answer used."""
+    imgs = [args["image"]] if "image" in args else list(args.get("images") or [])
+    return f"{name}[{','.join(display_name(str(i)) for i in imgs)}]" if imgs else name
+
+
+def no_evidence_error(
+    qtype: QuestionType,
+    images: list[str],
+    results: list[tuple[str, dict[str, Any], ToolMessage]],
+    evidence: list[str],
+    failures: list[tuple[str, dict[str, Any], dict[str, Any]]],
+    unavailable: dict[str, str],
+) -> AnswerError | None:
+    """The error to answer with when the tools the question needs gave nothing; else None."""
+    if qtype is QuestionType.chat or evidence:
+        return None
+    if qtype in IMAGE_TYPES and not images:
+        return AnswerError(kind="image", reason=f"a {qtype.value} question needs an image, and none was given")
+    if failures:
+        image_failures = [(args, art) for _, args, art in failures if art.get("image_error")]
+        if image_failures:
+            args, art = image_failures[0]
+            image = args.get("image") or (args.get("images") or [None])[0]
+            return AnswerError(kind="image", image=display_name(str(image)) if image else None, reason=str(art["error"]))
+        why = "; ".join(f"{name}: {art['error']}" for name, _, art in failures)
+        return AnswerError(kind="no_evidence", image=display_name(images[0]) if images else None, reason=f"every tool failed ({why})")
+    if not results:
+        why = "; ".join(f"{n}: {w}" for n, w in unavailable.items()) or "none is registered"
+        what = "search the catalogue" if qtype in (QuestionType.retrieve, QuestionType.recommend) else "read the image"
+        return AnswerError(
+            kind="no_evidence", image=display_name(images[0]) if images else None,
+            reason=f"no tool that can {what} is available here ({why})",
+        )  # fmt: skip
+    return None
 
 
 NO_RESULT = {"zh": "（没有找到图片）", "en": "(no image found)"}

@@ -64,7 +64,9 @@ class AnswerError(BaseModel):
     reason: str
 
     def line(self) -> str:
-        return f"{self.image}: {self.reason}" if self.image else self.reason
+        if self.image and not self.reason.startswith(self.image) and self.image not in self.reason.split(":")[0]:
+            return f"{self.image}: {self.reason}"
+        return self.reason
 
 
 class Answer(BaseModel):

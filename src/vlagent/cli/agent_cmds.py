@@ -13,19 +13,13 @@ from rich.panel import Panel
 from rich.table import Table
 
 from vlagent.agent.types import Answer
+from vlagent.cli.options import AnnotationsOpt, CatalogueOpt
 from vlagent.errors import VlagentError
 
 console = Console()
 
 ImagesOpt = Annotated[
     Optional[list[Path]], typer.Option("--image", "-i", help="image attached to the question (repeatable)")
-]
-CatalogueOpt = Annotated[
-    Optional[list[Path]],
-    typer.Option("--catalogue", "-c", help="image folder or image.zip that names resolve against and retrieval searches"),
-]
-AnnotationsOpt = Annotated[
-    Optional[Path], typer.Option("--annotations", "-a", help="train_annotation.csv of the catalogue")
 ]
 
 
