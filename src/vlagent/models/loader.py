@@ -233,8 +233,11 @@ def loaded_keys() -> set[ModelKey]:
         return {k for k, slot in _slots.items() if slot.loaded}
 
 
-def clear() -> None:
-    """Forget every loaded model, remembered failure and hub verdict (tests, benchmarks)."""
+def clear(role: str | None = None) -> None:
+    """Forget loaded models and remembered failures (of one role, or all of them and the hub
+    verdict); the objects are freed when nothing else holds them (tests, benchmarks)."""
     with _slots_lock:
-        _slots.clear()
-    forget()
+        for k in [k for k in _slots if role is None or k.role == role]:
+            del _slots[k]
+    if role is None:
+        forget()
