@@ -335,7 +335,7 @@ class ChatLlamaCppLocal(BaseChatModel):
                 out = loaded.llama.create_chat_completion(messages=chat, **self._params(stop, kwargs))
             except ValueError as exc:  # llama.cpp's way of saying the prompt is too long
                 raise VlagentError(
-                    f"llama.cpp could not answer ({exc}): the prompt probably exceeds the context of "
+                    f"llama.cpp could not answer ({one_line(exc)}): the prompt probably exceeds the context of "
                     f"{self.n_ctx} tokens; raise VLAGENT_LLM_N_CTX or shorten the input"
                 ) from exc
         choice = out["choices"][0]

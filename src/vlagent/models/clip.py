@@ -236,7 +236,7 @@ def load_clip_encoder(
     try:
         family = resolve_backend(name, pretrained, backend)
     except Exception as exc:  # open_clip import problems
-        raise ModelLoadError(f"cannot load CLIP model {name!r}: {exc}") from exc
+        raise ModelLoadError(f"cannot load CLIP model {name!r}: {one_line(exc)}") from exc
     try:
         if _looks_like_path(name) and not Path(name.removeprefix("local-dir:")).expanduser().exists():
             raise _LoadProblem("no such file or directory")

@@ -110,6 +110,14 @@ def hub_unreachable(timeout: float = HUB_CHECK_TIMEOUT) -> str | None:
     return verdict
 
 
+def not_cached_reason(role: str, repo: str, problem: str, setting: str) -> str:
+    """The one line for "a hub id, not in the local cache, and the hub cannot be reached"."""
+    return (
+        f"{role}: model {repo} is not in the HF cache and {problem}; "
+        f"set {setting} to a local copy (hf download {repo} --local-dir DIR)"
+    )
+
+
 def forget() -> None:
     """Drop the remembered reachability verdicts (tests)."""
     with _lock:

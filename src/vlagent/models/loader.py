@@ -27,7 +27,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from vlagent.errors import BackendUnavailableError, VlagentError, one_line
-from vlagent.models.hub import cached, forget, hub_offline, hub_unreachable
+from vlagent.models.hub import cached, forget, hub_offline, hub_unreachable, not_cached_reason
 from vlagent.models.roles import SPECS, Found, RoleSpec
 from vlagent.settings import Settings, get_settings
 
@@ -112,13 +112,6 @@ def _slot(k: ModelKey, create: bool = True) -> _Slot | None:
         return slot
 
 
-def _unreachable_reason(spec: RoleSpec, repo: str, problem: str) -> str:
-    return (
-        f"{spec.role}: model {repo} is not in the local HF cache and {problem}; "
-        f"set {spec.setting} to a local copy (hf download {repo} --local-dir DIR) or HF_HUB_OFFLINE=1"
-    )
-
-
 def _local_only(spec: RoleSpec, settings: Settings) -> bool:
     """Whether to load with ``local_files_only``; fails fast when the hub cannot be reached."""
     repo = spec.hub_repo(settings)
@@ -131,7 +124,7 @@ def _local_only(spec: RoleSpec, settings: Settings) -> bool:
         return False
     if cached(repo, *spec.cache_files):
         return True
-    raise spec.error(_unreachable_reason(spec, repo, problem))
+    raise spec.error(not_cached_reason(spec.role, repo, problem, spec.setting))
 
 
 def _as_error(spec: RoleSpec, settings: Settings, exc: Exception) -> VlagentError:
@@ -145,7 +138,7 @@ def _as_error(spec: RoleSpec, settings: Settings, exc: Exception) -> VlagentErro
 def load(role: Role | str, settings: Settings | None = None) -> Any:
     """The loaded model of ``role`` under ``settings`` (default: the process settings)."""
     spec = _spec(role)
-    settings = settings or get_settings()
+    settings = settings if settings is not None else get_settings()
     k = key(role, settings)
     slot = _slot(k)
     assert slot is not None
@@ -166,7 +159,7 @@ def load(role: Role | str, settings: Settings | None = None) -> Any:
         except Exception as exc:  # noqa: BLE001 - any loader failure becomes one remembered line
             err = _as_error(spec, settings, exc)
             slot.error = (type(err), str(err))
-            log.warning("%s", err)
+            log.info("%s", err)  # the caller reports it (once, as the raised one line)
             raise err from exc
         slot.value, slot.loaded = value, True
     log.info("%s: loaded %s in %.1f s", spec.role, spec.model(settings), time.perf_counter() - start)
@@ -192,7 +185,7 @@ def _network_status(spec: RoleSpec, settings: Settings) -> Found | None:
     if repo and not hub_offline(settings) and not cached(repo, *spec.cache_files):
         problem = hub_unreachable()
         if problem:
-            return Found(reason=_unreachable_reason(spec, repo, problem))
+            return Found(reason=not_cached_reason(spec.role, repo, problem, spec.setting))
     return None
 
 
@@ -201,7 +194,7 @@ def status(role: Role | str, settings: Settings | None = None, *, check_network:
     ``check_network`` (then a configured server is asked ``/v1/models``, and an uncached hub id
     costs one HEAD request to the hub per process)."""
     spec = _spec(role)
-    settings = settings or get_settings()
+    settings = settings if settings is not None else get_settings()
     backend = spec.backend(settings)
     slot = _slot(key(role, settings), create=False)
     found = spec.probe(settings)
@@ -223,7 +216,7 @@ def status(role: Role | str, settings: Settings | None = None, *, check_network:
 
 def statuses(settings: Settings | None = None, *, check_network: bool = False) -> list[ModelStatus]:
     """:func:`status` of every role, in :data:`ROLES` order."""
-    settings = settings or get_settings()
+    settings = settings if settings is not None else get_settings()
     return [status(role, settings, check_network=check_network) for role in ROLES]
 
 

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from vlagent.errors import ModelLoadError, ToolUnavailable, VlagentError
-from vlagent.models.hub import cached, endpoint, hub_offline, is_repo_id, known_hub_problem, looks_like_path
+from vlagent.models.hub import (
+    cached,
+    endpoint,
+    hub_offline,
+    is_repo_id,
+    known_hub_problem,
+    looks_like_path,
+    not_cached_reason,
+)
 from vlagent.settings import Settings
 
 
@@ -85,7 +93,7 @@ def locate_hf(role: str, name: str, env: str, settings: Settings, files: tuple[s
         )
     problem = known_hub_problem()
     if problem:
-        return Found(reason=f"{role}: model {name} is not in the HF cache and {problem}; set {env}=DIR")
+        return Found(reason=not_cached_reason(role, name, problem, env))
     return Found(f"hub {endpoint()} (downloads on first use)")
 
 
