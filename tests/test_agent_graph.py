@@ -17,6 +17,7 @@ from vlagent.agent.graph import AgentParts, build_graph
 from vlagent.agent.types import Classification, ClassifierResult, QuestionType
 from vlagent.errors import ImageError
 from vlagent.settings import Settings
+from vlagent.tools.registry import tool_specs
 
 
 class FakeTools:
@@ -36,33 +37,38 @@ class FakeTools:
             raise RuntimeError(f"{name} exploded")
         return content, artifact
 
+    #: canned (content, artifact) per tool; a tool not listed here answers "<name> result"
+    OUTPUTS: dict[str, tuple[str, Any]] = {
+        "ocr": ("纯棉 100% COTTON", {"text": "纯棉 100% COTTON"}),
+        "colors": ("主要颜色: 红色 (70%) | main colours: red (70%)", []),
+        "caption": ("a red dress on a white background", {}),
+        "vqa": ("红色", {}),
+        "clip_search": ("1. b.jpg\n2. a.jpg", [{"image": "b.jpg", "score": 0.9, "title": "红色连衣裙"}, {"image": "a.jpg", "score": 0.4, "title": ""}]),
+        "image_search": ("1. c.jpg", [{"image": "c.jpg", "score": 0.8, "title": ""}]),
+        "title_search": ("1. b.jpg", [{"image": "b.jpg", "score": 0.7, "title": "红色连衣裙"}]),
+        "recommend": ("1. d.jpg — 蓝色衬衫", [{"image": "d.jpg", "score": 0.6, "title": "蓝色衬衫", "why": "蓝色衬衫"}]),
+    }
+
     def build(self, names: list[str] | None = None) -> dict[str, StructuredTool]:
-        def ocr(image: str) -> tuple[str, Any]:
-            return self._run("ocr", {"image": image}, "纯棉 100% COTTON", {"text": "纯棉 100% COTTON"})
+        """A fake of every registered tool (same name and typed arguments), or of ``names``."""
+        tools = {}
+        for spec in tool_specs():
+            if (names is None and not spec.fallback_for) or (names is not None and spec.name in names):
+                tools[spec.name] = self._fake(spec.name, spec.args)
+        return tools
 
-        def colors(image: str, k: int = 3) -> tuple[str, Any]:
-            return self._run("colors", {"image": image}, "主要颜色: 红色 (70%) | main colours: red (70%)", [])
+    def _fake(self, name: str, args_schema: Any) -> StructuredTool:
+        content, artifact = self.OUTPUTS.get(name, (f"{name} result", {}))
 
-        def caption(image: str, style: str = "concise", lang: str = "zh") -> tuple[str, Any]:
-            return self._run("caption", {"image": image}, "a red dress on a white background", {})
+        def run(**kwargs: Any) -> tuple[str, Any]:
+            recorded = {k: v for k, v in kwargs.items() if k in ("image", "images", "question", "text", "k", "likes")}
+            if name in ("ocr", "colors", "caption"):
+                recorded = {"image": kwargs["image"]}
+            return self._run(name, recorded, content, artifact)
 
-        def vqa(images: list[str], question: str) -> tuple[str, Any]:
-            return self._run("vqa", {"images": images, "question": question}, "红色", {})
-
-        def clip_search(text: str, k: int = 5) -> tuple[str, Any]:
-            hits = [{"image": "b.jpg", "score": 0.9, "title": "红色连衣裙"}, {"image": "a.jpg", "score": 0.4, "title": ""}]
-            return self._run("clip_search", {"text": text, "k": k}, "1. b.jpg\n2. a.jpg", hits)
-
-        def image_search(image: str, k: int = 5) -> tuple[str, Any]:
-            hits = [{"image": "c.jpg", "score": 0.8, "title": ""}]
-            return self._run("image_search", {"image": image, "k": k}, "1. c.jpg", hits)
-
-        fns = {f.__name__: f for f in (ocr, colors, caption, vqa, clip_search, image_search)}
-        return {
-            n: StructuredTool.from_function(f, name=n, description=n, response_format="content_and_artifact")
-            for n, f in fns.items()
-            if names is None or n in names
-        }
+        return StructuredTool.from_function(
+            run, name=name, description=name, args_schema=args_schema, response_format="content_and_artifact"
+        )
 
     def names(self) -> list[str]:
         return [n for n, _ in self.calls]
@@ -92,7 +98,8 @@ def make_agent(classifier, tools: dict[str, StructuredTool], llm: Any = None, sa
         (QuestionType.describe, ["a.jpg"], {"caption": 1, "colors": 1, "ocr": 1, "vqa": 1}),
         (QuestionType.vqa, ["a.jpg"], {"vqa": 1, "colors": 1, "ocr": 1}),
         (QuestionType.ocr, ["a.jpg"], {"ocr": 1, "vqa": 1}),  # OCR first, then the VLM with the text
-        (QuestionType.compare, ["a.jpg", "b.jpg"], {"colors": 2, "caption": 2, "vqa": 1}),
+        (QuestionType.compare, ["a.jpg", "b.jpg"], {"colors": 2, "caption": 2, "ocr": 2, "vqa": 1}),
+        (QuestionType.recommend, ["a.jpg"], {"recommend": 1}),
         (QuestionType.retrieve, [], {"clip_search": 1}),
         (QuestionType.retrieve, ["a.jpg"], {"image_search": 1}),
         (QuestionType.chat, [], {}),

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.settings import Settings
 from vlagent.tools.base import ToolContext
+from vlagent.tools.spec import ToolSpec
 
 MODEL_ID = "colors-lab-kmeans-v1"
 THUMB_SIDE = 96
@@ -207,3 +208,11 @@ def make_colors_tool(ctx: ToolContext) -> BaseTool:
         args_schema=ColorsArgs,
         response_format="content_and_artifact",
     )
+
+
+SPECS = [
+    ToolSpec(
+        name="colors", args=ColorsArgs, factory=make_colors_tool, probe=lambda ctx: probe(ctx.settings),
+        field="colors", images="first",
+    ),
+]  # fmt: skip

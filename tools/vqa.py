@@ -30,6 +30,7 @@ from vlagent.openai_errors import Server, backend_unavailable
 from vlagent.settings import Settings
 from vlagent.tools.base import ToolContext
 from vlagent.tools.hfmodels import shrink
+from vlagent.tools.spec import ToolSpec
 
 Backend = Literal["openai", "transformers"]
 MAX_IMAGES = 8
@@ -196,3 +197,11 @@ def make_vqa_tool(ctx: ToolContext) -> BaseTool:
         args_schema=VqaArgs,
         response_format="content_and_artifact",
     )
+
+
+SPECS = [
+    ToolSpec(
+        name="vqa", args=VqaArgs, factory=make_vqa_tool, probe=lambda ctx: probe(ctx.settings),
+        field="vqa", images="all", per_image=False, keep="last", role="vqa",
+    ),
+]  # fmt: skip
