@@ -160,6 +160,8 @@ def load(role: Role | str, settings: Settings | None = None) -> Any:
             err = _as_error(spec, settings, exc)
             slot.error = (type(err), str(err))
             log.info("%s", err)  # the caller reports it (once, as the raised one line)
+            if err is exc:
+                raise
             raise err from exc
         slot.value, slot.loaded = value, True
     log.info("%s: loaded %s in %.1f s", spec.role, spec.model(settings), time.perf_counter() - start)
