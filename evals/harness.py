@@ -4,10 +4,16 @@ Output: the input list in its order with every field kept; ``related_image`` fil
 retrieval questions (the best image's file name), ``answer`` for the others. Each finished
 question is appended to a journal next to the output (``answers.json.journal.jsonl``, fsync'ed)
 so an interrupted run continues with ``resume=True`` and computes nothing twice; the output is
-written atomically at the end. A question that raises is recorded as failed (retried on resume)
-and the run goes on. Invalid items (missing fields, empty question, an image that does not
-exist) are reported with their index and copied to the output untouched; a duplicate item gets
-the answer of its first occurrence.
+written atomically at the end. One run writes one output: a lock next to it
+(``answers.json.lock``) makes a second run on the same output fail at once, naming the pid.
+
+A question is *failed* when it raises, or when the agent's answer carries an error (every
+tool the question needed failed: no evidence, so no answer). A failed item keeps its input
+``answer`` (never a guess), is listed with its reason, and is retried on resume only with
+``retry_failed=True``; the run goes on. Invalid items (missing fields, empty question, an image
+that is not in the catalogue or is outside it) are reported with their index and copied to the
+output untouched; a duplicate item gets the answer of its first occurrence. Image names resolve
+only inside ``images`` (the ``--images`` catalogue).
 """
 
 from __future__ import annotations
@@ -38,9 +44,11 @@ from rich.text import Text
 from vlagent.agent.types import Answer, QuestionType
 from vlagent.data.images import ImageSource, open_source
 from vlagent.data.queries import QueryFile, QueryItem, read_queries, write_queries
-from vlagent.errors import DataError, VlagentError
+from vlagent.data.resolver import ImageResolver
+from vlagent.errors import DataError, ImageError, one_line
 
 from vlagent.evals.journal import Journal, JournalEntry, RankedImage, item_key, journal_path, load_journal
+from vlagent.evals.lock import OutputLock
 
 log = logging.getLogger(__name__)
 
@@ -110,28 +118,29 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def image_exists(name: str, sources: list[ImageSource]) -> bool:
-    """As the agent's resolver finds images: a file on disk, or a name (or file name) in a source."""
-    if Path(name).expanduser().is_file():
-        return True
-    base = Path(name).name
-    return any(name in s or (base != name and base in s) for s in sources)
+def image_problem(name: str, resolver: ImageResolver) -> str | None:
+    """Why ``name`` cannot be read from the catalogue (not found, outside it), or None."""
+    try:
+        resolver.check(name)
+    except ImageError as exc:
+        return one_line(exc)
+    return None
 
 
 def check_items(queries: QueryFile, sources: list[ImageSource] | None) -> tuple[dict[int, QueryItem], list[Problem], list[Problem]]:
-    """Valid items, invalid ones (skipped), warnings (answered anyway)."""
+    """Valid items, invalid ones (skipped), warnings (answered anyway).
+
+    ``sources``: the catalogue; an image name must resolve inside it (``None`` skips the check)."""
     invalid = [Problem(index=p.index, message=p.message) for p in queries.problems if p.fatal]
     warnings = [Problem(index=p.index, message=p.message) for p in queries.problems if not p.fatal]
+    resolver = ImageResolver(list(sources)) if sources is not None else None
     valid: dict[int, QueryItem] = {}
     for index in queries.valid_indices:
         item = queries.items[index]
-        if sources is not None:
-            missing = [name for name in item.images if not image_exists(name, sources)]
-            if missing:
-                where = ", ".join(str(s.root) for s in sources) or "the file system"
-                invalid.append(
-                    Problem(index=index, message=f"image(s) {', '.join(missing)} not found in {where}")
-                )
+        if resolver is not None:
+            problems = [why for why in (image_problem(name, resolver) for name in item.images) if why]
+            if problems:
+                invalid.append(Problem(index=index, message="; ".join(problems)))
                 continue
         valid[index] = item
     invalid.sort(key=lambda p: p.index)
@@ -146,14 +155,9 @@ def fill_for(item: QueryItem, answer: Answer) -> dict[str, str]:
     return {"answer": answer.text}
 
 
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, VlagentError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
 def answer_item(agent: Agent, index: int, item: QueryItem, key: str) -> JournalEntry:
-    """Ask the agent one question; an ``Exception`` becomes a failed entry (Ctrl-C propagates)."""
+    """Ask the agent one question. An ``Exception``, or an answer with an error (no evidence),
+    becomes a failed entry with its reason and no answer (Ctrl-C propagates)."""
     thread_id = f"eval-{key}-{index}"
     started = time.perf_counter()
     try:
@@ -162,21 +166,25 @@ def answer_item(agent: Agent, index: int, item: QueryItem, key: str) -> JournalE
             config={"configurable": {"thread_id": thread_id}},
         )
         answer = result if isinstance(result, Answer) else Answer.model_validate(result)
+        failed = answer.error is not None
         entry = JournalEntry(
             index=index,
             key=key,
-            status="ok",
+            status="failed" if failed else "ok",
             type=answer.type.value,
-            text=answer.text,
-            ranked=[RankedImage(image=r.image, score=r.score) for r in answer.images],
-            fill=fill_for(item, answer),
+            text="" if failed else answer.text,
+            ranked=[] if failed else [RankedImage(image=r.image, score=r.score) for r in answer.images],
+            fill={} if failed else fill_for(item, answer),
             classifier=answer.classifier,
             tools=[t.name for t in answer.trace],
             tool_errors=[f"{t.name}: {t.error}" for t in answer.trace if not t.ok],
+            evidence=list(answer.evidence),
+            error=answer.error.line() if answer.error is not None else None,
+            error_kind=answer.error.kind if answer.error is not None else None,
         )
     except Exception as exc:  # noqa: BLE001 - one question must not stop the run
         log.debug("item %s failed", index, exc_info=True)
-        entry = JournalEntry(index=index, key=key, status="failed", error=_error_text(exc))
+        entry = JournalEntry(index=index, key=key, status="failed", error=one_line(exc, 500), error_kind="exception")
     finally:
         forget = getattr(agent, "forget", None)
         if callable(forget):
@@ -212,19 +220,43 @@ def run_eval(
     *,
     images: list[str | Path] | None = None,
     resume: bool = False,
+    retry_failed: bool = False,
     workers: int = 1,
     progress: bool = True,
     console: Console | None = None,
     on_entry: Callable[[JournalEntry], None] | None = None,
+    lock: bool = True,
 ) -> EvalRun:
     """Answer every valid question of ``query`` and write the filled list to ``out``.
 
-    ``images``: the catalogue (folders / zips) image names must exist in; ``None`` skips the
-    check. ``workers``: questions in flight at once (threads). Raises ``KeyboardInterrupt`` /
-    ``SystemExit`` after journalling what finished; ``out`` is then left as it was.
+    ``images``: the catalogue (folders / zips) image names must resolve in; ``None`` skips the
+    check. ``resume``: reuse the journal's answers; failed items stay failed unless
+    ``retry_failed``. ``workers``: questions in flight at once (threads). ``lock``: hold
+    ``OUT.lock`` for the run (pass False when the caller holds it). Raises ``KeyboardInterrupt``
+    / ``SystemExit`` after journalling what finished; ``out`` is then left as it was.
     """
     if workers < 1:
         raise DataError(f"--workers must be at least 1, got {workers}")
+    with OutputLock(out) if lock else ExitStack():
+        return _run_eval(
+            agent, query, out, images=images, resume=resume, retry_failed=retry_failed, workers=workers,
+            progress=progress, console=console, on_entry=on_entry,
+        )  # fmt: skip
+
+
+def _run_eval(
+    agent: Agent,
+    query: str | Path,
+    out: str | Path,
+    *,
+    images: list[str | Path] | None,
+    resume: bool,
+    retry_failed: bool,
+    workers: int,
+    progress: bool,
+    console: Console | None,
+    on_entry: Callable[[JournalEntry], None] | None,
+) -> EvalRun:
     started = time.perf_counter()
     console = console or Console(stderr=True)
     out = Path(out)
@@ -251,7 +283,7 @@ def run_eval(
     todo: list[int] = []
     for i in sorted(first_of.values()):
         old = previous.get(i)
-        if old is not None and old.status == "ok" and old.key == keys[i]:
+        if old is not None and old.key == keys[i] and (old.status == "ok" or not retry_failed):
             entries[i] = old
         else:
             todo.append(i)
@@ -267,7 +299,7 @@ def run_eval(
         try:
             prepare([{"index": i, "question": valid[i].question, "images": valid[i].images} for i in todo])
         except Exception as exc:  # noqa: BLE001 - batching is an optimisation, not a requirement
-            log.warning("agent.prepare failed (%s); answering without it", _error_text(exc))
+            log.warning("agent.prepare failed (%s); answering without it", one_line(exc))
 
     with ExitStack() as stack:
         journal = stack.enter_context(Journal(jpath))
@@ -350,7 +382,7 @@ def print_summary(summary: EvalSummary, console: Console, *, limit: int = 20) ->
     for title, problems, style in (
         ("invalid (copied untouched)", summary.invalid, "yellow"),
         ("warnings", summary.warnings, "yellow"),
-        ("failed (retried on --resume)", summary.failed, "red"),
+        ("failed (no answer; retried with --resume --retry-failed)", summary.failed, "red"),
     ):
         if not problems:
             continue

@@ -18,7 +18,7 @@ from vlagent.cli.app import app
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTools:
     tools = FakeTools()
     agent = make_agent(scripted(QuestionType.vqa), tools.build(["colors", "ocr"]))
-    monkeypatch.setattr(agent_cmds, "_agent", lambda catalogue, annotations: agent)
+    monkeypatch.setattr(agent_cmds, "_agent", lambda catalogue, annotations, allow_files=None: agent)
     return tools
 
 

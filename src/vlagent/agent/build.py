@@ -14,7 +14,7 @@ from langchain_core.tools import BaseTool
 
 from vlagent.agent.graph import AgentParts, AgentState, build_graph
 from vlagent.agent.types import Answer, AnswerError, QuestionType, RetrievedImage, ToolTrace
-from vlagent.data.annotations import Annotation, read_annotations
+from vlagent.data.annotations import Annotation, read_annotations, usable_rows
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
 from vlagent.tools.base import ToolContext
@@ -238,6 +238,7 @@ def build_agent(
     checkpointer: Any = None,
     auto_index: bool = True,
     use_cache: bool = True,
+    allow_files: list[str | Path] | None = None,
 ) -> VLAgent:
     """Build the agent from settings.
 
@@ -245,13 +246,16 @@ def build_agent(
     retrieval searches (indexed at build time while the index holds fewer records than the
     catalogue has images; ``vlagent index`` refreshes changed files). ``annotations``: its
     ``train_annotation.csv``. ``llm``/``tools``: override what settings would build (tests).
+    ``allow_files``: image files named explicitly (``ask --image``) that may be read besides the
+    catalogue and ``settings.image_roots``; other paths are refused (``ImageNotAllowedError``).
     """
     settings = settings or Settings()
     if isinstance(images, (str, Path)):
         images = [images]
     image_paths = [Path(p) for p in images or []]
     rows = annotations if isinstance(annotations, list) else (read_annotations(annotations) if annotations else [])
-    ctx = ToolContext.from_settings(settings, list(image_paths), use_cache=use_cache)
+    ctx = ToolContext.from_settings(settings, list(image_paths), use_cache=use_cache, allow_files=allow_files)
+    rows = usable_rows(rows, ctx.resolver.sources)
     unavailable: dict[str, str] = {}
     if llm is None:
         llm, why = _load_llm(settings)
