@@ -79,6 +79,9 @@ class EvalSummary(BaseModel):
     warnings: list[Problem] = Field(default_factory=list, description="answered anyway")
     by_type: dict[str, int] = Field(default_factory=dict, description="answered items by the agent's type")
     tool_errors: int = 0
+    tool_error_reasons: dict[str, int] = Field(
+        default_factory=dict, description="the most frequent tool errors of answered items, with counts"
+    )
     elapsed_s: float = 0.0
     workers: int = 1
 
@@ -343,13 +346,16 @@ def _run_eval(
     summary.computed = len(todo)
     fills: dict[int, dict[str, str]] = {}
     types: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
     for i, entry in sorted(entries.items()):
         if entry.status == "ok":
             fills[i] = entry.fill
             types[entry.type or "?"] += 1
             summary.tool_errors += len(entry.tool_errors)
+            reasons.update(entry.tool_errors)
         else:
             summary.failed.append(Problem(index=i, message=entry.error or "failed"))
+    summary.tool_error_reasons = dict(reasons.most_common(10))
     summary.answered = len(fills)
     summary.by_type = dict(sorted(types.items()))
     write_queries(out, queries.raw, fills)
@@ -379,6 +385,10 @@ def print_summary(summary: EvalSummary, console: Console, *, limit: int = 20) ->
     for label, value in rows:
         table.add_row(label, value)
     console.print(table)
+    if summary.tool_error_reasons:
+        console.print("[yellow]tool errors (answered from the tools that worked):[/]")
+        for reason, n in summary.tool_error_reasons.items():
+            console.print(f"  {n} × {reason}", highlight=False, soft_wrap=True, markup=False)
     for title, problems, style in (
         ("invalid (copied untouched)", summary.invalid, "yellow"),
         ("warnings", summary.warnings, "yellow"),
@@ -388,6 +398,6 @@ def print_summary(summary: EvalSummary, console: Console, *, limit: int = 20) ->
             continue
         console.print(f"[{style}]{title}:[/]")
         for p in problems[:limit]:
-            console.print(f"  item {p.index}: {p.message}", highlight=False, soft_wrap=True)
+            console.print(f"  item {p.index}: {p.message}", highlight=False, soft_wrap=True, markup=False)
         if len(problems) > limit:
             console.print(f"  ... and {len(problems) - limit} more (see the report)")

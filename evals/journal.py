@@ -67,6 +67,12 @@ class JournalEntry(BaseModel):
         return [r.image for r in self.ranked]
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
 class Journal:
     """Append-only JSONL writer, safe to call from several worker threads."""
 
@@ -75,6 +81,9 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._fh = open(self.path, "a", encoding="utf-8")
+        if self._fh.tell() > 0 and not _ends_with_newline(self.path):
+            self._fh.write("\n")  # a torn last line (killed mid-write) must not swallow the next entry
+            self._fh.flush()
 
     def record(self, entry: JournalEntry) -> None:
         line = entry.model_dump_json() + "\n"

@@ -142,6 +142,9 @@ def _markdown(report: Report) -> str:
         lines += ["No gold answers for the answered items: nothing scored.", ""]
     for plot in report.plots:
         lines += [f"![{plot}]({plot})", ""]
+    if s.tool_error_reasons:
+        lines += ["## Tool errors (answered from the tools that worked)", ""]
+        lines += [f"- {n} × {reason}" for reason, n in s.tool_error_reasons.items()] + [""]
     for title, problems in (
         ("Invalid items (copied to the output untouched)", s.invalid),
         ("Failed questions (no answer given; retried with --resume --retry-failed)", s.failed),

@@ -31,8 +31,8 @@ def _agent(catalogue: list[Path] | None, annotations: Path | None, allow_files: 
 
     with console.status("loading models ..."):
         agent = build_agent(images=list(catalogue or []), annotations=annotations, allow_files=list(allow_files or []))
-    for name, why in agent.parts.unavailable.items():
-        console.print(f"[dim]{name} unavailable: {why}[/]")
+    for name, why in agent.parts.unavailable.items():  # on stderr: `ask --json` stdout stays JSON
+        err_console.print(f"[dim]{name} unavailable: {escape(why)}[/]", highlight=False)
     return agent
 
 

@@ -12,7 +12,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vlagent.errors import DataError, ImageError, ImageNotAllowedError
 
@@ -47,8 +47,29 @@ def load_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         raise ImageError(f"{name}: image too large ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: corrupt image ({exc})") from None
+    return to_rgb(img, name)
+
+
+def to_rgb(img: Image.Image, name: str = "image") -> Image.Image:
+    """Upright 8-bit RGB: EXIF orientation applied; 16-bit and float images scaled, not clipped
+    (PIL's own ``convert`` clips 16-bit grey to white); CMYK, palette, alpha, grey converted;
+    an animated image gives its first frame (the one ``load`` decoded)."""
+    try:
+        img = ImageOps.exif_transpose(img) or img
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the image
+        pass
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        import numpy as np
+
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        arr = np.clip(arr, 0, top) * (255.0 / top)
+        img = Image.fromarray(arr.astype(np.uint8), mode="L")
     if img.mode != "RGB":
-        img = img.convert("RGB")
+        try:
+            img = img.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{name}: cannot convert its {img.mode} pixels to RGB ({exc})") from None
     return img
 
 

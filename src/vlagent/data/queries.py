@@ -99,7 +99,11 @@ def read_queries(path: str | Path) -> QueryFile:
         if "question" in missing:
             problems.append(QueryProblem(index=i, message="missing field 'question'"))
             continue
-        if not isinstance(obj.get("question"), str) or not obj["question"].strip():
+        if not isinstance(obj.get("question"), str):
+            kind = type(obj.get("question")).__name__
+            problems.append(QueryProblem(index=i, message=f"field 'question' must be a string, not {kind}"))
+            continue
+        if not obj["question"].strip():
             problems.append(QueryProblem(index=i, message="empty question"))
             continue
         if len(obj["question"]) > MAX_QUESTION_CHARS:

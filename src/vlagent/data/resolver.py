@@ -141,8 +141,9 @@ class ImageResolver:
         for source in sources:
             if base != name and base in source:
                 return source, base
+        relative = not Path(name).expanduser().is_absolute()
         for source in sources:
-            if isinstance(source, FolderSource) and source.escapes(name):
+            if relative and isinstance(source, FolderSource) and source.escapes(name):
                 raise ImageNotAllowedError(
                     f"{name}: leaves the catalogue folder {source.root.name} (a '..' or a symlink pointing out)"
                 )
