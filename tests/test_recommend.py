@@ -178,10 +178,40 @@ def test_title_space_needs_titles(rec_catalogue: RecCatalogue, tmp_path: Path) -
     assert result.items[1].colors == [] and result.items[1].why == NEAR_TITLES["bag_brown_near.jpg"]
 
 
-def test_clip_space_with_an_empty_index_and_no_catalogue(tiny_clip: Any, tiny_clip_encoder: Any, tmp_path: Path) -> None:
+def test_clip_space_with_an_empty_index_falls_back_to_titles(
+    tiny_clip: Any, tiny_clip_encoder: Any, rec_catalogue: RecCatalogue, tmp_path: Path
+) -> None:
     settings = make_tiny_clip_settings(tiny_clip["chinese_clip"][0], tmp_path / "home")
-    with pytest.raises(NothingToRecommendError, match="index .* is empty"):
+    with pytest.raises(NothingToRecommendError, match="index .* is empty.*no annotations with titles"):
         Recommender.from_paths(settings, [], encoder=tiny_clip_encoder)
+    rec = Recommender.from_paths(settings, [], rec_catalogue.csv, encoder=tiny_clip_encoder)
+    assert rec.space_name == "text" and "is empty" in (rec.note or "")
+    result = rec.recommend(["dress_red.jpg"], k=1)
+    assert result.space == "text" and result.note == rec.note
+
+
+def test_the_agent_context_shares_its_models_and_probes(
+    make: Make, rec_catalogue: RecCatalogue, tmp_path: Path
+) -> None:
+    from vlagent import recommend as engine
+    from vlagent.tools.base import ToolContext
+    from vlagent.tools.retrieval import clip_retriever
+
+    settings = make().settings
+    rows = read_annotations(rec_catalogue.csv)
+    ctx = ToolContext.from_settings(settings, [rec_catalogue.folder], annotations=rows)
+    assert engine.probe(ctx) is None
+    rec = Recommender.from_context(ctx)
+    assert rec.space_name == make.space  # type: ignore[attr-defined]
+    if make.space == "clip":  # type: ignore[attr-defined]
+        shared = clip_retriever(ctx)
+        assert rec.space.encoder is shared.encoder and rec.space.index is shared.index  # type: ignore[union-attr]
+    else:
+        assert rec.space.index is ctx.once("title_index", lambda: None)  # type: ignore[union-attr]
+    result = rec.recommend(["bag_brown.jpg"], ["dress_red.jpg"], k=2)
+    assert result.items[0].image == "bag_brown_near.jpg" and "棕色" in result.items[0].why
+    no_titles = ToolContext.from_settings(settings.model_copy(update={"clip_backend": "none"}), [rec_catalogue.folder])
+    assert "no catalogue titles" in (engine.probe(no_titles) or "")
 
 
 # ----------------------------------------------------------------------------- the CLI

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.data.annotations import Annotation
 from vlagent.data.images import is_image_name
-from vlagent.errors import ImageError, ModelLoadError, VlagentError, one_line
+from vlagent.errors import ImageError, VlagentError, one_line
 from vlagent.settings import Settings
 from vlagent.tools.base import ImageResolver, ToolContext
 
@@ -178,7 +178,9 @@ class Recommender:
     in the title space.
 
     ``resolver``: the catalogue (image folders or zips) and files on disk; ``annotations``: its
-    titles. ``encoder``/``title_index``: already loaded models to share (the agent's). With
+    titles. ``encoder``/``index``/``title_index``: already open models and index to share (the
+    agent's: :meth:`from_context`). When the CLIP space cannot be opened (no CLIP model, an
+    empty index) the title space is used, and ``note`` says why. With
     ``auto_index`` the catalogue is indexed when the index holds fewer records than it has images;
     ``index_progress(total)`` is then called once and returns the callback that counts images done.
     """
@@ -190,6 +192,7 @@ class Recommender:
         annotations: Sequence[Annotation] = (),
         *,
         encoder: "ClipEncoder | None" = None,
+        index: "ImageIndex | None" = None,
         title_index: "TitleIndex | None" = None,
         auto_index: bool = True,
         index_progress: IndexProgress | None = None,
@@ -202,7 +205,7 @@ class Recommender:
         self.titles = {a.image: a.title for a in reversed(self.rows)}
         self.note: str | None = None
         self.index_progress = index_progress
-        self.space: _ClipSpace | _TitleSpace = self._open_space(encoder, title_index, auto_index)
+        self.space: _ClipSpace | _TitleSpace = self._open_space(encoder, index, title_index, auto_index)
 
     @classmethod
     def from_paths(
@@ -217,12 +220,41 @@ class Recommender:
 
         resolver = ImageResolver.from_paths(list(images), settings.max_image_pixels)
         rows = read_annotations(annotations) if annotations else []
-        ctx = ToolContext(settings=settings, resolver=resolver, cache=DiskCache(settings.cache_dir / "tools.sqlite"))
+        cache = DiskCache(settings.cache_dir / "tools.sqlite")
+        ctx = ToolContext(settings=settings, resolver=resolver, cache=cache, annotations=rows)
         return cls(settings, resolver, rows, ctx=ctx, **kwargs)
+
+    @classmethod
+    def from_context(cls, ctx: ToolContext) -> "Recommender":
+        """The agent's recommender: it shares the context's CLIP retriever (encoder and index,
+        the ones ``clip_search`` uses) or, with no CLIP model, its title index."""
+        from vlagent.models.clip import clip_probe
+
+        encoder = index = title_index = None
+        if clip_probe(ctx.settings) is None:
+            from vlagent.tools.retrieval import clip_retriever
+
+            try:
+                retriever = clip_retriever(ctx)
+                encoder, index = retriever.encoder, retriever.index
+            except VlagentError as exc:  # the constructor says why and falls back to the titles
+                log.info("recommend: no CLIP retriever: %s", one_line(exc))
+        if encoder is None and any(a.title.strip() for a in ctx.annotations):
+            from vlagent.tools.retrieval import TitleIndex
+
+            title_index = ctx.once("title_index", lambda: TitleIndex(ctx.annotations))
+        return cls(
+            ctx.settings, ctx.resolver, ctx.annotations, encoder=encoder, index=index,
+            title_index=title_index, auto_index=ctx.auto_index, ctx=ctx,
+        )  # fmt: skip
 
     # --- which space -------------------------------------------------------------------------
     def _open_space(
-        self, encoder: "ClipEncoder | None", title_index: "TitleIndex | None", auto_index: bool
+        self,
+        encoder: "ClipEncoder | None",
+        index: "ImageIndex | None",
+        title_index: "TitleIndex | None",
+        auto_index: bool,
     ) -> _ClipSpace | _TitleSpace:
         from vlagent.models.clip import clip_probe, encoder_from_settings
 
@@ -230,10 +262,10 @@ class Recommender:
         if reason is None:
             try:
                 encoder = encoder or encoder_from_settings(self.settings)
-                return _ClipSpace(encoder, self._clip_index(encoder, auto_index), self.resolver)
-            except ModelLoadError as exc:
+                return _ClipSpace(encoder, index or self._clip_index(encoder, auto_index), self.resolver)
+            except VlagentError as exc:  # no model, an empty index, a Chroma server that is down
                 reason = one_line(exc)
-        self.note = f"no CLIP model here ({reason}): recommending by titles"
+        self.note = f"the CLIP space is not available ({reason}): recommending by titles"
         log.info(self.note)
         rows = self._catalogue_rows()
         if not rows and title_index is None:
@@ -259,9 +291,9 @@ class Recommender:
                     progress=advance,
                 )  # fmt: skip
         if index.count() == 0:
-            raise NothingToRecommendError(
-                f"nothing to recommend from: the image index of dataset {self.settings.dataset!r} "
-                f"({encoder.model_id}) is empty; pass the catalogue with --images, or run `vlagent index IMAGES`"
+            raise VlagentError(
+                f"the image index of dataset {self.settings.dataset!r} ({encoder.model_id}) is "
+                "empty: pass the catalogue with --images, or run `vlagent index IMAGES`"
             )
         return index
 
@@ -388,3 +420,13 @@ class Recommender:
             return []
         key = "name_en" if language == "en" else "name_zh"
         return [str(c[key]) for c in found]
+
+
+def probe(ctx: ToolContext) -> str | None:
+    """Can the engine recommend here? ``None``, or one line saying why not (loads nothing)."""
+    from vlagent.models.clip import clip_probe
+
+    reason = clip_probe(ctx.settings)
+    if reason is None or any(a.title.strip() for a in ctx.annotations):
+        return None
+    return f"recommend: {reason}, and no catalogue titles to recommend by (give the annotations CSV)"
