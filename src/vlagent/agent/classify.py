@@ -30,7 +30,13 @@
   5. images attached, the LLM says retrieve or chat, and the rules see no retrieval or chat
      wording (their type is neither) → the rules decide;
   6. two or more images and comparison wording, the rules say compare, the LLM says otherwise
-     → compare.
+     → compare;
+  7. an image, label-reading wording (the rules say ocr: 吊牌/标签/label/tag, 写的/印的/say/read)
+     and the LLM says vqa or describe → ocr (the offline 1.5B LLM's commonest slip);
+  8. compare with fewer than two images and no comparison wording → the rules decide;
+  9. retrieve with no image for a question that asks something (?, 吗, 怎么, how, what …) where
+     the rules see no retrieval wording (they say chat) → chat: advice is not a title.
+  Guards 1-6 were written before measuring; 7-9 after the first holdout run (see evals/README).
 """
 
 from __future__ import annotations
@@ -197,6 +203,9 @@ def _reconcile(question: str, decision: LLMDecision, rules: Classification, imag
             source="rules",
             error=f"llm said {decision.type.value} for {len(images)} images with comparison wording; compare",
         )
+    why = _referee(question, decision, rules, images)
+    if why:
+        return ClassifierResult(classification=rules, source="rules", error=why)
     query = ""
     if decision.type is QuestionType.retrieve:
         query = clean_query(decision.query)
@@ -208,6 +217,24 @@ def _reconcile(question: str, decision: LLMDecision, rules: Classification, imag
         lang = detect_language(question.replace(query, " ") if query else question)
     classification = Classification(type=decision.type, language=lang, query=query, images=images)
     return ClassifierResult(classification=classification, source="llm")
+
+
+_ASKS = re.compile(
+    r"[?？]|吗|呢|怎么|什么|如何|为什么|能不能|可不可以|\b(?:how|what|why|when|can|could|should|do|does|is|are)\b",
+    re.IGNORECASE,
+)
+
+
+def _referee(question: str, decision: LLMDecision, rules: Classification, images: list[str]) -> str | None:
+    """Why the rules overrule this LLM decision (guards 7-9 of the module docstring), or None."""
+    said = decision.type
+    if images and said in (QuestionType.vqa, QuestionType.describe) and rules.type is QuestionType.ocr:
+        return f"llm said {said.value} for a label-reading question; rules chose ocr"
+    if said is QuestionType.compare and len(images) < 2 and not _COMPARE.search(question):
+        return f"llm said compare for {len(images)} image(s) and no comparison wording; rules chose {rules.type.value}"
+    if said is QuestionType.retrieve and not images and rules.type is QuestionType.chat and _ASKS.search(question):
+        return "llm said retrieve for a question with no image and no retrieval wording; rules chose chat"
+    return None
 
 
 def classify(
