@@ -211,3 +211,34 @@ def test_eval_cli_filters_split_and_types(tmp_path: Path) -> None:
     assert data["n"] == sum(i.split == "holdout" and i.type.value in ("recommend", "compare") for i in suite)
     bad = CliRunner().invoke(ce.app, ["--llm-backend", "none", "--types", "shopping"])
     assert bad.exit_code != 0 and "shopping" in bad.output
+
+
+# guards 7-9: the offline LLM's measured slips, refereed by the rules
+@pytest.mark.parametrize(
+    ("question", "images", "said", "expected"),
+    [
+        ("吊牌上标的尺码是M还是L？", ["a.jpg"], "vqa", QuestionType.ocr),  # label reading → ocr
+        ("吊牌上写的是什么？", ["a.jpg"], "describe", QuestionType.ocr),
+        ("Is the dress sleeveless?", ["a.jpg"], "compare", QuestionType.vqa),  # one image, no compare words
+        ("下雨天穿什么鞋比较好？", [], "retrieve", QuestionType.chat),  # advice, not a title
+        ("买错尺码了能换吗？", [], "retrieve", QuestionType.chat),
+    ],
+)
+def test_guards_for_the_offline_llms_slips(question: str, images: list[str], said: str, expected: QuestionType) -> None:
+    r = classify(question, images, recording(f'{{"type": "{said}", "query": "x"}}'), fewshot=False)
+    assert (r.source, r.classification.type) == ("rules", expected)
+    assert r.error is not None and f"llm said {said}" in r.error
+
+
+@pytest.mark.parametrize(
+    ("question", "images", "said"),
+    [
+        ("吊牌是什么颜色的？", ["a.jpg"], "vqa"),  # a visual attribute of the label: the rules say vqa too
+        ("白色帆布鞋", [], "retrieve"),  # a bare title is a search, not a question
+        ("Compare these two.", ["a.jpg", "b.jpg"], "compare"),
+        ("哪张图片是白色帆布鞋？", [], "retrieve"),
+    ],
+)
+def test_guards_leave_sound_llm_answers_alone(question: str, images: list[str], said: str) -> None:
+    r = classify(question, images, recording(f'{{"type": "{said}", "query": ""}}'), fewshot=False)
+    assert (r.source, r.classification.type.value) == ("llm", said)
