@@ -169,6 +169,8 @@ def _register_optional() -> None:
         ("vlagent.evals.cli", None),
         ("vlagent.cli.serve", "serve"),
         ("vlagent.cli.models", "models"),
+        ("vlagent.cli.finetune_cmd", None),
+        ("vlagent.cli.analyze_cmd", None),
     ]:
         try:
             mod = importlib.import_module(module)

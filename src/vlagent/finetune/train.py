@@ -198,6 +198,7 @@ def finetune(
                              "best": None, "best_epoch": 0, "export": None, "skipped": [],
                              "loss_sum": 0.0, "loss_n": 0, "train_seconds": 0.0}  # fmt: skip
     resumed_from = None
+    torch.manual_seed(config.seed)  # dropout; a resumed run restores the saved RNG state below
     if resume and last.is_file():
         saved = torch.load(last, map_location=towers.device, weights_only=False)
         if saved["identity"] != identity:
