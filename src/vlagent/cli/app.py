@@ -171,6 +171,7 @@ def _register_optional() -> None:
         ("vlagent.cli.models", "models"),
         ("vlagent.cli.finetune_cmd", None),
         ("vlagent.cli.analyze_cmd", None),
+        ("vlagent.cli.caption_cmd", None),
     ]:
         try:
             mod = importlib.import_module(module)
