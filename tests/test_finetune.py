@@ -214,3 +214,23 @@ def test_too_few_images_is_one_clear_error() -> None:
 
     with pytest.raises(DataError, match="at least 4"):
         split_pairs([Pair(image="a.jpg", title="x"), Pair(image="b.jpg", title="y")])
+
+
+def test_cli_prints_the_recall_table_and_the_export_line(tiny_clip, ft_catalogue, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vlagent.cli.app import app
+
+    folder, csv_path = ft_catalogue
+    env = {"VLAGENT_HOME": str(tmp_path / "home"), "VLAGENT_DEVICE": "cpu"}
+    args = ["finetune", "--images", str(folder), "-a", str(csv_path), "-m", tiny_clip["chinese_clip"][0],
+            "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "12", "--lr", "5e-3", "--val-fraction", "0.25"]  # fmt: skip
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "before (start)" in flat and "titles longer than the text context (52 tokens): 0 of 24" in flat
+    assert "export VLAGENT_CLIP_MODEL=" in flat and (tmp_path / "run" / "report.json").is_file()
+    missing = CliRunner().invoke(app, ["finetune", "--images", str(folder)], env=env)
+    assert missing.exit_code == 2 and "--annotations" in missing.output
+    bad = CliRunner().invoke(app, [*args[:5], "--freeze", "everything"], env=env)
+    assert bad.exit_code == 2 and "--freeze 'everything'" in bad.output
