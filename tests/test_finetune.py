@@ -234,3 +234,11 @@ def test_cli_prints_the_recall_table_and_the_export_line(tiny_clip, ft_catalogue
     assert missing.exit_code == 2 and "--annotations" in missing.output
     bad = CliRunner().invoke(app, [*args[:5], "--freeze", "everything"], env=env)
     assert bad.exit_code == 2 and "--freeze 'everything'" in bad.output
+
+
+def test_unreadable_held_out_images_are_left_out_of_the_recall(tiny_clip_encoder, bad_images) -> None:
+    pairs = [Pair(image="good.jpg", title="红色连衣裙"), Pair(image="good.png", title="蓝色长裤"),
+             Pair(image="empty.jpg", title="黄色棒球帽")]  # fmt: skip
+    with open_source(bad_images.folder) as source:
+        recall = heldout_recall(tiny_clip_encoder, source, pairs, max_pixels=64_000_000)
+    assert (recall.queries, recall.images) == (2, 2) and recall.r5 == 1.0

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from vlagent.data.images import ImageSource
+from vlagent.errors import DataError, ImageError
 from vlagent.finetune.data import Pair
 from vlagent.models.clip import ClipEncoder
 
@@ -49,25 +50,36 @@ def chance_r1(pairs: list[Pair]) -> float:
 def encode_source_images(
     encoder: ClipEncoder, source: ImageSource, names: list[str], max_pixels: int,
     progress: Callable[[int], None] | None = None,
-) -> np.ndarray:  # fmt: skip
-    """Unit vectors of ``names``, loaded and encoded one encoder batch at a time."""
-    parts = []
+) -> tuple[np.ndarray, list[str]]:  # fmt: skip
+    """Unit vectors of the readable ``names`` (one encoder batch at a time), and those names."""
+    parts, kept = [], []
     for start in range(0, len(names), encoder.batch_size):
-        chunk = names[start : start + encoder.batch_size]
-        parts.append(encoder.encode_images([source.open(n, max_pixels) for n in chunk]))
+        images = []
+        for name in names[start : start + encoder.batch_size]:
+            try:
+                images.append(source.open(name, max_pixels))
+                kept.append(name)
+            except ImageError:
+                continue  # an unreadable image cannot be retrieved: left out of the evaluation
+        if images:
+            parts.append(encoder.encode_images(images))
         if progress:
-            progress(len(chunk))
-    return np.concatenate(parts) if parts else np.zeros((0, encoder.dim), dtype=np.float32)
+            progress(len(names[start : start + encoder.batch_size]))
+    vecs = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), dtype=np.float32)
+    return vecs, kept
 
 
 def heldout_recall(encoder: ClipEncoder, source: ImageSource, pairs: list[Pair], max_pixels: int) -> Recall:
-    """Recall of the held-out titles against the held-out images (a title's gold: every image carrying it)."""
-    images = list(dict.fromkeys(p.image for p in pairs))
+    """Recall of the held-out titles against the held-out images (a title's gold: every image
+    carrying it). Unreadable images and the titles of only those are left out."""
+    image_vecs, images = encode_source_images(encoder, source, list(dict.fromkeys(p.image for p in pairs)), max_pixels)
     index = {name: i for i, name in enumerate(images)}
+    pairs = [p for p in pairs if p.image in index]
+    if not pairs:
+        raise DataError("no held-out image could be read: nothing to measure recall on")
     by_title: dict[str, set[int]] = {}
     for p in pairs:
         by_title.setdefault(p.title, set()).add(index[p.image])
-    image_vecs = encode_source_images(encoder, source, images, max_pixels)
     text_vecs = encoder.encode_texts([p.title for p in pairs])
     rec = recall_at_k(text_vecs, image_vecs, [by_title[p.title] for p in pairs])
     return Recall(r1=rec[1], r5=rec[5], r10=rec[10], queries=len(pairs), images=len(images))
