@@ -75,8 +75,10 @@ def test_the_shipped_suite_gets_three_reports(tmp_path: Path) -> None:
     data = json.loads(paths["json"].read_text("utf-8"))
     assert set(data["counts"]) == {"rules", "clusters", "llm", "gold"}
     assert {"rules vs gold", "clusters vs gold", "llm vs gold", "rules vs llm"} <= set(data["ari"])
-    assert data["llm"]["status"] == "used" and data["llm"]["answered"] == len(questions) == llm.calls
-    assert data["counts"]["llm"] == {"chat": len(questions)}  # what the fake said reached the column
+    # every question reached the LLM; the classifier's guards may overrule an answer (its rules referee)
+    assert data["llm"]["status"] == "used" and llm.calls == len(questions)
+    assert data["llm"]["answered"] + data["llm"]["fell_back"] == len(questions) and data["llm"]["answered"] > 0
+    assert data["counts"]["llm"]["chat"] >= data["llm"]["answered"]  # what the fake said reached the column
     assert {(t["rows"], t["columns"]) for t in data["crosstabs"]} >= {("clusters", "gold"), ("gold", "rules"), ("gold", "llm")}
     md = paths["md"].read_text("utf-8")
     assert "adjusted Rand" in md and "clusters × gold" in md

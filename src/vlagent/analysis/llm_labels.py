@@ -61,12 +61,15 @@ def llm_labels(
             key = cache_key(llm_id, q)
             hit = cache.get(key)
             if hit is not None:
-                out.append(LLMLabel(type=hit["type"], source="llm", cached=True))
+                out.append(LLMLabel(type=hit["type"], source=hit.get("source", "llm"), cached=True))
             else:
                 result = classify(q.question, q.images, llm, timeout=timeout)
                 label = LLMLabel(type=result.classification.type.value, source=result.source, error=result.error)
-                if result.source == "llm":
-                    fh.write(json.dumps({"key": key, "question": q.question, "type": label.type}, ensure_ascii=False) + "\n")
+                # the LLM answered (its answer kept, or overruled by a reconcile guard): worth keeping;
+                # an LLM that failed or timed out is asked again on the next run
+                if result.source == "llm" or (result.error or "").startswith("llm said"):
+                    row = {"key": key, "question": q.question, "type": label.type, "source": label.source}
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                     fh.flush()
                 out.append(label)
             if progress:
