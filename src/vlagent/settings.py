@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -137,6 +137,23 @@ class Settings(BaseSettings):
     )
     llm_chat_format: str | None = Field(
         None, description="llama.cpp chat_format; default the GGUF's own chat template"
+    )
+
+    # --- the web UI and the HTTP API (vlagent ui, vlagent serve api, langgraph dev) ---
+    catalogue: list[Path] = Field(
+        default_factory=list,
+        description="image folders / zips the UI, the API and langgraph dev serve (JSON list in env)",
+    )
+    annotations: Path | None = Field(None, description="the catalogue's train_annotation.csv")
+    web_host: str = Field("127.0.0.1", description="address `vlagent ui` and `vlagent serve api` bind to")
+    web_ui_port: int = 7860
+    web_api_port: int = 8080
+    web_auth: SecretStr | None = Field(None, description="basic auth for the UI: 'user:password'")
+    api_token: SecretStr | None = Field(None, description="bearer token the HTTP API requires (unset: open)")
+    upload_max_bytes: int = Field(10 * 1024 * 1024, ge=1, description="largest uploaded image")
+    upload_max_images: int = Field(8, ge=1, description="images per question")
+    api_max_request_bytes: int = Field(
+        32 * 1024 * 1024, ge=1, description="largest HTTP request body (base64 images included)"
     )
 
     @model_validator(mode="before")
