@@ -1,4 +1,4 @@
-"""build_vision_tools: usable tools in, unusable ones out with a reason, no model loaded."""
+"""The registry builds the usable tools and drops the others with a reason, loading no model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from pathlib import Path
 from langchain_core.tools import BaseTool
 
 from vlagent.tools import hfmodels
-from vlagent.tools.registry import VISION_TOOLS, build_vision_tools, probe_all
+from vlagent.tools.registry import build_tools, probe_all
+
+VISION_TOOLS = ["ocr", "colors", "caption", "vqa"]
+
+
+def build_vision_tools(ctx):  # type: ignore[no-untyped-def]
+    tools, dropped = build_tools(ctx, only=VISION_TOOLS)
+    return list(tools.values()), dropped
 
 
 def test_missing_models_drop_caption_and_vqa(vision_ctx, tmp_path: Path) -> None:
@@ -36,7 +43,7 @@ def test_all_four_with_local_models(vision_ctx, tiny_blip_dir: Path, tiny_qwen2v
 
 def test_offline_profile_keeps_ocr_and_colors(vision_ctx) -> None:
     ctx = vision_ctx(profile="offline")
-    reasons = probe_all(ctx.settings)
+    reasons = probe_all(ctx)
     assert reasons["ocr"] is None and reasons["colors"] is None
     assert reasons["caption"] and reasons["vqa"]
     tools, dropped = build_vision_tools(vision_ctx(ocr_backend="none", caption_backend="none", vqa_backend="none"))

@@ -12,6 +12,7 @@ captions a list of images in batches (cache misses only).
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool
@@ -22,6 +23,7 @@ from vlagent.cache import DiskCache
 from vlagent.settings import Settings
 from vlagent.tools.base import ToolContext, ToolUnavailable
 from vlagent.tools.hfmodels import model_reason, shared
+from vlagent.tools.spec import ToolSpec
 
 Style = Literal["concise", "detailed"]
 Lang = Literal["zh", "en"]
@@ -171,3 +173,26 @@ class CaptionTool(BaseTool):
 
 def make_caption_tool(ctx: ToolContext) -> CaptionTool:
     return CaptionTool(ctx=ctx)
+
+
+def _prepare(ctx: ToolContext, tool: BaseTool, calls: Sequence[dict[str, Any]]) -> int:  # noqa: ARG001
+    """Caption every planned image in batches (per style) into the cache the tool reads."""
+    by_style: dict[str, list[str]] = {}
+    for call in calls:
+        if call.get("image"):
+            by_style.setdefault(str(call.get("style", "concise")), []).append(call["image"])
+    done = 0
+    for style, names in by_style.items():
+        unique = list(dict.fromkeys(names))
+        tool.captions(unique, style=style)  # type: ignore[attr-defined]
+        done += len(unique)
+    return done
+
+
+SPECS = [
+    ToolSpec(
+        name="caption", args=CaptionArgs, factory=make_caption_tool, probe=lambda ctx: probe(ctx.settings),
+        field="caption", images="first", role="caption", prepare=_prepare,
+        summarize=lambda art, lang: str((art or {}).get("caption") or ""),
+    ),
+]  # fmt: skip

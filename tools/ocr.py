@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,10 @@ from langchain_core.tools import BaseTool, StructuredTool
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from vlagent.errors import VlagentError
 from vlagent.settings import Settings
 from vlagent.tools.base import ToolContext, ToolUnavailable
+from vlagent.tools.spec import ToolSpec
 from vlagent.tools.hfmodels import shared
 
 #: RapidOCR 3.x parameter names (see rapidocr/config.yaml): the longer side is capped at 960.
@@ -131,3 +134,23 @@ def make_ocr_tool(ctx: ToolContext) -> BaseTool:
         args_schema=OcrArgs,
         response_format="content_and_artifact",
     )
+
+
+def _prepare(ctx: ToolContext, tool: BaseTool, calls: Sequence[dict[str, Any]]) -> int:  # noqa: ARG001
+    """Read every image's text into the cache before the questions are answered."""
+    names = list(dict.fromkeys(c["image"] for c in calls if c.get("image")))
+    for name in names:
+        try:
+            ocr_image(ctx, name)
+        except VlagentError:
+            pass  # the question itself reports the image's problem
+    return len(names)
+
+
+SPECS = [
+    ToolSpec(
+        name="ocr", args=OcrArgs, factory=make_ocr_tool, probe=lambda ctx: probe(ctx.settings),
+        field="ocr_text", images="first", role="ocr", prepare=_prepare,
+        summarize=lambda art, lang: " ".join(str((art or {}).get("text") or "").split()),
+    ),
+]  # fmt: skip

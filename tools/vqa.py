@@ -31,6 +31,7 @@ from vlagent.errors import BackendUnavailableError
 from vlagent.settings import Settings
 from vlagent.tools.base import ToolContext, ToolUnavailable
 from vlagent.tools.hfmodels import model_reason, shared, shrink
+from vlagent.tools.spec import ToolSpec
 
 Backend = Literal["openai", "transformers"]
 MAX_IMAGES = 8
@@ -225,3 +226,11 @@ def make_vqa_tool(ctx: ToolContext) -> BaseTool:
         args_schema=VqaArgs,
         response_format="content_and_artifact",
     )
+
+
+SPECS = [
+    ToolSpec(
+        name="vqa", args=VqaArgs, factory=make_vqa_tool, probe=lambda ctx: probe(ctx.settings),
+        field="vqa", images="all", per_image=False, keep="last", role="vqa",
+    ),
+]  # fmt: skip
