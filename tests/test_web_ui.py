@@ -40,6 +40,7 @@ def ui_url(catalogue, tiny_clip, tmp_path_factory) -> Iterator[str]:  # type: ig
 
     from vlagent.agent.build import build_agent
     from vlagent.api.service import AgentService
+    from vlagent.evals.bundle import run_to_folder
     from vlagent.serving.process import free_port
     from vlagent.settings import Settings
     from vlagent.web.ui import launch
@@ -54,7 +55,7 @@ def ui_url(catalogue, tiny_clip, tmp_path_factory) -> Iterator[str]:  # type: ig
     agent = build_agent(settings, images=[catalogue.folder], annotations=catalogue.csv, llm=llm)
     service = AgentService(agent, settings, [catalogue.folder])
     port = free_port()
-    demo = launch(service, host="127.0.0.1", port=port, block=False)
+    demo = launch(service, host="127.0.0.1", port=port, block=False, evaluate=run_to_folder)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -37,7 +37,12 @@ def ui(
     """The web UI: search the catalogue, chat about uploaded images, run the evaluation harness."""
     from vlagent.api.server import quiet_third_party
     from vlagent.api.service import AgentService
-    from vlagent.web.ui import launch
+    from vlagent.evals.bundle import run_to_folder
+
+    try:
+        from vlagent.web.ui import launch
+    except ImportError as exc:
+        raise VlagentError(f"the web UI needs the web extra: pip install 'vlagent[web]' ({exc})") from None
 
     values = {k: v for k, v in {"web_host": host, "web_ui_port": port}.items() if v is not None}
     settings = Settings(**values)
@@ -50,7 +55,8 @@ def ui(
     url = f"http://{settings.web_host}:{settings.web_ui_port}"
     console.print(f"[green]ready[/] ui: {url}" + ("  (basic auth)" if credentials else ""), highlight=False)
     try:
-        launch(service, host=settings.web_host, port=settings.web_ui_port, share=share, auth=credentials, quiet=not verbose)
+        launch(service, host=settings.web_host, port=settings.web_ui_port, share=share, auth=credentials,
+               evaluate=run_to_folder, quiet=not verbose)  # fmt: skip
     finally:
         service.close()
 

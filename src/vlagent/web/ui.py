@@ -12,7 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
@@ -22,6 +22,9 @@ from vlagent.api.service import AgentService
 from vlagent.api.steps import Step
 from vlagent.errors import VlagentError, one_line
 from vlagent.web.session import WebSession, ensure
+
+#: (agent, query.json, image folder, output folder, progress(done, total)) → (files, report.md text)
+Evaluator = Callable[[Any, Path, Path, Path, Callable[[int, int], None]], tuple[list[Path], str]]
 
 CSS = """
 #search-results .caption-label { white-space: normal; font-size: 0.8em; }
@@ -143,17 +146,17 @@ def do_reset(service: AgentService, session: WebSession | None):  # type: ignore
     return [], session, "", "", gr.MultimodalTextbox(value=None)
 
 
-def do_eval(service: AgentService, query: str | None, folder: str | None, session: WebSession | None,
-            progress: gr.Progress = gr.Progress()):  # type: ignore[no-untyped-def]  # fmt: skip
-    from vlagent.evals.bundle import run_to_folder
-
+def do_eval(service: AgentService, evaluate: Evaluator | None, query: str | None, folder: str | None,
+            session: WebSession | None, progress: gr.Progress = gr.Progress()):  # type: ignore[no-untyped-def]  # fmt: skip
     session = ensure(session, service)
+    if evaluate is None:
+        return None, error_md("evaluation is not enabled on this server"), session
     if not query:
         return None, error_md("upload a query.json first"), session
     if folder not in [str(p) for p in service.catalogue]:
         return None, error_md("pick one of the image folders this server serves"), session
     try:
-        files, report = run_to_folder(service.agent, Path(query), Path(folder), session.eval_dir,
+        files, report = evaluate(service.agent, Path(query), Path(folder), session.eval_dir,
                                    lambda done, total: progress((done, total), desc="answering", unit="questions"))  # fmt: skip
     except VlagentError as exc:
         return None, error_md(str(exc)), session
@@ -165,7 +168,9 @@ def do_eval(service: AgentService, query: str | None, folder: str | None, sessio
 # ---------------------------------------------------------------------------- the page
 
 
-def build_ui(service: AgentService) -> gr.Blocks:
+def build_ui(service: AgentService, evaluate: Evaluator | None = None) -> gr.Blocks:
+    """The page. ``evaluate``: the harness run behind the Evaluate tab (``vlagent.evals.bundle.run_to_folder``,
+    passed in by the caller: the library does not import the harness)."""
     folders = [str(p) for p in service.catalogue]
     with gr.Blocks(title="vlagent", delete_cache=(3600, 3600)) as demo:
         session = gr.State(None, delete_callback=lambda s: s.close() if isinstance(s, WebSession) else None)
@@ -211,8 +216,8 @@ def build_ui(service: AgentService) -> gr.Blocks:
         def chat(m: dict[str, Any] | None, h: list[dict[str, Any]], s: WebSession | None):  # type: ignore[no-untyped-def]
             yield from do_chat(service, m, h, s)
 
-        def evaluate(q: str | None, f: str | None, s: WebSession | None, progress: gr.Progress = gr.Progress()):  # type: ignore[no-untyped-def]
-            return do_eval(service, q, f, s, progress)
+        def run_evaluation(q: str | None, f: str | None, s: WebSession | None, progress: gr.Progress = gr.Progress()):  # type: ignore[no-untyped-def]
+            return do_eval(service, evaluate, q, f, s, progress)
 
         search_io = dict(fn=search, inputs=[query, query_image, k, session], outputs=[gallery, hits, search_msg, session])
         search_btn.click(**search_io)
@@ -220,13 +225,13 @@ def build_ui(service: AgentService) -> gr.Blocks:
         gallery.select(pick, inputs=[hits, session], outputs=[tabs, attached, session])
         box.submit(chat, inputs=[box, chatbot, session], outputs=[chatbot, box, session, trace, attached])
         reset.click(lambda s: do_reset(service, s), inputs=[session], outputs=[chatbot, session, trace, attached, box])
-        run_btn.click(evaluate, inputs=[qfile, folder, session], outputs=[eval_files, report, session], concurrency_limit=1)
+        run_btn.click(run_evaluation, inputs=[qfile, folder, session], outputs=[eval_files, report, session], concurrency_limit=1)
     return demo
 
 
-def launch(service: AgentService, *, host: str, port: int, share: bool = False,
+def launch(service: AgentService, *, host: str, port: int, share: bool = False, evaluate: Evaluator | None = None,
            auth: tuple[str, str] | None = None, block: bool = True, quiet: bool = True) -> gr.Blocks:  # fmt: skip
-    demo = build_ui(service)
+    demo = build_ui(service, evaluate)
     demo.queue(default_concurrency_limit=2)
     demo.launch(
         server_name=host, server_port=port, share=share, auth=auth, prevent_thread_lock=not block,
