@@ -33,7 +33,7 @@ def langgraph_url(catalogue, tiny_clip, tmp_path_factory) -> str:  # type: ignor
         str(Path(sys.executable).parent / "langgraph"), "dev", "--config", str(REPO / "langgraph.json"),
         "--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload", "--allow-blocking",
     ]  # fmt: skip
-    with server_process(cmd, env, f"http://127.0.0.1:{port}/ok", tmp / "langgraph.log", cwd=REPO):
+    with server_process(cmd, env, f"http://127.0.0.1:{port}/ok", tmp / "langgraph.log", cwd=tmp):
         yield f"http://127.0.0.1:{port}"
 
 
