@@ -118,7 +118,7 @@ def test_search_returns_a_gallery_and_a_click_opens_chat(page: Any, catalogue, s
 
     first = captions[0].split(" · ")[0]
     page.locator("#search-results .thumbnail-item").first.click()
-    page.wait_for_selector("#attached:has-text('attached')")
+    page.wait_for_selector("#attached:has-text('Attached')")
     assert first in page.inner_text("#attached")
     assert page.locator("#chat-input textarea").is_visible()  # the Chat tab is open
     ask(page, "这件衣服是什么颜色的？")
@@ -156,7 +156,7 @@ def test_a_corrupt_upload_shows_an_error_message(page: Any, tmp_path: Path, scre
     page.get_by_role("tab", name="Chat").click()
     ask(page, "这是什么？", [broken])
     page.wait_for_selector("#chatbot :text('corrupt')")
-    assert "⚠️ broken.jpg: corrupt image" in page.inner_text("#chatbot")
+    assert "Error: broken.jpg: corrupt image" in page.inner_text("#chatbot")
     assert page.locator("#trace .vl-error").count() == 1
     page.screenshot(path=str(screenshots / "chat-error.png"), full_page=True)
     ask(page, "你好")  # the page still works

@@ -33,7 +33,7 @@ CSS = """
 
 
 def error_md(message: str) -> str:
-    return f"<p class='vl-error' role='alert'>⚠️ {message}</p>"
+    return f"<p class='vl-error' role='alert'>Error: {message}</p>"
 
 
 def trace_md(answer: Answer) -> str:
@@ -47,7 +47,7 @@ def trace_md(answer: Answer) -> str:
     ]
     for t in answer.trace:
         args = {k: (display_name(v) if k == "image" else v) for k, v in t.args.items() if k != "question"}
-        status = "ok" if t.ok else f"❌ {t.error or 'error'}"
+        status = "ok" if t.ok else f"**failed:** {t.error or 'error'}"
         cell = json.dumps(args, ensure_ascii=False)[:80].replace("|", "\\|")
         lines.append(f"| {t.name} | {cell} | {t.duration_s:.2f} | {status.replace('|', '/')} |")
     if answer.error is not None:
@@ -77,7 +77,7 @@ def pick_result(service: AgentService, hits: list[dict[str, Any]], session: WebS
     session = ensure(session, service)
     hit = RetrievedImage.model_validate(hits[evt.index])
     session.pending = [hit.image]
-    note = f"📎 **{hit.image}** ({hit.title}) is attached to your next question."
+    note = f"Attached: **{hit.image}** ({hit.title}), for your next question."
     return gr.Tabs(selected="chat"), note, session
 
 
@@ -95,22 +95,24 @@ def do_chat(service: AgentService, message: dict[str, Any] | None, history: list
     message = message or {}
     text = str(message.get("text") or "").strip()
     files = [f if isinstance(f, str) else f.get("path", "") for f in message.get("files") or []]
-    history = list(history or []) + _user_turn(text, files)
     keep = gr.MultimodalTextbox(value=None)
     try:
         images = [str(session.uploads.add_file(f)) for f in files]
-    except VlagentError as exc:
-        history.append({"role": "assistant", "content": f"⚠️ {exc}"})
+    except VlagentError as exc:  # the refused file is named, not shown
+        names = ", ".join(display_name(f) for f in files)
+        history = list(history or []) + _user_turn(f"{text}\n\n({names})".strip(), [])
+        history.append({"role": "assistant", "content": f"Error: {exc}"})
         yield history, keep, session, error_md(str(exc)), ""
         return
+    history = list(history or []) + _user_turn(text, files)
     if not text:
-        history.append({"role": "assistant", "content": "⚠️ Type a question (the image is kept for it)."})
+        history.append({"role": "assistant", "content": "Error: type a question (the image is kept for it)."})
         session.pending = images + session.pending
         yield history, keep, session, error_md("the question is empty"), _attached(session)
         return
     images += session.pending
     session.pending = []
-    thinking = {"role": "assistant", "content": "", "metadata": {"title": "🔎 classify → tools → answer", "status": "pending"}}
+    thinking = {"role": "assistant", "content": "", "metadata": {"title": "Steps: classify → tools → answer", "status": "pending"}}
     history.append(thinking)
     yield history, keep, session, "", ""
     steps: list[str] = []
@@ -123,7 +125,7 @@ def do_chat(service: AgentService, message: dict[str, Any] | None, history: list
                 continue
             thinking["metadata"]["status"] = "done"
             if item.error is not None:
-                history.append({"role": "assistant", "content": f"⚠️ No answer: {item.error.line()}"})
+                history.append({"role": "assistant", "content": f"Error, no answer: {item.error.line()}"})
             else:
                 reply = item.text
                 if item.images:
@@ -132,12 +134,12 @@ def do_chat(service: AgentService, message: dict[str, Any] | None, history: list
             yield history, keep, session, trace_md(item), ""
     except Exception as exc:  # noqa: BLE001 - a model server down, anything: a message, not a broken page
         thinking["metadata"]["status"] = "done"
-        history.append({"role": "assistant", "content": f"⚠️ {one_line(exc)}"})
+        history.append({"role": "assistant", "content": f"Error: {one_line(exc)}"})
         yield history, keep, session, error_md(one_line(exc)), ""
 
 
 def _attached(session: WebSession) -> str:
-    return f"📎 attached: {', '.join(display_name(p) for p in session.pending)}" if session.pending else ""
+    return f"Attached: {', '.join(display_name(p) for p in session.pending)}" if session.pending else ""
 
 
 def do_reset(service: AgentService, session: WebSession | None):  # type: ignore[no-untyped-def]
@@ -162,7 +164,7 @@ def do_eval(service: AgentService, evaluate: Evaluator | None, query: str | None
         return None, error_md(str(exc)), session
     except Exception as exc:  # noqa: BLE001
         return None, error_md(one_line(exc)), session
-    return [str(f) for f in files], report, session
+    return [str(f) for f in files], report.replace(str(session.eval_dir) + "/", ""), session  # no server paths
 
 
 # ---------------------------------------------------------------------------- the page
@@ -184,7 +186,7 @@ def build_ui(service: AgentService, evaluate: Evaluator | None = None) -> gr.Blo
                         search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
                     query_image = gr.Image(type="filepath", sources=["upload"], label="…or search by image", height=180, elem_id="search-image", scale=1)
                 search_msg = gr.Markdown(elem_id="search-msg")
-                gallery = gr.Gallery(label="results: file · title · score", columns=4, height="auto", allow_preview=False, elem_id="search-results")
+                gallery = gr.Gallery(label="results: file · title · score", columns=6, height="auto", allow_preview=False, elem_id="search-results")
                 hits = gr.State([])
             with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
                 with gr.Row():
@@ -192,7 +194,7 @@ def build_ui(service: AgentService, evaluate: Evaluator | None = None) -> gr.Blo
                         chatbot = gr.Chatbot(label="chat", height=440, elem_id="chatbot")
                         attached = gr.Markdown(elem_id="attached")
                         box = gr.MultimodalTextbox(
-                            file_types=["image"], file_count="multiple", sources=["upload"], elem_id="chat-input",
+                            file_types=["image"], file_count="multiple", sources=["upload"], elem_id="chat-input", show_label=False,
                             placeholder="Ask about your images — attach one or several (这件衣服是什么颜色的？)",
                         )  # fmt: skip
                         reset = gr.Button("New conversation", elem_id="reset-btn")
