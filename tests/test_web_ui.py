@@ -116,6 +116,13 @@ def test_search_returns_a_gallery_and_a_click_opens_chat(page: Any, catalogue, s
     assert "8 results" in page.inner_text("#search-msg")
     page.screenshot(path=str(screenshots / "search.png"), full_page=True)
 
+    page.locator("#search-image input[type=file]").set_input_files(str(catalogue.path("hat_green.png")))
+    page.wait_for_selector("#search-image img")
+    page.click("#search-btn")
+    page.wait_for_selector("#search-msg:has-text('for image hat_green.png')")
+    captions = page.locator("#search-results .caption-label").all_inner_texts()
+    assert len(captions) == 8 and captions[0].startswith("hat_green.png")  # the image itself ranks first
+
     first = captions[0].split(" · ")[0]
     page.locator("#search-results .thumbnail-item").first.click()
     page.wait_for_selector("#attached:has-text('Attached')")
