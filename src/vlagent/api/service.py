@@ -7,7 +7,6 @@ import hashlib
 import re
 import logging
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +37,7 @@ class AgentService:
         self.catalogue = [Path(p) for p in catalogue or []]
         self._tmp = tempfile.TemporaryDirectory(prefix="vlagent-uploads-")
         self.upload_root = Path(self._tmp.name)
-        self._lock = threading.Lock()
+        self._allow(self.upload_root)  # the image sandbox: uploads become readable, nothing else
 
     @classmethod
     def from_settings(
@@ -56,16 +55,12 @@ class AgentService:
     def uploads(self, key: str | None = None) -> UploadFolder:
         """The upload folder of a session (``key``: a thread id or a session token; None: a new one)."""
         token = hashlib.sha256(key.encode()).hexdigest()[:24] if key else uuid.uuid4().hex
-        folder = UploadFolder(
-            self.upload_root / token, self.settings.upload_max_bytes, self.settings.max_image_pixels
-        )
-        self._allow(folder.root)
-        return folder
+        return UploadFolder(self.upload_root / token, self.settings.upload_max_bytes, self.settings.max_image_pixels)
 
     def _allow(self, root: Path) -> None:
         resolver = getattr(getattr(self.agent, "ctx", None), "resolver", None)
         allow = getattr(resolver, "allow", None)
-        if callable(allow):  # the image sandbox: this session's uploads become readable
+        if callable(allow):
             allow(root)
 
     def in_catalogue(self, name: str) -> bool:
