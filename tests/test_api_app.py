@@ -110,3 +110,23 @@ def test_image_names_outside_the_catalogue_and_the_session_are_refused(tmp_path:
     for name in ("secret.png", str(path), "/etc/passwd", "../x.png"):
         with pytest.raises(Exception, match="not in the catalogue"):
             service.image_args([name], mine)
+
+
+def test_the_agent_reads_uploads_and_the_catalogue_and_nothing_else(tmp_path: Path, catalogue) -> None:  # type: ignore[no-untyped-def]
+    from vlagent.errors import ImageNotAllowedError
+    from vlagent.tools.base import ToolContext
+
+    settings = Settings(home=tmp_path / "home")
+    agent = make_agent(scripted(QuestionType.vqa), FakeTools().build(), llm=fake_llm())
+    agent.ctx = ToolContext.from_settings(settings, [catalogue.folder], use_cache=False)
+    service = AgentService(agent, settings, [catalogue.folder])
+    upload = service.uploads("a-thread").add("mine.png", _png())
+    resolver = agent.ctx.resolver
+    assert resolver.read_bytes(str(upload)) == _png()
+    assert resolver.read_bytes("dress_red.jpg") == catalogue.path("dress_red.jpg").read_bytes()
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(_png())
+    with pytest.raises(ImageNotAllowedError):
+        resolver.read_bytes(str(outside))
+    with pytest.raises(ImageNotAllowedError):
+        service.image_args([str(outside)], service.uploads("a-thread"))
