@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from vlagent.agent.types import Answer
 from vlagent.api.schemas import ErrorBody, ErrorDetail
-from vlagent.api.uploads import UploadError
+from vlagent.api.uploads import UploadTooLargeError
 from vlagent.errors import BackendUnavailableError, ImageError, ImageNotAllowedError, VlagentError, one_line
 
 ERROR_TYPES = {
@@ -33,7 +33,7 @@ def error_response(status: int, message: str, code: str | None = None, answer: A
 
 def status_of(exc: BaseException) -> tuple[int, str]:
     """(HTTP status, error code) for an exception raised while handling a request."""
-    if isinstance(exc, UploadError) and "limit" in str(exc):
+    if isinstance(exc, UploadTooLargeError):
         return 413, "upload_too_large"
     if isinstance(exc, ImageNotAllowedError):
         return 403, "image_not_allowed"

@@ -15,7 +15,11 @@ UPLOAD_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
 
 class UploadError(ImageError):
-    """An upload refused: wrong type, too large, undecodable, or too many of them."""
+    """An upload refused: wrong type, undecodable, or too many of them."""
+
+
+class UploadTooLargeError(UploadError):
+    """An upload over the size limit."""
 
 
 def _human(n: int) -> str:
@@ -63,7 +67,7 @@ class UploadFolder:
 
     def check_size(self, name: str, size: int) -> None:
         if size > self.max_bytes:
-            raise UploadError(f"{name}: {_human(size)} is over the {_human(self.max_bytes)} upload limit")
+            raise UploadTooLargeError(f"{name}: {_human(size)} is over the {_human(self.max_bytes)} upload limit")
 
     def add(self, filename: str, data: bytes) -> Path:
         """Check and store one upload; returns its path (an :class:`UploadError` names what is wrong)."""
