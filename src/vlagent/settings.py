@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -162,7 +162,25 @@ class Settings(BaseSettings):
         None, description="llama.cpp chat_format; default the GGUF's own chat template"
     )
 
-    @field_validator("image_roots", mode="before")
+    # --- the web UI and the HTTP API (vlagent ui, vlagent serve api, langgraph dev) ---
+    catalogue: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="image folders / zips the UI, the API and langgraph dev serve "
+        "(env: paths separated by os.pathsep, or a JSON list)",
+    )
+    annotations: Path | None = Field(None, description="the catalogue's train_annotation.csv")
+    web_host: str = Field("127.0.0.1", description="address `vlagent ui` and `vlagent serve api` bind to")
+    web_ui_port: int = 7860
+    web_api_port: int = 8080
+    web_auth: SecretStr | None = Field(None, description="basic auth for the UI: 'user:password'")
+    api_token: SecretStr | None = Field(None, description="bearer token the HTTP API requires (unset: open)")
+    upload_max_bytes: int = Field(10 * 1024 * 1024, ge=1, description="largest uploaded image")
+    upload_max_images: int = Field(8, ge=1, description="images per question")
+    api_max_request_bytes: int = Field(
+        32 * 1024 * 1024, ge=1, description="largest HTTP request body (base64 images included)"
+    )
+
+    @field_validator("image_roots", "catalogue", mode="before")
     @classmethod
     def _split_roots(cls, value: Any) -> Any:
         if isinstance(value, str):

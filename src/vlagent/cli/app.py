@@ -170,6 +170,7 @@ def _register_optional() -> None:
         ("vlagent.cli.analyze_cmd", None),
         ("vlagent.cli.caption_cmd", None),
         ("vlagent.cli.classify_cmd", None),
+        ("vlagent.cli.ui_cmd", None),
     ]:
         try:
             mod = importlib.import_module(module)

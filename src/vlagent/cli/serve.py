@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from vlagent.cli.errors import err_console, typer_app
+from vlagent.cli.options import AnnotationsOpt, CatalogueOpt, VerboseOpt
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
 
@@ -131,3 +132,19 @@ def serve_all(
 ) -> None:
     """Serve the LLM and the VLM (two servers, two ports)."""
     run("all", _settings(host, port, vlm_port, tp), engine, dry_run)
+
+
+@app.command("api")
+def serve_api(
+    catalogue: CatalogueOpt = None,
+    annotations: AnnotationsOpt = None,
+    host: Annotated[Optional[str], typer.Option("--host", help="listen address (env VLAGENT_WEB_HOST)")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", "-p", help="port (env VLAGENT_WEB_API_PORT, 8080)")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve the agent over HTTP (FastAPI + uvicorn): POST /v1/answer, OpenAI-compatible
+    POST /v1/chat/completions (model "vlagent"), GET /health. Bearer token: VLAGENT_API_TOKEN."""
+    from vlagent.api.server import serve_api as run_api
+
+    values = {k: v for k, v in {"web_host": host, "web_api_port": port}.items() if v is not None}
+    run_api(Settings(**values), catalogue, annotations, console, verbose)
