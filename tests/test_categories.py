@@ -83,3 +83,19 @@ def test_cli_catalogue_form_and_single_image_form(tiny_clip, catalogue, tmp_path
     assert "zero-shot" in one.output and "probability" in one.output
     both = CliRunner().invoke(app, ["classify"], env=env)
     assert both.exit_code == 2 and "either one IMAGE or --images" in both.output
+
+
+def test_the_agent_uses_a_category_as_the_title_hint_of_an_untitled_image(tmp_path: Path) -> None:
+    from vlagent.agent.build import title_hints
+    from vlagent.errors import DataError
+    from vlagent.settings import Settings
+
+    csv_path = tmp_path / "categories.csv"
+    csv_path.write_text("image,category,score\nshoe.jpg,运动鞋,0.9\ndress.jpg,连衣裙,0.8\n", encoding="utf-8")
+    settings = Settings(home=tmp_path / "home", categories_path=csv_path)
+    hints = title_hints(settings, {"dress.jpg": "红色连衣裙 女"})
+    assert hints["dress.jpg"] == "红色连衣裙 女"  # a real title wins
+    assert hints["shoe.jpg"].startswith("运动鞋") and "zero-shot" in hints["shoe.jpg"]
+    assert title_hints(Settings(home=tmp_path / "home"), {"a.jpg": "t"}) == {"a.jpg": "t"}
+    with pytest.raises(DataError, match="no such categories file"):
+        title_hints(Settings(home=tmp_path / "home", categories_path=tmp_path / "missing.csv"), {})

@@ -174,6 +174,19 @@ def _load_llm(settings: Settings) -> tuple[BaseChatModel | None, str | None]:
         return None, str(exc)
 
 
+def title_hints(settings: Settings, titles: dict[str, str]) -> dict[str, str]:
+    """The catalogue's titles, plus, for images with no title, their zero-shot category
+    (``vlagent classify --images ... --out categories.csv``; setting ``categories_path``)."""
+    if not settings.categories_path:
+        return titles
+    from vlagent.categories import read_categories
+
+    hints = dict(titles)
+    for image, category in read_categories(settings.categories_path).items():
+        hints.setdefault(image, f"{category}（零样本类别，不是商品标题 / zero-shot category, not a title）")
+    return hints
+
+
 def build_agent(
     settings: Settings | None = None,
     *,
@@ -223,7 +236,7 @@ def build_agent(
         llm=llm,
         classifier=_default_classifier(),
         classifier_llm=classifier_llm if classifier_llm is not None else llm,
-        titles=ctx.titles,
+        titles=title_hints(settings, ctx.titles),
         unavailable=unavailable,
     )
     return VLAgent(build_graph(parts, checkpointer or make_checkpointer(settings)), parts, ctx)
