@@ -48,7 +48,6 @@ Backend = Literal["openai", "llama-cpp", "transformers"]
 StructuredMethod = Literal["auto", "json_schema", "function_calling", "json_mode"]
 
 
-
 # ----------------------------------------------------------------------------------------
 # choosing the backend
 # ----------------------------------------------------------------------------------------
