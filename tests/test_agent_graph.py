@@ -116,7 +116,8 @@ def test_every_type_reaches_its_tools(qtype: QuestionType, images: list[str], ex
     assert Counter(t.name for t in answer.trace if t.name not in ("classify", "answer_llm")) == Counter(expected)
     names = [t.name for t in answer.trace]
     assert names[0] == "classify"
-    assert ("answer_llm" in names) == (qtype is not QuestionType.retrieve)  # a ranked list needs no LLM
+    # a ranked list needs no LLM
+    assert ("answer_llm" in names) == (qtype not in (QuestionType.retrieve, QuestionType.recommend))
 
 
 def test_ocr_second_round_gives_the_vlm_the_text() -> None:
@@ -211,19 +212,61 @@ def test_transcription_questions_answer_with_the_text_as_read(question: str, llm
     assert ("answer_llm" in [t.name for t in answer.trace]) is llm_used
 
 
-def test_compare_titles_name_their_images() -> None:
-    seen: list[str] = []
-
-    class Recording(GenericFakeChatModel):
-        def _generate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
-            seen.append(str(messages[-1].content))
-            return super()._generate(messages, *args, **kwargs)
-
-    parts_llm = Recording(messages=itertools.cycle([AIMessage("不同")]))
-    agent = make_agent(scripted(QuestionType.compare), FakeTools().build(["colors"]), llm=parts_llm)
+def test_compare_facts_are_given_image_by_image() -> None:
+    llm = recording_llm("不同")
+    agent = make_agent(scripted(QuestionType.compare), FakeTools().build(["colors", "ocr"]), llm=llm)
     agent.parts.titles.update({"a.jpg": "红色连衣裙", "b.jpg": "蓝色衬衫"})
-    agent.invoke("有什么区别？", images=["a.jpg", "b.jpg"])
-    assert "[a.jpg] 红色连衣裙" in seen[0] and "[b.jpg] 蓝色衬衫" in seen[0]
+    agent.invoke("有什么区别？", images=["/x/a.jpg", "/x/b.jpg"])
+    (prompt,) = llm.prompts
+    first, second = prompt.index("图1（a.jpg）"), prompt.index("图2（b.jpg）")
+    assert first < prompt.index("红色连衣裙") < second < prompt.index("蓝色衬衫")
+    assert prompt.count("图中文字：纯棉 100% COTTON") == 2  # each image's own OCR text
+    assert "/x/" not in prompt
+
+
+def colour_tools(colours: dict[str, tuple[str, str]]) -> dict[str, StructuredTool]:
+    """A colours tool whose answer depends on the image (name → (zh, en) main colour)."""
+
+    def colors(image: str, k: int = 3) -> tuple[str, Any]:
+        zh, en = colours[image]
+        return f"主要颜色: {zh} | main colours: {en}", [{"name_zh": zh, "name_en": en, "fraction": 0.8, "rgb": [0, 0, 0]}]
+
+    return {"colors": StructuredTool.from_function(colors, name="colors", description="c", response_format="content_and_artifact")}
+
+
+@pytest.mark.parametrize(
+    ("question", "lang", "expected"),
+    [
+        ("比较这两张图片中的商品，哪一个是帽子？", "zh", "第二张图片（b.jpg）是帽子：灰色棒球帽"),
+        ("Which of these two images shows shoes?", "en", "The first image (a.jpg) shows shoes: 白色运动鞋"),
+        ("这两件的颜色有什么不同？", "zh", "颜色不同：第一张（a.jpg）是白色，第二张（b.jpg）是灰色。"),
+        ("How do the colours differ?", "en", "They differ: the first (a.jpg) is white, the second (b.jpg) is grey."),
+    ],
+)
+def test_facts_that_settle_a_comparison_are_stated_without_the_llm(question: str, lang: str, expected: str) -> None:
+    llm = recording_llm("都是帽子")
+    tools = colour_tools({"a.jpg": ("白色", "white"), "b.jpg": ("灰色", "grey")})
+    agent = make_agent(scripted(QuestionType.compare, lang=lang), tools, llm=llm)
+    agent.parts.titles.update({"a.jpg": "白色运动鞋 女 低帮", "b.jpg": "灰色棒球帽 可调节"})
+    answer = agent.invoke(question, images=["a.jpg", "b.jpg"])
+    assert expected in answer.text
+    assert llm.prompts == [] and [t.name for t in answer.trace][-1] == "facts"
+
+
+def test_a_comparison_the_facts_do_not_settle_goes_to_the_llm() -> None:
+    llm = recording_llm("第一件更正式")
+    tools = colour_tools({"a.jpg": ("白色", "white"), "b.jpg": ("灰色", "grey")})
+    agent = make_agent(scripted(QuestionType.compare), tools, llm=llm)
+    answer = agent.invoke("哪一件更适合上班穿？", images=["a.jpg", "b.jpg"])
+    assert answer.text == "第一件更正式" and len(llm.prompts) == 1
+
+
+def test_describe_without_title_caption_or_vlm_says_what_is_known() -> None:
+    llm = recording_llm("一件漂亮的连衣裙")
+    tools = colour_tools({"a.jpg": ("红色", "red")})
+    answer = make_agent(scripted(QuestionType.describe), tools, llm=llm).invoke("请描述这张图片。", images=["a.jpg"])
+    assert "无法描述商品本身" in answer.text and "红色" in answer.text
+    assert llm.prompts == []
 
 
 class RecordingLLM(GenericFakeChatModel):

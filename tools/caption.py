@@ -190,5 +190,6 @@ SPECS = [
     ToolSpec(
         name="caption", args=CaptionArgs, factory=make_caption_tool, probe=lambda ctx: probe(ctx.settings),
         field="caption", images="first", role="caption", prepare=_prepare,
+        summarize=lambda art, lang: str((art or {}).get("caption") or ""),
     ),
 ]  # fmt: skip

@@ -210,9 +210,15 @@ def make_colors_tool(ctx: ToolContext) -> BaseTool:
     )
 
 
+def summarize(colors: list[dict[str, Any]], lang: str) -> str:
+    """``红色 70%、白色 20%`` / ``red 70%, white 20%`` (the per-image facts)."""
+    key, sep = ("name_zh", "、") if lang == "zh" else ("name_en", ", ")
+    return sep.join(f"{c[key]} {c['fraction']:.0%}" for c in colors or [])
+
+
 SPECS = [
     ToolSpec(
         name="colors", args=ColorsArgs, factory=make_colors_tool, probe=lambda ctx: probe(ctx.settings),
-        field="colors", images="first",
+        field="colors", images="first", summarize=summarize,
     ),
 ]  # fmt: skip

@@ -150,5 +150,6 @@ SPECS = [
     ToolSpec(
         name="ocr", args=OcrArgs, factory=make_ocr_tool, probe=lambda ctx: probe(ctx.settings),
         field="ocr_text", images="first", role="ocr", prepare=_prepare,
+        summarize=lambda art, lang: " ".join(str((art or {}).get("text") or "").split()),
     ),
 ]  # fmt: skip

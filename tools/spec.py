@@ -16,7 +16,9 @@ collects them; nothing else imports a tool module by name. A spec says:
   the OCR text replaces the first one);
 * ``retrieves``: its artifact is a ranked list of images (``Answer.images``);
 * ``fallback_for``: offered only when every one of these tools is unavailable;
-* ``prepare(ctx, tool, calls) -> int``: optional batch work for many calls at once (the harness).
+* ``prepare(ctx, tool, calls) -> int``: optional batch work for many calls at once (the harness);
+* ``summarize(artifact, lang) -> str``: optional short text of a result for the per-image facts
+  (default: the tool's text output).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class ToolSpec:
     role: str | None = None
     fallback_for: tuple[str, ...] = ()
     prepare: Callable[["ToolContext", "BaseTool", Sequence[dict[str, Any]]], int] | None = None
+    summarize: Callable[[Any, str], str] | None = None
 
     @property
     def image_arg(self) -> str | None:

@@ -26,6 +26,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.prebuilt import ToolNode
 
+from vlagent.agent import facts
 from vlagent.agent.plan import PlanInput, calls_for
 from vlagent.agent.plan import rounds as plan_rounds
 from vlagent.agent.prompts import fill, render_messages
@@ -266,11 +267,19 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
         title="；".join(t for t in titles if t), notes="; ".join(notes), query=c.query or state["question"],
         best=retrieved[0]["image"] if retrieved else NO_RESULT[lang],
     )  # fmt: skip
-    transcript = " ".join(" ".join(values["ocr_text"]).split())
-    if c.type is QuestionType.retrieve:
+    transcript = " ".join(" ".join(values.get("ocr_text", [])).split())
+    decided: str | None = None
+    if c.type in (QuestionType.describe, QuestionType.compare):
+        per_image, shared = _facts(images, results, parts.titles, lang)
+        filled["facts"] = facts.render(per_image, shared, lang)
+        decided = facts.decide(c.type, state["question"], per_image, shared, lang)
+    if c.type in LIST_TYPES:  # a ranked list with one line per item: no LLM rewrites it
         text = fill(c.type, lang, filled)[1]
     elif c.type is QuestionType.ocr and transcript and asks_to_transcribe(state["question"]):
         text = transcript  # "what does it say?": the text as read; an LLM would only shorten it
+    elif decided is not None:  # the facts settle it: state them, no LLM needed
+        text = decided
+        trace.append({"name": "facts", "args": {"type": c.type.value}, "ok": True, "duration_s": 0.0, "output": decided})
     else:
         text, entry = _ask_llm(parts.llm, c.type, lang, filled)
         trace.append(entry)
@@ -282,6 +291,35 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _facts(
+    images: list[str], results: list[tuple[str, dict[str, Any], ToolMessage]], titles: dict[str, str], lang: str
+) -> tuple[list[facts.ImageFacts], dict[str, str]]:
+    """Each image's facts (title, then each per-image tool's summary), and the shared answers."""
+    per_image = [facts.ImageFacts(name=display_name(i)) for i in images]
+    by_name = {i: f for i, f in zip(images, per_image)}
+    for image, f in by_name.items():
+        f.add("title", titles.get(image) or titles.get(display_name(image), ""))
+    shared: dict[str, str] = {}
+    for name, args, msg in results:
+        spec = get_spec(name)
+        art = msg.artifact if isinstance(msg.artifact, dict) else {}
+        if spec is None or spec.field is None or not art.get("ok"):
+            continue
+        output = art.get("output")
+        text = spec.summarize(output, lang) if spec.summarize else str(msg.content).strip()
+        target = by_name.get(str(args.get("image"))) if spec.per_image else None
+        if target is None:
+            shared[spec.field] = text  # about all images at once (the VLM), the last one wins
+            continue
+        target.add(spec.field, text)
+        if spec.field == "colors" and output and target.main_color is None:
+            top = output[0]
+            target.main_color = (str(top.get("name_zh", "")), str(top.get("name_en", "")))
+    return per_image, shared
+
+
+#: answers that are the tool's ranked list, put in their template as they are
+LIST_TYPES = (QuestionType.retrieve, QuestionType.recommend)
 IMAGE_TYPES = (QuestionType.describe, QuestionType.vqa, QuestionType.ocr, QuestionType.compare)
 
 

@@ -42,7 +42,10 @@ def fill(qtype: QuestionType, lang: Language, values: dict[str, str]) -> tuple[s
     filled = {k: (values.get(k) or "").strip() or NONE[lang] for k in names}
     system, user = load_template(qtype, lang)
     used = _identifiers(system) | _identifiers(user)
-    extra = [f"{k}: {values[k].strip()}" for k in names if k not in used and k not in BASE_FIELDS and (values.get(k) or "").strip()]
+    # a template that takes the per-image facts has every tool's result in them already
+    extra = [] if "facts" in used else [
+        f"{k}: {values[k].strip()}" for k in names if k not in used and k not in BASE_FIELDS and (values.get(k) or "").strip()
+    ]  # fmt: skip
     user_text = user.safe_substitute(filled)
     if extra:
         head, _, last = user_text.rpartition("\n")
