@@ -64,16 +64,16 @@ def test_clip_encoder_is_loaded_once_per_dependent_settings(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(clip, "load_clip_encoder", counting)
-    loader.clear("clip")
-    first = encoder_from_settings(tiny_clip_settings)
-    assert encoder_from_settings(tiny_clip_settings) is first  # same settings: same object
-    unrelated = tiny_clip_settings.model_copy(update={"llm_max_tokens": 7, "dataset": "other", "caption_model": "x"})
+    # batch sizes no other test uses: fresh keys, so no loader.clear() of other tests' encoders
+    settings = tiny_clip_settings.model_copy(update={"clip_batch_size": 3})
+    first = encoder_from_settings(settings)
+    assert encoder_from_settings(settings) is first and len(builds) == 1  # same settings: same object
+    unrelated = settings.model_copy(update={"llm_max_tokens": 7, "dataset": "other", "caption_model": "x"})
     assert encoder_from_settings(unrelated) is first and len(builds) == 1  # settings it does not read
-    changed = encoder_from_settings(tiny_clip_settings.model_copy(update={"clip_batch_size": 2}))
-    assert changed is not first and changed.batch_size == 2 and len(builds) == 2  # a setting it reads
-    assert loader.key("clip", tiny_clip_settings) == loader.key("clip", unrelated)
-    assert loader.status("clip", tiny_clip_settings).where.endswith("(loaded)")
-    loader.clear("clip")
+    changed = encoder_from_settings(settings.model_copy(update={"clip_batch_size": 5}))
+    assert changed is not first and changed.batch_size == 5 and len(builds) == 2  # a setting it reads
+    assert loader.key("clip", settings) == loader.key("clip", unrelated)
+    assert loader.status("clip", settings).where.endswith("(loaded)")
 
 
 def test_concurrent_loads_build_once(fake_role: Callable[..., str], tmp_path: Path) -> None:
@@ -127,9 +127,7 @@ def test_broken_model_folders_fail_in_one_line_per_role_type(tmp_path: Path) -> 
         loader.load("llm", settings)
     for err in (tool_err, llm_err):
         assert "\n" not in str(err.value) and str(broken) in str(err.value)
-    assert not loader.status("caption", settings).available
-    loader.clear("caption")
-    loader.clear("llm")
+    assert not loader.status("caption", settings).available  # remembered (keys unique to tmp_path)
 
 
 def test_probe_failures_are_not_loads(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from vlagent.errors import BackendUnavailableError, ModelLoadError, VlagentError, one_line
+from vlagent.models.roles import FETCH_HINT
 from vlagent.openai_errors import Server, backend_unavailable, server_errors
 from vlagent.settings import Settings
 
@@ -46,33 +47,21 @@ log = logging.getLogger(__name__)
 Backend = Literal["openai", "llama-cpp", "transformers"]
 StructuredMethod = Literal["auto", "json_schema", "function_calling", "json_mode"]
 
-FETCH_HINT = "run `vlagent models fetch offline` or set VLAGENT_LLM_GGUF"
-
 
 # ----------------------------------------------------------------------------------------
 # choosing the backend
 # ----------------------------------------------------------------------------------------
-def _llama_cpp_importable() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("llama_cpp") is not None
-
-
 def resolve_backend(settings: Settings) -> Backend:
     """The backend ``build_chat_model`` will use (``auto`` resolved; ``none`` raises)."""
-    backend = settings.llm_backend
+    from vlagent.models.roles import LLM
+
+    backend = LLM.backend(settings)
     if backend == "none":
         raise VlagentError(
             "the LLM is disabled (llm_backend=none): set VLAGENT_LLM_BACKEND to openai, "
             "llama-cpp or transformers"
         )
-    if backend != "auto":
-        return backend
-    if settings.llm_base_url:
-        return "openai"
-    if settings.resolved_gguf.is_file() and _llama_cpp_importable():
-        return "llama-cpp"
-    return "transformers"
+    return backend  # type: ignore[return-value]
 
 
 def build_chat_model(settings: Settings) -> BaseChatModel:

@@ -22,6 +22,14 @@ app = typer_app(help="Which model each role uses, and fetch the offline weights.
 @app.command("list")
 def list_models(
     profile: Annotated[Optional[str], typer.Option("--profile", help="hub | offline (env VLAGENT_PROFILE)")] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="ask configured servers for /v1/models and, for a hub id not in the local cache, "
+            "whether the hub answers (one HEAD request); --no-check: files and caches only",
+        ),
+    ] = True,
 ) -> None:
     """Every role (clip, llm, caption, vqa, ocr, text_embedder, colors): its model and whether it is here."""
     from vlagent.offline_models import model_roles, tool_statuses
@@ -31,7 +39,7 @@ def list_models(
         table = Table(title=f"models (profile {settings.profile})")
         for column in ("role", "backend", "model", "available", "where / why"):
             table.add_column(column, overflow="fold")
-        for row in model_roles(settings):
+        for row in model_roles(settings, check_network=check):
             mark = "[green]yes[/]" if row.available else ("[dim]off[/]" if row.backend == "none" else "[red]no[/]")
             table.add_row(row.role, row.backend, escape(row.model), mark, escape(row.reason or row.where))
         console.print(table)

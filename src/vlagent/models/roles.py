@@ -173,12 +173,19 @@ CLIP = RoleSpec(
 
 
 # --- llm ------------------------------------------------------------------------------------
-def _llm_backend(s: Settings) -> str:
-    if s.llm_backend == "none":
-        return "none"
-    from vlagent.llm import resolve_backend
+FETCH_HINT = "run `vlagent models fetch offline` or set VLAGENT_LLM_GGUF"
 
-    return resolve_backend(s)
+
+def _llm_backend(s: Settings) -> str:
+    """``auto``: the server at ``llm_base_url`` if set, else llama.cpp when the GGUF exists and
+    llama_cpp is importable, else transformers on ``llm_model``."""
+    if s.llm_backend != "auto":
+        return s.llm_backend
+    if s.llm_base_url:
+        return "openai"
+    if s.resolved_gguf.is_file() and _importable("llama_cpp"):
+        return "llama-cpp"
+    return "transformers"
 
 
 def _llm_model(s: Settings) -> str:
@@ -193,8 +200,6 @@ def _llm_model(s: Settings) -> str:
 
 
 def _llm_probe(s: Settings) -> Found:
-    from vlagent.llm import FETCH_HINT
-
     backend = _llm_backend(s)
     if backend == "none":
         return Found(reason="llm: disabled (VLAGENT_LLM_BACKEND=none)")
