@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -201,7 +202,24 @@ def test_the_agent_context_shares_its_models_and_probes(
     rows = read_annotations(rec_catalogue.csv)
     ctx = ToolContext.from_settings(settings, [rec_catalogue.folder], annotations=rows)
     assert engine.probe(ctx) is None
-    rec = Recommender.from_context(ctx)
+    # the agent's tool builds the engine inside ctx.once: opening it must not re-enter that lock
+    from vlagent.tools.recommend import make_recommend_tool, recommender
+
+    out: dict[str, Any] = {}
+
+    def call_tool() -> None:
+        tool = make_recommend_tool(ctx)
+        out["msg"] = tool.invoke(
+            {"type": "tool_call", "name": "recommend", "id": "1", "args": {"likes": ["bag_brown.jpg"], "k": 2}}
+        )
+
+    worker = threading.Thread(target=call_tool, daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "the recommend tool deadlocked while opening the engine"
+    assert [i["image"] for i in out["msg"].artifact][0] == "bag_brown_near.jpg"
+    assert "bag_brown_near.jpg" in out["msg"].content and "棕色" in out["msg"].content
+    rec = recommender(ctx)
     assert rec.space_name == make.space  # type: ignore[attr-defined]
     if make.space == "clip":  # type: ignore[attr-defined]
         shared = clip_retriever(ctx)

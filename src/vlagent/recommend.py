@@ -18,6 +18,7 @@ says why: its title and its dominant colours.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -197,6 +198,7 @@ class Recommender:
         auto_index: bool = True,
         index_progress: IndexProgress | None = None,
         ctx: ToolContext | None = None,
+        lazy: bool = False,
     ) -> None:
         self.settings = settings
         self.resolver = resolver
@@ -205,7 +207,22 @@ class Recommender:
         self.titles = {a.image: a.title for a in reversed(self.rows)}
         self.note: str | None = None
         self.index_progress = index_progress
-        self.space: _ClipSpace | _TitleSpace = self._open_space(encoder, index, title_index, auto_index)
+        self._space: _ClipSpace | _TitleSpace | None = None
+        self._space_lock = threading.Lock()
+        self._opener: Callable[[], _ClipSpace | _TitleSpace] = lambda: self._open_space(
+            encoder, index, title_index, auto_index
+        )
+        if not lazy:
+            _ = self.space
+
+    @property
+    def space(self) -> "_ClipSpace | _TitleSpace":
+        """The vector space, opened on first use (at construction unless ``lazy``)."""
+        if self._space is None:
+            with self._space_lock:
+                if self._space is None:
+                    self._space = self._opener()
+        return self._space
 
     @classmethod
     def from_paths(
@@ -227,7 +244,15 @@ class Recommender:
     @classmethod
     def from_context(cls, ctx: ToolContext) -> "Recommender":
         """The agent's recommender: it shares the context's CLIP retriever (encoder and index,
-        the ones ``clip_search`` uses) or, with no CLIP model, its title index."""
+        the ones ``clip_search`` uses) or, with no CLIP model, its title index.
+
+        Lazy: nothing is loaded until the first recommendation, so a tool factory running
+        inside ``ctx.once`` never re-enters it."""
+        rec = cls(ctx.settings, ctx.resolver, ctx.annotations, auto_index=ctx.auto_index, ctx=ctx, lazy=True)
+        rec._opener = lambda: rec._open_shared(ctx)
+        return rec
+
+    def _open_shared(self, ctx: ToolContext) -> "_ClipSpace | _TitleSpace":
         from vlagent.models.clip import clip_probe
 
         encoder = index = title_index = None
@@ -243,10 +268,7 @@ class Recommender:
             from vlagent.tools.retrieval import TitleIndex
 
             title_index = ctx.once("title_index", lambda: TitleIndex(ctx.annotations))
-        return cls(
-            ctx.settings, ctx.resolver, ctx.annotations, encoder=encoder, index=index,
-            title_index=title_index, auto_index=ctx.auto_index, ctx=ctx,
-        )  # fmt: skip
+        return self._open_space(encoder, index, title_index, ctx.auto_index)
 
     # --- which space -------------------------------------------------------------------------
     def _open_space(
