@@ -87,6 +87,15 @@ class _Candidate(BaseModel):
     id: str | None = None  # content hash, when known without reading the file
 
 
+def one_thread() -> Any:
+    """A context in which OpenMP/BLAS pools run one thread: small jobs (a k-means on a
+    thumbnail, one e5 query) lose time to thread hand-offs, most on shared, busy cores.
+    (It scans the loaded libraries each time, ~5 ms, so that pools loaded late are limited too.)"""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=np.float32).ravel()
     norm = float(np.linalg.norm(v))
@@ -153,7 +162,8 @@ class _TitleSpace:
 
     def text_vector(self, text: str) -> np.ndarray:
         if self.index.e5 is not None:
-            return np.asarray(self.index.e5.query(text.lower()), dtype=np.float32)
+            with one_thread():  # one short text: 32-45 ms on 1 thread, 0.1-1 s on 2 busy cores
+                return np.asarray(self.index.e5.query(text.lower()), dtype=np.float32)
         return self.index.vectorizer.transform([text.lower()]).toarray().ravel()
 
     def nearest(self, vector: np.ndarray, n: int) -> list[_Candidate]:
@@ -206,6 +216,7 @@ class Recommender:
         self.ctx = ctx or ToolContext(settings=settings, resolver=resolver, cache=None)
         self.titles = {a.image: a.title for a in reversed(self.rows)}
         self.note: str | None = None
+        self._text_vectors: dict[str, np.ndarray] = {}
         self.index_progress = index_progress
         self._space: _ClipSpace | _TitleSpace | None = None
         self._space_lock = threading.Lock()
@@ -359,7 +370,14 @@ class Recommender:
     def _vector(self, pref: Preference) -> np.ndarray:
         if pref.kind == "image" and pref.image is not None:
             return _unit(self.space.image_vector(pref.image))
-        return _unit(self.space.text_vector(pref.value.strip()))
+        text = pref.value.strip()
+        hit = self._text_vectors.get(text)
+        if hit is None:  # a text encode is the costly step (e5: ~20 ms idle, ~180 ms on busy cores)
+            hit = _unit(self.space.text_vector(text))
+            if len(self._text_vectors) >= 1024:
+                self._text_vectors.clear()
+            self._text_vectors[text] = hit
+        return hit
 
     def preference_vector(self, likes: Sequence[Preference], dislikes: Sequence[Preference]) -> np.ndarray:
         """Rocchio: ``mean(likes) - β·mean(dislikes)``, normalised."""
@@ -392,12 +410,7 @@ class Recommender:
             if len(kept) >= k or len(candidates) < wanted:
                 break
             wanted *= 2
-        from threadpoolctl import threadpool_limits
-
-        # the colours' k-means on a thumbnail: OpenMP threads only cost there (0.7 s instead
-        # of 20 ms an image, measured on 2 busy cores)
-        with threadpool_limits(1):
-            items = [self._item(c, language) for c in kept]
+        items = self._items(kept, language)
         return Recommendations(
             space=self.space.name, likes=liked, dislikes=disliked, items=items, note=self.note
         )
@@ -422,6 +435,16 @@ class Recommender:
             return self.resolver.hash_of(cand.image)
         except (OSError, ImageError):
             return None
+
+    def _items(self, kept: list[_Candidate], language: str) -> list[RecommendedItem]:
+        if self.settings.recommend_colors <= 0 or not kept:
+            return [self._item(c, language) for c in kept]
+        # the colours' k-means on a thumbnail: OpenMP threads only cost there (20 ms an image on
+        # 1 thread, 60 ms-0.7 s on 2 busy cores)
+        import sklearn.cluster  # noqa: F401 - loaded before the pools are limited
+
+        with one_thread():
+            return [self._item(c, language) for c in kept]
 
     def _item(self, cand: _Candidate, language: str) -> RecommendedItem:
         title = cand.title or self.titles.get(cand.image) or self.titles.get(Path(cand.image).name, "")
