@@ -21,11 +21,11 @@ CHATTY_LOGGERS = ("chromadb", "transformers", "open_clip", "huggingface_hub", "h
 
 LikeOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--like", help="something you like: an image (catalogue name or file) or a text (repeatable)"),
+    typer.Option("--like", metavar="IMAGE|TEXT", help="something you like: an image (catalogue name or file) or a text (repeatable)"),
 ]
 DislikeOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--dislike", help="something you don't like: an image or a text (repeatable)"),
+    typer.Option("--dislike", metavar="IMAGE|TEXT", help="something you don't like: an image or a text (repeatable)"),
 ]
 
 
@@ -39,6 +39,7 @@ def _quiet(verbose: bool) -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
     except ImportError:  # pragma: no cover - transformers is a dependency
         pass
 
