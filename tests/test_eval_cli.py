@@ -183,7 +183,7 @@ def test_invalid_items_are_listed_by_index(injected: Injected, tmp_path: Path) -
     result = runner.invoke(main_app, ["eval", str(query), "-c", str(SAMPLE / "images"), "-o", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "item 1: empty question" in result.output
-    assert "item 2: image(s) ghost.jpg not found" in result.output
+    assert "item 2: ghost.jpg: image not found" in result.output
     assert json.loads(out.read_text(encoding="utf-8"))[2]["answer"] == ""
 
 

@@ -209,16 +209,30 @@ def model_roles(settings: Settings, *, check_network: bool = True) -> list[Model
 
     The model loader's statuses (no weights loaded; with ``check_network`` a configured
     OpenAI-compatible server is asked ``/v1/models`` and, for a hub id not in the local cache,
-    the hub gets one HEAD request), plus the ``colors`` tool, which has no model."""
+    the hub gets one HEAD request), plus every registered tool that has no model role (e.g.
+    ``colors``), from the tool registry."""
     from vlagent.models import loader
-    from vlagent.tools import colors
+    from vlagent.tools.base import ToolContext
+    from vlagent.tools.registry import tool_specs
 
     rows = loader.statuses(settings, check_network=check_network)
-    why = colors.probe(settings)
-    rows.append(
-        ModelStatus(
-            role="colors", backend="builtin", model="pixel clustering (no weights)", available=why is None,
-            reason=why, where="numpy / scikit-learn k-means",
-        )  # fmt: skip
-    )
+    ctx = ToolContext(settings=settings)
+    for spec in tool_specs():
+        if spec.role is None:
+            why = spec.probe(ctx)
+            rows.append(
+                ModelStatus(
+                    role=spec.name, backend="builtin", model=f"{spec.name} tool (no model weights)", available=why is None,
+                    reason=why, where="runs in-process",
+                )  # fmt: skip
+            )
     return rows
+
+
+def tool_statuses(settings: Settings) -> list[tuple[str, str | None, str | None]]:
+    """(tool, model role, None if usable here else why) for every registered tool, no weights loaded."""
+    from vlagent.tools.base import ToolContext
+    from vlagent.tools.registry import probe_all, tool_specs
+
+    reasons = probe_all(ToolContext(settings=settings))
+    return [(spec.name, spec.role, reasons.get(spec.name)) for spec in tool_specs()]

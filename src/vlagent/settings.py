@@ -11,14 +11,16 @@ from PyPI on machines without a model hub (see ../shared/MODELS.md).
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -73,6 +75,11 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(None, description="Chroma server URL; switches to HttpClient")
     dataset: str = Field("default", description="dataset name: one collection per (model, dataset)")
     max_image_pixels: int = Field(64_000_000, description="images larger than this are refused")
+    image_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="folders images may be read from besides the catalogue and the files named "
+        "on the command line (env: paths separated by os.pathsep, or a JSON list)",
+    )
 
     # --- CLIP retrieval ---
     clip_model: str = Field(
@@ -144,6 +151,16 @@ class Settings(BaseSettings):
     llm_chat_format: str | None = Field(
         None, description="llama.cpp chat_format; default the GGUF's own chat template"
     )
+
+    @field_validator("image_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.split(os.pathsep) if part.strip()]
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -14,7 +14,7 @@ from langchain_core.tools import BaseTool
 
 from vlagent.agent.graph import AgentParts, AgentState, build_graph
 from vlagent.agent.types import Answer, AnswerError, QuestionType, RetrievedImage, ToolTrace
-from vlagent.data.annotations import Annotation, read_annotations
+from vlagent.data.annotations import Annotation, read_annotations, usable_rows
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
 from vlagent.tools.base import ToolContext
@@ -185,6 +185,7 @@ def build_agent(
     checkpointer: Any = None,
     auto_index: bool = True,
     use_cache: bool = True,
+    allow_files: list[str | Path] | None = None,
 ) -> VLAgent:
     """Build the agent from settings.
 
@@ -192,6 +193,8 @@ def build_agent(
     retrieval searches (indexed at build time while the index holds fewer records than the
     catalogue has images; ``vlagent index`` refreshes changed files). ``annotations``: its
     ``train_annotation.csv``. ``llm``/``tools``: override what settings would build (tests).
+    ``allow_files``: image files named explicitly (``ask --image``) that may be read besides the
+    catalogue and ``settings.image_roots``; other paths are refused (``ImageNotAllowedError``).
     """
     settings = settings or Settings()
     if isinstance(images, (str, Path)):
@@ -199,8 +202,9 @@ def build_agent(
     image_paths = [Path(p) for p in images or []]
     rows = annotations if isinstance(annotations, list) else (read_annotations(annotations) if annotations else [])
     ctx = ToolContext.from_settings(
-        settings, list(image_paths), use_cache=use_cache, annotations=rows, auto_index=auto_index
+        settings, list(image_paths), use_cache=use_cache, allow_files=allow_files, auto_index=auto_index
     )
+    ctx.annotations = usable_rows(rows, ctx.resolver.sources)  # rows whose image is missing never become candidates
     unavailable: dict[str, str] = {}
     if llm is None:
         llm, why = _load_llm(settings)
@@ -219,7 +223,7 @@ def build_agent(
         llm=llm,
         classifier=_default_classifier(),
         classifier_llm=classifier_llm if classifier_llm is not None else llm,
-        titles={r.image: r.title for r in rows},
+        titles=ctx.titles,
         unavailable=unavailable,
     )
     return VLAgent(build_graph(parts, checkpointer or make_checkpointer(settings)), parts, ctx)

@@ -24,7 +24,7 @@ def list_models(
     profile: Annotated[Optional[str], typer.Option("--profile", help="hub | offline (env VLAGENT_PROFILE)")] = None,
 ) -> None:
     """Every role (clip, llm, caption, vqa, ocr, text_embedder, colors): its model and whether it is here."""
-    from vlagent.offline_models import model_roles
+    from vlagent.offline_models import model_roles, tool_statuses
 
     def body() -> None:
         settings = Settings(profile=profile) if profile else Settings()
@@ -35,6 +35,12 @@ def list_models(
             mark = "[green]yes[/]" if row.available else ("[dim]off[/]" if row.backend == "none" else "[red]no[/]")
             table.add_row(row.role, row.backend, escape(row.model), mark, escape(row.reason or row.where))
         console.print(table)
+        tools = Table(title="agent tools (from the tool registry)")
+        for column in ("tool", "model role", "available", "why not"):
+            tools.add_column(column, overflow="fold")
+        for name, role, why in tool_statuses(settings):
+            tools.add_row(name, role or "-", "[green]yes[/]" if why is None else "[red]no[/]", escape(why or ""))
+        console.print(tools)
 
     body()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from vlagent.data.annotations import Annotation
+from vlagent.data.annotations import Annotation, split_present
 from vlagent.data.images import ImageSource, load_image
 from vlagent.errors import ImageError
 from vlagent.fileio import content_hash
@@ -70,12 +70,12 @@ def index_images(
     titles = {a.image: a.title for a in annotations or []}
     by_base = {Path(a.image).name: a.title for a in annotations or []}
     names = source.names()
-    present = set(names) | {Path(n).name for n in names}
+    _, missing = split_present(annotations or [], [source])
     summary = IndexSummary(
         total=len(names),
         collection=index.name,
         model_id=index.model_id,
-        missing=sorted(a for a in titles if a not in present and Path(a).name not in present),
+        missing=sorted({a.image for a in missing}),
     )
     seen: set[str] = set()
     source_name = str(source.root)
