@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.data.annotations import Annotation
 from vlagent.data.images import is_image_name
-from vlagent.errors import ImageError, VlagentError, one_line
+from vlagent.errors import ImageError, ImageNotAllowedError, VlagentError, one_line
 from vlagent.settings import Settings
 from vlagent.tools.base import ImageResolver, ToolContext
 
@@ -241,16 +241,18 @@ class Recommender:
         settings: Settings,
         images: Sequence[str | Path] = (),
         annotations: str | Path | None = None,
+        *,
+        files: Sequence[str | Path] = (),
         **kwargs: Any,
     ) -> "Recommender":
-        from vlagent.cache import DiskCache
+        """The catalogue ``images`` (folders or zips) and its ``annotations`` CSV; ``files``:
+        image files named explicitly (the command line), allowed besides the catalogue and
+        ``settings.image_roots``."""
         from vlagent.data.annotations import read_annotations
 
-        resolver = ImageResolver.from_paths(list(images), settings.max_image_pixels)
         rows = read_annotations(annotations) if annotations else []
-        cache = DiskCache(settings.cache_dir / "tools.sqlite")
-        ctx = ToolContext(settings=settings, resolver=resolver, cache=cache, annotations=rows)
-        return cls(settings, resolver, rows, ctx=ctx, **kwargs)
+        ctx = ToolContext.from_settings(settings, list(images), allow_files=list(files), annotations=rows)
+        return cls(settings, ctx.resolver, rows, ctx=ctx, **kwargs)
 
     @classmethod
     def from_context(cls, ctx: ToolContext) -> "Recommender":
@@ -351,21 +353,24 @@ class Recommender:
 
     # --- likes and dislikes ------------------------------------------------------------------
     def preference(self, value: str) -> Preference:
-        """An image when ``value`` names a catalogue image or an existing file, else a text."""
+        """An image when ``value`` names a catalogue image or an allowed file, else a text.
+
+        A name that looks like an image file but is nowhere, or a file outside the allowed
+        places, is an error (one line), not silently a text."""
         text = value.strip()
         if not text:
             raise VlagentError("an empty like or dislike: give an image name or path, or a text")
-        in_catalogue = self._catalogue_name(text)
-        if in_catalogue is not None:
-            return Preference(value=value, kind="image", image=in_catalogue)
-        if Path(text).expanduser().is_file():
-            return Preference(value=value, kind="image", image=text)
-        if text in self.titles:  # an annotated image, no catalogue folder given (title space)
-            return Preference(value=value, kind="image", image=text)
-        if is_image_name(text) and "\n" not in text and len(text.split()) == 1:
-            where = ", ".join(str(s.root) for s in self.resolver.sources) or "no catalogue given"
-            raise ImageError(f"{text}: image not found (looked on disk and in {where})")
-        return Preference(value=value, kind="text")
+        try:
+            source, where = self.resolver.locate(text)
+        except ImageNotAllowedError:
+            raise
+        except ImageError:
+            if text in self.titles:  # an annotated image, no catalogue folder given (title space)
+                return Preference(value=value, kind="image", image=text)
+            if is_image_name(text) and "\n" not in text and len(text.split()) == 1:
+                raise
+            return Preference(value=value, kind="text")
+        return Preference(value=value, kind="image", image=where if source is not None else text)
 
     def _vector(self, pref: Preference) -> np.ndarray:
         if pref.kind == "image" and pref.image is not None:

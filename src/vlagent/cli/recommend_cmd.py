@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -73,10 +74,12 @@ def recommend(
             task = bar.add_task("indexing the catalogue", total=total)
             return lambda n: bar.advance(task, n)
 
+        dislikes = list(dislike or [])
+        named = [x for x in likes + dislikes if Path(x).expanduser().is_file()]  # named here: allowed
         recommender = Recommender.from_paths(
-            settings, list(catalogue or []), annotations, index_progress=index_progress
+            settings, list(catalogue or []), annotations, files=named, index_progress=index_progress
         )
-        result = recommender.recommend(likes, list(dislike or []), k)
+        result = recommender.recommend(likes, dislikes, k)
     if as_json:
         print(result.model_dump_json(indent=2))
         return
