@@ -1,6 +1,7 @@
 """Recommendations: "more like these, less like those" over the catalogue.
 
-Likes and dislikes are images (a name in the catalogue, or an existing file) or texts. They
+Likes and dislikes are images (a name in the catalogue, or a file the resolver allows: named on
+the command line, under ``VLAGENT_IMAGE_ROOTS``) or texts. They
 become one preference vector by Rocchio's rule, ``v = mean(likes) - β·mean(dislikes)``
 (β = ``Settings.recommend_dislike_weight``), normalised, in one of two spaces:
 
