@@ -171,7 +171,7 @@ def test_title_space_needs_titles(rec_catalogue: RecCatalogue, tmp_path: Path) -
         Recommender.from_paths(settings, [rec_catalogue.folder])
     untitled = tmp_path / "untitled.jpg"
     shutil.copy(rec_catalogue.folder / "hat_green.png", untitled)
-    rec = Recommender.from_paths(settings, [rec_catalogue.folder], rec_catalogue.csv, files=[untitled])
+    rec = Recommender.from_paths(settings, [rec_catalogue.folder], rec_catalogue.csv, allow_files=[untitled])
     with pytest.raises(VlagentError, match="untitled.jpg: no title"):
         rec.recommend([str(untitled)])
     # annotations alone (no image folder): image names still count as images, by their titles
@@ -206,7 +206,8 @@ def test_the_agent_context_shares_its_models_and_probes(
     rows = read_annotations(rec_catalogue.csv)
     ctx = ToolContext.from_settings(settings, [rec_catalogue.folder], annotations=rows)
     assert engine.probe(ctx) is None
-    # the agent's tool builds the engine inside ctx.once: opening it must not re-enter that lock
+    # the agent's tool builds the engine inside ctx.once, and the engine opens the shared retriever
+    # or title index through ctx.once again: that must not deadlock
     from vlagent.tools.recommend import make_recommend_tool, recommender
 
     out: dict[str, Any] = {}
@@ -324,7 +325,7 @@ def test_clip_space_encodes_an_image_that_is_not_indexed(
     outside = tmp_path / "my_bag.jpg"
     _near_duplicate(rec_catalogue.folder / "bag_brown.jpg", outside, brightness=0.95)
     rec = Recommender.from_paths(
-        settings, [rec_catalogue.folder], rec_catalogue.csv, files=[outside],
+        settings, [rec_catalogue.folder], rec_catalogue.csv, allow_files=[outside],
         encoder=tiny_clip_encoder, index_progress=progress,
     )  # fmt: skip
     files = len(rec_catalogue.titles)
@@ -333,6 +334,7 @@ def test_clip_space_encodes_an_image_that_is_not_indexed(
     from vlagent.fileio import content_hash
 
     assert not index.existing([content_hash(outside.read_bytes())])
+    rec.resolver.allow(outside)  # a file the user names (the CLI allows the likes it was given)
     result = rec.recommend([str(outside)], k=3)
     assert result.likes[0].kind == "image" and len(result.items) == 3
     expected = index.query(tiny_clip_encoder.encode_images([Image.open(outside).convert("RGB")]), 3)[0]

@@ -185,9 +185,13 @@ def make_title_search(ctx: ToolContext) -> BaseTool:
     return make_title_tool(ctx.once("title_index", lambda: TitleIndex(ctx.annotations)))
 
 
-def make_title_tool(index: TitleIndex) -> BaseTool:
+def make_title_tool(index: Any) -> BaseTool:
+    """``index``: a :class:`TitleIndex`, or a :class:`vlagent.index.fusion.FusedSearch` (titles +
+    the image-text index, fused: untitled images are found by their text)."""
+    search = getattr(index, "search_text", None) or index.search
+
     def title_search(text: str, k: int = 5) -> tuple[str, list[dict[str, Any]]]:
-        hits = index.search(text, k)
+        hits = search(text, k)
         return _render(hits), hits
 
     return StructuredTool.from_function(

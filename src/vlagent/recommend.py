@@ -19,7 +19,6 @@ says why: its title and its dominant colours.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -209,7 +208,6 @@ class Recommender:
         auto_index: bool = True,
         index_progress: IndexProgress | None = None,
         ctx: ToolContext | None = None,
-        lazy: bool = False,
     ) -> None:
         self.settings = settings
         self.resolver = resolver
@@ -219,22 +217,7 @@ class Recommender:
         self.note: str | None = None
         self._text_vectors: dict[str, np.ndarray] = {}
         self.index_progress = index_progress
-        self._space: _ClipSpace | _TitleSpace | None = None
-        self._space_lock = threading.Lock()
-        self._opener: Callable[[], _ClipSpace | _TitleSpace] = lambda: self._open_space(
-            encoder, index, title_index, auto_index
-        )
-        if not lazy:
-            _ = self.space
-
-    @property
-    def space(self) -> "_ClipSpace | _TitleSpace":
-        """The vector space, opened on first use (at construction unless ``lazy``)."""
-        if self._space is None:
-            with self._space_lock:
-                if self._space is None:
-                    self._space = self._opener()
-        return self._space
+        self.space: _ClipSpace | _TitleSpace = self._open_space(encoder, index, title_index, auto_index)
 
     @classmethod
     def from_paths(
@@ -243,30 +226,23 @@ class Recommender:
         images: Sequence[str | Path] = (),
         annotations: str | Path | None = None,
         *,
-        files: Sequence[str | Path] = (),
+        allow_files: Sequence[str | Path] = (),
         **kwargs: Any,
     ) -> "Recommender":
-        """The catalogue ``images`` (folders or zips) and its ``annotations`` CSV; ``files``:
-        image files named explicitly (the command line), allowed besides the catalogue and
-        ``settings.image_roots``."""
+        """``images``: the catalogue (folders or zips); ``annotations``: its CSV; ``allow_files``:
+        image files named explicitly (likes and dislikes given as paths), allowed besides the
+        catalogue and ``settings.image_roots``."""
         from vlagent.data.annotations import read_annotations
 
         rows = read_annotations(annotations) if annotations else []
-        ctx = ToolContext.from_settings(settings, list(images), allow_files=list(files), annotations=rows)
+        ctx = ToolContext.from_settings(settings, list(images), allow_files=list(allow_files), annotations=rows)
         return cls(settings, ctx.resolver, rows, ctx=ctx, **kwargs)
 
     @classmethod
     def from_context(cls, ctx: ToolContext) -> "Recommender":
         """The agent's recommender: it shares the context's CLIP retriever (encoder and index,
-        the ones ``clip_search`` uses) or, with no CLIP model, its title index.
-
-        Lazy: nothing is loaded until the first recommendation, so a tool factory running
-        inside ``ctx.once`` never re-enters it."""
-        rec = cls(ctx.settings, ctx.resolver, ctx.annotations, auto_index=ctx.auto_index, ctx=ctx, lazy=True)
-        rec._opener = lambda: rec._open_shared(ctx)
-        return rec
-
-    def _open_shared(self, ctx: ToolContext) -> "_ClipSpace | _TitleSpace":
+        the ones ``clip_search`` uses) or, with no CLIP model, its title index. (The tool builds
+        it inside ``ctx.once``, which is re-entrant: the retriever is another ``once``.)"""
         from vlagent.models.clip import clip_probe
 
         encoder = index = title_index = None
@@ -282,7 +258,10 @@ class Recommender:
             from vlagent.tools.retrieval import TitleIndex
 
             title_index = ctx.once("title_index", lambda: TitleIndex(ctx.annotations))
-        return self._open_space(encoder, index, title_index, ctx.auto_index)
+        return cls(
+            ctx.settings, ctx.resolver, ctx.annotations, encoder=encoder, index=index,
+            title_index=title_index, auto_index=ctx.auto_index, ctx=ctx,
+        )  # fmt: skip
 
     # --- which space -------------------------------------------------------------------------
     def _open_space(

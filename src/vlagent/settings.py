@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     request_timeout: float = Field(120.0, description="seconds per LLM/VLM request")
     max_retries: int = Field(2, description="retries with backoff for LLM/VLM requests")
+    classifier_examples: int = Field(
+        4, ge=0, le=16, description="labelled questions most similar to the incoming one in the classifier prompt (0: none)"
+    )
 
     # --- recommendations (vlagent recommend) ---
     recommend_dislike_weight: float = Field(

@@ -75,9 +75,9 @@ def recommend(
             return lambda n: bar.advance(task, n)
 
         dislikes = list(dislike or [])
-        named = [x for x in likes + dislikes if Path(x).expanduser().is_file()]  # named here: allowed
+        named_files = [x for x in [*likes, *dislikes] if Path(x).expanduser().is_file()]  # the user named them
         recommender = Recommender.from_paths(
-            settings, list(catalogue or []), annotations, files=named, index_progress=index_progress
+            settings, list(catalogue or []), annotations, allow_files=named_files, index_progress=index_progress
         )
         result = recommender.recommend(likes, dislikes, k)
     if as_json:
