@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from fixtures_clip import make_tiny_clip_settings
 from fixtures_data import write_csv
 from vlagent.cli.app import app
 from vlagent.data.annotations import read_annotations
-from vlagent.errors import ImageError, VlagentError
+from vlagent.errors import ImageError, ImageNotAllowedError, VlagentError
 from vlagent.recommend import NothingToRecommendError, Recommendations, Recommender
 from vlagent.settings import Settings
 
@@ -150,12 +151,16 @@ def test_text_likes_work(make: Make, rec_catalogue: RecCatalogue, request: pytes
     assert [p.kind for p in mixed.likes] == ["image", "text"] and len(mixed.items) == 2
 
 
-def test_bad_likes_are_one_clear_error(make: Make) -> None:
+def test_bad_likes_are_one_clear_error(make: Make, tmp_path: Path) -> None:
     rec = make()
     with pytest.raises(NothingToRecommendError, match="at least one like"):
         rec.recommend([], ["dress_red.jpg"])
     with pytest.raises(ImageError, match="no_such.jpg: image not found"):
         rec.recommend(["no_such.jpg"])
+    stranger = tmp_path / "stranger.jpg"  # a file nobody allowed: refused, never read
+    shutil.copy(rec.resolver.sources[0].root / "bag_brown.jpg", stranger)
+    with pytest.raises(ImageNotAllowedError, match="stranger.jpg: outside the allowed image folders"):
+        rec.recommend([str(stranger)])
     with pytest.raises(VlagentError, match="cancel out"):  # the same item liked and disliked, β = 1
         make(recommend_dislike_weight=1.0).recommend(["bag_brown.jpg"], ["bag_brown_copy.jpg"])
 
@@ -166,7 +171,7 @@ def test_title_space_needs_titles(rec_catalogue: RecCatalogue, tmp_path: Path) -
         Recommender.from_paths(settings, [rec_catalogue.folder])
     untitled = tmp_path / "untitled.jpg"
     shutil.copy(rec_catalogue.folder / "hat_green.png", untitled)
-    rec = Recommender.from_paths(settings, [rec_catalogue.folder], rec_catalogue.csv)
+    rec = Recommender.from_paths(settings, [rec_catalogue.folder], rec_catalogue.csv, allow_files=[untitled])
     with pytest.raises(VlagentError, match="untitled.jpg: no title"):
         rec.recommend([str(untitled)])
     # annotations alone (no image folder): image names still count as images, by their titles
@@ -201,7 +206,25 @@ def test_the_agent_context_shares_its_models_and_probes(
     rows = read_annotations(rec_catalogue.csv)
     ctx = ToolContext.from_settings(settings, [rec_catalogue.folder], annotations=rows)
     assert engine.probe(ctx) is None
-    rec = Recommender.from_context(ctx)
+    # the agent's tool builds the engine inside ctx.once, and the engine opens the shared retriever
+    # or title index through ctx.once again: that must not deadlock
+    from vlagent.tools.recommend import make_recommend_tool, recommender
+
+    out: dict[str, Any] = {}
+
+    def call_tool() -> None:
+        tool = make_recommend_tool(ctx)
+        out["msg"] = tool.invoke(
+            {"type": "tool_call", "name": "recommend", "id": "1", "args": {"likes": ["bag_brown.jpg"], "k": 2}}
+        )
+
+    worker = threading.Thread(target=call_tool, daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "the recommend tool deadlocked while opening the engine"
+    assert [i["image"] for i in out["msg"].artifact][0] == "bag_brown_near.jpg"
+    assert "bag_brown_near.jpg" in out["msg"].content and "棕色" in out["msg"].content
+    rec = recommender(ctx)
     assert rec.space_name == make.space  # type: ignore[attr-defined]
     if make.space == "clip":  # type: ignore[attr-defined]
         shared = clip_retriever(ctx)
@@ -251,10 +274,14 @@ def test_cli_json_schema_and_table(cli_env: dict[str, str], rec_catalogue: RecCa
 
 def test_cli_nothing_to_recommend_is_one_line(tmp_path: Path, rec_catalogue: RecCatalogue) -> None:
     env = {"VLAGENT_HOME": str(tmp_path / "home"), "VLAGENT_CLIP_BACKEND": "none"}
+    untitled = tmp_path / "untitled.jpg"
+    shutil.copy(rec_catalogue.folder / "hat_green.png", untitled)
     for args, message in [
         (["recommend", "--images", str(rec_catalogue.folder)], "give at least one --like"),
         (["recommend", "--like", "红色", "--images", str(rec_catalogue.folder)], "--annotations"),
         (["recommend", "--like", "nope.jpg", "-a", str(rec_catalogue.csv)], "nope.jpg: image not found"),
+        # a file named on the command line may be read (it is allowed), but has no title here
+        (["recommend", "--like", str(untitled), "-a", str(rec_catalogue.csv)], "untitled.jpg: no title"),
     ]:
         result = CliRunner().invoke(app, args, env=env)
         assert result.exit_code == 2, result.output
@@ -295,13 +322,14 @@ def test_clip_space_encodes_an_image_that_is_not_indexed(
         counted.append(total)
         return counted.append
 
-    rec = Recommender.from_paths(
-        settings, [rec_catalogue.folder], rec_catalogue.csv, encoder=tiny_clip_encoder, index_progress=progress
-    )
-    files = len(rec_catalogue.titles)
-    assert counted[0] == files and sum(counted[1:]) == files  # the catalogue was indexed, with progress
     outside = tmp_path / "my_bag.jpg"
     _near_duplicate(rec_catalogue.folder / "bag_brown.jpg", outside, brightness=0.95)
+    rec = Recommender.from_paths(
+        settings, [rec_catalogue.folder], rec_catalogue.csv, allow_files=[outside],
+        encoder=tiny_clip_encoder, index_progress=progress,
+    )  # fmt: skip
+    files = len(rec_catalogue.titles)
+    assert counted[0] == files and sum(counted[1:]) == files  # the catalogue was indexed, with progress
     index = rec.space.index  # type: ignore[union-attr]
     from vlagent.fileio import content_hash
 

@@ -1,6 +1,7 @@
 """Recommendations: "more like these, less like those" over the catalogue.
 
-Likes and dislikes are images (a name in the catalogue, or an existing file) or texts. They
+Likes and dislikes are images (a name in the catalogue, or a file the resolver allows: named on
+the command line, under ``VLAGENT_IMAGE_ROOTS``) or texts. They
 become one preference vector by Rocchio's rule, ``v = mean(likes) - β·mean(dislikes)``
 (β = ``Settings.recommend_dislike_weight``), normalised, in one of two spaces:
 
@@ -27,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.data.annotations import Annotation
 from vlagent.data.images import is_image_name
-from vlagent.errors import ImageError, VlagentError, one_line
+from vlagent.errors import ImageError, ImageNotAllowedError, VlagentError, one_line
 from vlagent.settings import Settings
 from vlagent.tools.base import ImageResolver, ToolContext
 
@@ -84,6 +85,15 @@ class _Candidate(BaseModel):
     score: float
     title: str = ""
     id: str | None = None  # content hash, when known without reading the file
+
+
+def one_thread() -> Any:
+    """A context in which OpenMP/BLAS pools run one thread: small jobs (a k-means on a
+    thumbnail, one e5 query) lose time to thread hand-offs, most on shared, busy cores.
+    (It scans the loaded libraries each time, ~5 ms, so that pools loaded late are limited too.)"""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -152,7 +162,8 @@ class _TitleSpace:
 
     def text_vector(self, text: str) -> np.ndarray:
         if self.index.e5 is not None:
-            return np.asarray(self.index.e5.query(text.lower()), dtype=np.float32)
+            with one_thread():  # one short text: 32-45 ms on 1 thread, 0.1-1 s on 2 busy cores
+                return np.asarray(self.index.e5.query(text.lower()), dtype=np.float32)
         return self.index.vectorizer.transform([text.lower()]).toarray().ravel()
 
     def nearest(self, vector: np.ndarray, n: int) -> list[_Candidate]:
@@ -204,6 +215,7 @@ class Recommender:
         self.ctx = ctx or ToolContext(settings=settings, resolver=resolver, cache=None)
         self.titles = {a.image: a.title for a in reversed(self.rows)}
         self.note: str | None = None
+        self._text_vectors: dict[str, np.ndarray] = {}
         self.index_progress = index_progress
         self.space: _ClipSpace | _TitleSpace = self._open_space(encoder, index, title_index, auto_index)
 
@@ -213,26 +225,24 @@ class Recommender:
         settings: Settings,
         images: Sequence[str | Path] = (),
         annotations: str | Path | None = None,
+        *,
         allow_files: Sequence[str | Path] = (),
         **kwargs: Any,
     ) -> "Recommender":
-        """``images``: the catalogue; ``allow_files``: image files named explicitly (likes and
-        dislikes given as paths); ``settings.image_roots``: more folders images may come from."""
-        from vlagent.cache import DiskCache
+        """``images``: the catalogue (folders or zips); ``annotations``: its CSV; ``allow_files``:
+        image files named explicitly (likes and dislikes given as paths), allowed besides the
+        catalogue and ``settings.image_roots``."""
         from vlagent.data.annotations import read_annotations
 
-        resolver = ImageResolver.from_paths(
-            list(images), settings.max_image_pixels, files=list(allow_files), roots=list(settings.image_roots)
-        )
         rows = read_annotations(annotations) if annotations else []
-        cache = DiskCache(settings.cache_dir / "tools.sqlite")
-        ctx = ToolContext(settings=settings, resolver=resolver, cache=cache, annotations=rows)
-        return cls(settings, resolver, rows, ctx=ctx, **kwargs)
+        ctx = ToolContext.from_settings(settings, list(images), allow_files=list(allow_files), annotations=rows)
+        return cls(settings, ctx.resolver, rows, ctx=ctx, **kwargs)
 
     @classmethod
     def from_context(cls, ctx: ToolContext) -> "Recommender":
         """The agent's recommender: it shares the context's CLIP retriever (encoder and index,
-        the ones ``clip_search`` uses) or, with no CLIP model, its title index."""
+        the ones ``clip_search`` uses) or, with no CLIP model, its title index. (The tool builds
+        it inside ``ctx.once``, which is re-entrant: the retriever is another ``once``.)"""
         from vlagent.models.clip import clip_probe
 
         encoder = index = title_index = None
@@ -323,26 +333,36 @@ class Recommender:
 
     # --- likes and dislikes ------------------------------------------------------------------
     def preference(self, value: str) -> Preference:
-        """An image when ``value`` names a catalogue image or an existing file, else a text."""
+        """An image when ``value`` names a catalogue image or an allowed file, else a text.
+
+        A name that looks like an image file but is nowhere, or a file outside the allowed
+        places, is an error (one line), not silently a text."""
         text = value.strip()
         if not text:
             raise VlagentError("an empty like or dislike: give an image name or path, or a text")
-        in_catalogue = self._catalogue_name(text)
-        if in_catalogue is not None:
-            return Preference(value=value, kind="image", image=in_catalogue)
-        if Path(text).expanduser().is_file():
-            return Preference(value=value, kind="image", image=text)
-        if text in self.titles:  # an annotated image, no catalogue folder given (title space)
-            return Preference(value=value, kind="image", image=text)
-        if is_image_name(text) and "\n" not in text and len(text.split()) == 1:
-            where = ", ".join(str(s.root) for s in self.resolver.sources) or "no catalogue given"
-            raise ImageError(f"{text}: image not found (looked on disk and in {where})")
-        return Preference(value=value, kind="text")
+        try:
+            source, where = self.resolver.locate(text)
+        except ImageNotAllowedError:
+            raise
+        except ImageError:
+            if text in self.titles:  # an annotated image, no catalogue folder given (title space)
+                return Preference(value=value, kind="image", image=text)
+            if is_image_name(text) and "\n" not in text and len(text.split()) == 1:
+                raise
+            return Preference(value=value, kind="text")
+        return Preference(value=value, kind="image", image=where if source is not None else text)
 
     def _vector(self, pref: Preference) -> np.ndarray:
         if pref.kind == "image" and pref.image is not None:
             return _unit(self.space.image_vector(pref.image))
-        return _unit(self.space.text_vector(pref.value.strip()))
+        text = pref.value.strip()
+        hit = self._text_vectors.get(text)
+        if hit is None:  # a text encode is the costly step (e5: ~20 ms idle, ~180 ms on busy cores)
+            hit = _unit(self.space.text_vector(text))
+            if len(self._text_vectors) >= 1024:
+                self._text_vectors.clear()
+            self._text_vectors[text] = hit
+        return hit
 
     def preference_vector(self, likes: Sequence[Preference], dislikes: Sequence[Preference]) -> np.ndarray:
         """Rocchio: ``mean(likes) - β·mean(dislikes)``, normalised."""
@@ -375,12 +395,7 @@ class Recommender:
             if len(kept) >= k or len(candidates) < wanted:
                 break
             wanted *= 2
-        from threadpoolctl import threadpool_limits
-
-        # the colours' k-means on a thumbnail: OpenMP threads only cost there (0.7 s instead
-        # of 20 ms an image, measured on 2 busy cores)
-        with threadpool_limits(1):
-            items = [self._item(c, language) for c in kept]
+        items = self._items(kept, language)
         return Recommendations(
             space=self.space.name, likes=liked, dislikes=disliked, items=items, note=self.note
         )
@@ -405,6 +420,16 @@ class Recommender:
             return self.resolver.hash_of(cand.image)
         except (OSError, ImageError):
             return None
+
+    def _items(self, kept: list[_Candidate], language: str) -> list[RecommendedItem]:
+        if self.settings.recommend_colors <= 0 or not kept:
+            return [self._item(c, language) for c in kept]
+        # the colours' k-means on a thumbnail: OpenMP threads only cost there (20 ms an image on
+        # 1 thread, 60 ms-0.7 s on 2 busy cores)
+        import sklearn.cluster  # noqa: F401 - loaded before the pools are limited
+
+        with one_thread():
+            return [self._item(c, language) for c in kept]
 
     def _item(self, cand: _Candidate, language: str) -> RecommendedItem:
         title = cand.title or self.titles.get(cand.image) or self.titles.get(Path(cand.image).name, "")

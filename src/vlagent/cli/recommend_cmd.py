@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -23,11 +22,11 @@ CHATTY_LOGGERS = ("chromadb", "transformers", "open_clip", "huggingface_hub", "h
 
 LikeOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--like", help="something you like: an image (catalogue name or file) or a text (repeatable)"),
+    typer.Option("--like", metavar="IMAGE|TEXT", help="something you like: an image (catalogue name or file) or a text (repeatable)"),
 ]
 DislikeOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--dislike", help="something you don't like: an image or a text (repeatable)"),
+    typer.Option("--dislike", metavar="IMAGE|TEXT", help="something you don't like: an image or a text (repeatable)"),
 ]
 
 
@@ -41,6 +40,7 @@ def _quiet(verbose: bool) -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
     except ImportError:  # pragma: no cover - transformers is a dependency
         pass
 
@@ -74,11 +74,12 @@ def recommend(
             task = bar.add_task("indexing the catalogue", total=total)
             return lambda n: bar.advance(task, n)
 
-        named_files = [x for x in [*likes, *(dislike or [])] if Path(x).expanduser().is_file()]  # the user named them
+        dislikes = list(dislike or [])
+        named_files = [x for x in [*likes, *dislikes] if Path(x).expanduser().is_file()]  # the user named them
         recommender = Recommender.from_paths(
             settings, list(catalogue or []), annotations, allow_files=named_files, index_progress=index_progress
         )
-        result = recommender.recommend(likes, list(dislike or []), k)
+        result = recommender.recommend(likes, dislikes, k)
     if as_json:
         print(result.model_dump_json(indent=2))
         return
