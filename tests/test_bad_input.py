@@ -427,7 +427,7 @@ def _llm_mode(mode: str, words: list[str]) -> None:
 
 _llm_mode("slow", ["did not answer within"])
 _llm_mode("garbage", ["answer_llm"])
-_llm_mode("invalid_json", [])  # the classifier's parse error: the rules decide, silently
+_llm_mode("invalid_json", ["classify: llm failed", "no structured output"])
 _llm_mode("error", ["server error (500)"])
 
 
