@@ -430,7 +430,7 @@ def _llm_mode(mode: str, words: list[str]) -> None:
 _llm_mode("slow", ["did not answer within"])
 _llm_mode("garbage", ["answer_llm"])
 _llm_mode("invalid_json", ["classify: llm failed", "no structured output"])
-_llm_mode("error", ["LLM server", "server error (500"])
+_llm_mode("error", ["LLM server", "server error (500)"])
 
 
 def _vlm(name: str, mode: str | None, words: list[str]) -> None:
@@ -449,7 +449,7 @@ def _vlm(name: str, mode: str | None, words: list[str]) -> None:
 _vlm("down", None, ["VLM server", "is unreachable"])
 _vlm("slow", "slow", ["VLM server", "did not answer within"])
 _vlm("garbage", "garbage", ["Unexpected response type", "502 Bad Gateway"])
-_vlm("error", "error", ["VLM server", "server error (500"])
+_vlm("error", "error", ["VLM server", "server error (500)"])
 
 
 @case("every-tool-failed")

@@ -7,6 +7,7 @@ what happened, and how to fix it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from vlagent.errors import BackendUnavailableError, one_line
@@ -32,6 +33,14 @@ def server_errors() -> tuple[type[BaseException], ...]:
     return (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError, openai.NotFoundError)
 
 
+def _status_detail(exc: BaseException) -> str:
+    """The server's own words, without the client's "Error code: 500 - " prefix."""
+    message = getattr(exc, "message", None) or str(exc)
+    text = " ".join(str(message).split())
+    text = re.sub(r"^Error code: \d+ - ", "", text)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 def backend_unavailable(exc: BaseException, server: Server) -> BackendUnavailableError:
     """One line for any OpenAI client error raised while talking to ``server``."""
     import openai
@@ -45,7 +54,8 @@ def backend_unavailable(exc: BaseException, server: Server) -> BackendUnavailabl
         why = f"does not serve model {server.model!r} (404)"
     elif isinstance(exc, openai.APIStatusError):
         kind = "failed with a server error" if exc.status_code >= 500 else "refused the request"
-        why = f"{kind} ({exc.status_code}: {one_line(exc, 200)})"
+        detail = _status_detail(exc)
+        why = f"{kind} ({exc.status_code})" + (f": {detail}" if detail else "")
         if server.takes_images and (exc.status_code in (400, 422) or exc.status_code >= 500):
             why += "; is it serving a vision-language model that takes images?"
     else:

@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     request_timeout: float = Field(120.0, description="seconds per LLM/VLM request")
     max_retries: int = Field(2, description="retries with backoff for LLM/VLM requests")
 
+    # --- recommendations (vlagent recommend) ---
+    recommend_dislike_weight: float = Field(
+        0.5, ge=0.0, description="Rocchio β: preference = mean(likes) - β·mean(dislikes)"
+    )
+    recommend_colors: int = Field(2, ge=0, le=8, description="colours named in each recommendation's why")
+
     # --- agent memory ---
     checkpoint_path: Path | None = Field(None, description="SQLite checkpointer; default in-memory")
 
