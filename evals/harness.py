@@ -290,11 +290,12 @@ def _run_eval(
             entries[i] = old
         else:
             todo.append(i)
-    reused = len(entries)
+    reused = len(entries)  # answers and kept failures
 
     summary = EvalSummary(
         query=str(query), out=str(out), journal=str(jpath), total=len(queries.raw),
-        invalid=invalid, warnings=warnings, reused=reused, workers=workers,
+        invalid=invalid, warnings=warnings, workers=workers,
+        reused=sum(e.status == "ok" for e in entries.values()),
     )  # fmt: skip
 
     prepare = getattr(agent, "prepare", None)

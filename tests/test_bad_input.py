@@ -422,13 +422,15 @@ def _llm_mode(mode: str, words: list[str]) -> None:
     @case(f"llm-{mode}")
     def run(ws: Workspace) -> Expect:
         ws.llm.mode = mode
+        if mode == "slow":  # every LLM call waits for the timeout: two questions show it
+            del ws.items[2:]
         return Expect(words=words)
 
 
 _llm_mode("slow", ["did not answer within"])
 _llm_mode("garbage", ["answer_llm"])
-_llm_mode("invalid_json", [])  # the classifier's parse error: the rules decide, silently
-_llm_mode("error", ["server error (500)"])
+_llm_mode("invalid_json", ["classify: llm failed", "no structured output"])
+_llm_mode("error", ["LLM server", "server error (500)"])
 
 
 def _vlm(name: str, mode: str | None, words: list[str]) -> None:

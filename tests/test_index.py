@@ -206,3 +206,20 @@ def test_cli_bad_input_is_one_clear_line(cli_env, bad_images, tmp_path) -> None:
     assert bad.exit_code == 2 and "not an image" in bad.output
     neither = run(["search"], cli_env)
     assert neither.exit_code == 2 and "either a query text or --image" in neither.output
+
+
+def test_cli_index_reports_rows_naming_missing_images_and_refuses_symlinks_out(  # type: ignore[no-untyped-def]
+    catalogue, annotation_variants, cli_env, tmp_path
+) -> None:
+    from fixtures_data import MISSING_NAME
+
+    folder = tmp_path / "images"
+    shutil.copytree(catalogue.folder, folder)
+    (tmp_path / "secret.jpg").write_bytes(catalogue.path(catalogue.names[0]).read_bytes()[::-1])
+    (folder / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    result = run(["index", str(folder), "-a", str(annotation_variants.missing_file)], cli_env)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"annotation rows with no file\s*│\s*1\b", result.output)
+    assert f"annotation rows naming no image file: {MISSING_NAME}" in result.output
+    assert "link.jpg: leaves the catalogue folder images" in result.output  # not read, not indexed
+    assert re.search(r"indexed\s*│\s*(\d+)", result.output).group(1) == str(len(catalogue.names))
