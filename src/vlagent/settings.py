@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     )
     clip_backend: Literal["auto", "open_clip", "transformers", "none"] = "auto"
     clip_batch_size: int = Field(32, ge=1)
+
+    # --- zero-shot categories (vlagent classify --images ... --out categories.csv) ---
+    categories_path: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("categories_path", "VLAGENT_CATEGORIES", "VLAGENT_CATEGORIES_PATH"),
+        description="image,category CSV: a title hint for untitled images (env VLAGENT_CATEGORIES)",
+    )
 
     # --- captioning (BLIP) ---
     caption_backend: Literal["transformers", "none"] = "transformers"

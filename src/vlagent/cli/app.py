@@ -156,33 +156,6 @@ def search(
     console.print(table)
 
 
-@app.command()
-def classify(
-    image: Annotated[Path, typer.Argument(help="image file")],
-    labels: Annotated[str, typer.Option("--labels", "-l", help='comma-separated labels, e.g. "连衣裙,衬衫,裤子"')],
-    model: ModelOpt = None,
-    pretrained: PretrainedOpt = None,
-) -> None:
-    """CLIP zero-shot classification of an image over your labels (with prompt templates)."""
-    from vlagent.data.images import load_image_file
-    from vlagent.models.clip import encoder_from_settings
-    from vlagent.models.zeroshot import zero_shot
-
-    settings = _settings(None, clip_model=model, clip_pretrained=pretrained)
-    names = [part.strip() for part in labels.replace("，", ",").split(",") if part.strip()]
-    if not names:
-        raise VlagentError("--labels is empty: give comma-separated labels")
-    img = load_image_file(image, settings.max_image_pixels)
-    scores = zero_shot(encoder_from_settings(settings), img, names)
-    table = Table(title=f"zero-shot: {image.name}")
-    table.add_column("label")
-    table.add_column("probability", justify="right")
-    table.add_column("cosine", justify="right")
-    for s in scores:
-        table.add_row(s.label, f"{s.probability:.3f}", f"{s.similarity:.4f}")
-    console.print(table)
-
-
 def _register_optional() -> None:
     """Command groups that live in their own modules."""
     import importlib
@@ -193,6 +166,10 @@ def _register_optional() -> None:
         ("vlagent.cli.serve", "serve"),
         ("vlagent.cli.models", "models"),
         ("vlagent.cli.recommend_cmd", None),
+        ("vlagent.cli.finetune_cmd", None),
+        ("vlagent.cli.analyze_cmd", None),
+        ("vlagent.cli.caption_cmd", None),
+        ("vlagent.cli.classify_cmd", None),
     ]:
         try:
             mod = importlib.import_module(module)
