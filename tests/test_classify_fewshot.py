@@ -222,6 +222,7 @@ def test_eval_cli_filters_split_and_types(tmp_path: Path) -> None:
         ("Is the dress sleeveless?", ["a.jpg"], "compare", QuestionType.vqa),  # one image, no compare words
         ("下雨天穿什么鞋比较好？", [], "retrieve", QuestionType.chat),  # advice, not a title
         ("买错尺码了能换吗？", [], "retrieve", QuestionType.chat),
+        ("推荐一条适合夏天穿的连衣裙", [], "retrieve", QuestionType.recommend),  # recommendation wording
     ],
 )
 def test_guards_for_the_offline_llms_slips(question: str, images: list[str], said: str, expected: QuestionType) -> None:

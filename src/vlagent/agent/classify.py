@@ -35,8 +35,11 @@
      and the LLM says vqa or describe → ocr (the offline 1.5B LLM's commonest slip);
   8. compare with fewer than two images and no comparison wording → the rules decide;
   9. retrieve with no image for a question that asks something (?, 吗, 怎么, how, what …) where
-     the rules see no retrieval wording (they say chat) → chat: advice is not a title.
-  Guards 1-6 were written before measuring; 7-9 after the first holdout run (see evals/README).
+     the rules see no retrieval wording (they say chat) → chat: advice is not a title;
+  10. retrieve where the rules see recommendation wording (推荐, recommend, suggest, more like
+      this) → recommend.
+  Guards 1-6 were written before measuring; 7-9 after the first holdout run, 10 after the first
+  main-split run (see evals/README).
 """
 
 from __future__ import annotations
@@ -234,6 +237,8 @@ def _referee(question: str, decision: LLMDecision, rules: Classification, images
         return f"llm said compare for {len(images)} image(s) and no comparison wording; rules chose {rules.type.value}"
     if said is QuestionType.retrieve and not images and rules.type is QuestionType.chat and _ASKS.search(question):
         return "llm said retrieve for a question with no image and no retrieval wording; rules chose chat"
+    if said is QuestionType.retrieve and rules.type is QuestionType.recommend:
+        return "llm said retrieve for a question with recommendation wording; rules chose recommend"
     return None
 
 
