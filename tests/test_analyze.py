@@ -23,21 +23,26 @@ CLASSIFIER = SUITES / "classifier" / "questions.jsonl"
 
 
 class CountingLLM(FakeListChatModel):
-    """Always answers "chat" (prompted JSON: the fake has no tool calling); counts its calls;
-    raises KeyboardInterrupt at call ``stop_at`` (an interrupted run)."""
+    """Answers each question with its gold type (prompted JSON: the fake has no tool calling),
+    so the classifier's checks accept it; counts its calls; raises KeyboardInterrupt at call
+    ``stop_at`` (an interrupted run)."""
 
     calls: int = 0
     stop_at: int | None = None
+    gold: dict[str, str] = {}
 
-    def _call(self, *args: Any, **kwargs: Any) -> str:
+    def _call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
         self.calls += 1
         if self.stop_at is not None and self.calls == self.stop_at:
             raise KeyboardInterrupt
-        return super()._call(*args, **kwargs)
+        text = str(messages[-1].content).splitlines()[-1]  # the question comes last
+        question = text.removeprefix("Q: ").rsplit(" images:", 1)[0].strip()
+        return json.dumps({"type": self.gold[question], "query": ""})
 
 
 def chat_llm(**kw: Any) -> CountingLLM:
-    return CountingLLM(responses=['{"type": "chat", "query": ""}'], **kw)
+    gold = {q.question.strip(): q.gold or "chat" for q in load_questions(SAMPLE)}
+    return CountingLLM(responses=["unused"], gold=gold, **kw)
 
 
 def _beyond_chance(clusters: list[int], gold: list[str], trials: int = 50) -> tuple[float, float]:
@@ -75,10 +80,9 @@ def test_the_shipped_suite_gets_three_reports(tmp_path: Path) -> None:
     data = json.loads(paths["json"].read_text("utf-8"))
     assert set(data["counts"]) == {"rules", "clusters", "llm", "gold"}
     assert {"rules vs gold", "clusters vs gold", "llm vs gold", "rules vs llm"} <= set(data["ari"])
-    # every question reached the LLM; the classifier's guards may overrule an answer (its rules referee)
-    assert data["llm"]["status"] == "used" and llm.calls == len(questions)
-    assert data["llm"]["answered"] + data["llm"]["fell_back"] == len(questions) and data["llm"]["answered"] > 0
-    assert data["counts"]["llm"]["chat"] >= data["llm"]["answered"]  # what the fake said reached the column
+    assert data["llm"]["status"] == "used" and data["llm"]["answered"] == len(questions) == llm.calls
+    assert data["counts"]["llm"] == data["counts"]["gold"]  # what the fake said reached the column
+    assert data["ari"]["llm vs gold"] == 1.0
     assert {(t["rows"], t["columns"]) for t in data["crosstabs"]} >= {("clusters", "gold"), ("gold", "rules"), ("gold", "llm")}
     md = paths["md"].read_text("utf-8")
     assert "adjusted Rand" in md and "clusters × gold" in md
