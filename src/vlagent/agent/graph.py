@@ -1,10 +1,16 @@
 """The LangGraph agent: start → classify → plan ⇄ tools → answer.
 
-* ``classify``: the LLM classifies the question with structured output (rules as fallback);
-* ``plan``: turns the question type into tool calls (an ``AIMessage`` with ``tool_calls``), one
-  round, or two for OCR questions (OCR first, then the VLM with the text as context);
+* ``classify``: the LLM classifies the question with structured output (rules as fallback); it
+  sees image names, never file-system paths;
+* ``plan``: reads the plan table (:mod:`vlagent.agent.plan`) and emits the round's tool calls (an
+  ``AIMessage`` with ``tool_calls``): one round, or two for OCR questions (OCR first, then the
+  VLM with the text as context);
 * ``tools``: LangGraph's ``ToolNode`` runs them (in parallel);
-* ``answer``: renders ``prompts/<type>.<lang>.txt`` with the tool results and asks the LLM.
+* ``answer``: puts each result in the template field its tool's spec names (the registry,
+  :mod:`vlagent.tools.registry`), records the evidence, and answers: with an error naming the
+  image and the reason when every tool the question needed failed (the LLM is never asked to
+  guess); with the facts themselves when they settle a comparison; else by rendering
+  ``prompts/<type>.<lang>.txt`` and asking the LLM.
 
 Memory across turns comes from the checkpointer (thread id): the state keeps ``history`` and
 ``last_images``, so a follow-up without an image ("那它是什么颜色的？") uses the previous one.
@@ -37,7 +43,6 @@ from vlagent.tools.registry import fields as tool_fields
 from vlagent.tools.registry import get_spec
 
 log = logging.getLogger(__name__)
-
 
 
 class AgentState(TypedDict, total=False):
@@ -255,8 +260,6 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
             "answer": "", "retrieved": [], "trace": trace, "evidence": [], "error": error.model_dump(),
             "history": [{**turn, "answer": ""}], "last_images": images,
         }  # fmt: skip
-    if c.type in (QuestionType.describe, QuestionType.vqa, QuestionType.ocr, QuestionType.compare) and not images:
-        notes.append("没有给出图片" if lang == "zh" else "no image was given")
     titles = [parts.titles.get(i) or parts.titles.get(display_name(i), "") for i in images]
     evidence += [f"title[{display_name(i)}]" for i, t in zip(images, titles) if t]
     if len(images) > 1:  # which title belongs to which image
