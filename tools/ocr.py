@@ -25,7 +25,7 @@ from vlagent.tools.spec import ToolSpec
 RAPIDOCR_PARAMS: dict[str, Any] = {
     "Det.limit_type": "max",
     "Det.limit_side_len": 960,
-    "Global.log_level": "warning",
+    "Global.log_level": "error",  # "no text found" is an answer, not a warning for the terminal
 }
 
 
