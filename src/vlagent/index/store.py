@@ -63,8 +63,14 @@ def make_client(settings: "Settings") -> "ClientAPI":
             ) from None
         return client
     path = settings.resolved_index_path
-    path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+    except Exception as exc:  # a folder that cannot be created or written, a broken database
+        raise VlagentError(
+            f"the image index at {path} cannot be opened ({one_line(exc)}); "
+            "point VLAGENT_INDEX_PATH at a writable folder"
+        ) from None
 
 
 def collection_name(dataset: str, model_id: str) -> str:
