@@ -329,3 +329,18 @@ def test_retrieval_with_every_search_failing_is_an_error() -> None:
 def test_chat_needs_no_evidence() -> None:
     answer = make_agent(scripted(QuestionType.chat), {}, llm=fake_llm("你好")).invoke("你好")
     assert answer.ok and answer.text == "你好" and answer.evidence == []
+
+
+def test_failure_notes_reach_the_llm_without_file_system_paths() -> None:
+    llm = recording_llm("红色")
+    tools = FakeTools().build(["colors"])
+
+    def ocr(image: str) -> tuple[str, Any]:
+        raise RuntimeError(f"cannot read /srv/secret/shop/{image} (looked in /srv/secret/shop)")
+
+    tools["ocr"] = StructuredTool.from_function(ocr, name="ocr", description="o", response_format="content_and_artifact")
+    answer = make_agent(scripted(QuestionType.vqa), tools, llm=llm).invoke("什么颜色？", images=["a.jpg"])
+    (prompt,) = llm.prompts
+    assert "ocr failed" in prompt and "a.jpg" in prompt
+    assert "/srv" not in prompt and "secret" not in prompt
+    assert any("/srv/secret" in (t.error or "") for t in answer.trace)  # the trace keeps the full reason

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -237,7 +238,7 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
             "output": art.get("output"),
         })  # fmt: skip
         if not trace[-1]["ok"]:
-            notes.append(f"{name} failed: {trace[-1]['error']}")
+            notes.append(f"{name} failed: {without_paths(str(trace[-1]['error']))}")
             failures.append((name, args, {**art, "error": trace[-1]["error"]}))
             continue
         evidence.append(evidence_id(name, args))
@@ -331,6 +332,14 @@ def display_name(image: str) -> str:
     return image.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+_PATH = re.compile(r"(?<![\w:/.\\])(?:[A-Za-z]:)?(?:[\\/][^\s\\/:;,()'\"]+)+[\\/]?")  # not URLs
+
+
+def without_paths(text: str) -> str:
+    """``/data/shop/x.jpg: image not found`` → ``x.jpg: image not found``: what the LLM may read."""
+    return _PATH.sub(lambda m: display_name(m.group(0).rstrip("/\\")) or "…", text)
+
+
 def evidence_id(name: str, args: dict[str, Any]) -> str:
     """``ocr[label.jpg]``, ``vqa[a.jpg,b.jpg]``, ``clip_search``: which tool result an answer used."""
     imgs = [args["image"]] if "image" in args else list(args.get("images") or [])
@@ -385,7 +394,7 @@ def _ask_llm(
         entry.update(ok=bool(text), error=None if text else "empty reply")
     except Exception as exc:
         text = ""
-        entry.update(ok=False, error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+        entry.update(ok=False, error=one_line(exc))
     entry["duration_s"] = time.perf_counter() - t0
     return (text or None), entry
 
