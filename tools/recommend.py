@@ -7,7 +7,7 @@ back, and each result carries its score and a one-line reason (its title, its co
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
@@ -20,6 +20,7 @@ class RecommendArgs(BaseModel):
     likes: list[str] = Field(description="what the user likes: catalogue image names or text (a title, a style)")
     dislikes: list[str] = Field(default_factory=list, description="what the user does not want: image names or text")
     k: int = Field(5, ge=1, le=50, description="number of items to recommend")
+    lang: Literal["zh", "en"] = Field("zh", description="the language of the reasons (colour names)")
 
 
 def recommender(ctx: ToolContext) -> Any:
@@ -49,8 +50,10 @@ def render(items: list[dict[str, Any]]) -> str:
 def make_recommend_tool(ctx: ToolContext) -> BaseTool:
     engine = recommender(ctx)
 
-    def recommend(likes: list[str], dislikes: list[str] | None = None, k: int = 5) -> tuple[str, list[dict[str, Any]]]:
-        result = engine.recommend(list(likes), list(dislikes or []), k)
+    def recommend(
+        likes: list[str], dislikes: list[str] | None = None, k: int = 5, lang: Literal["zh", "en"] = "zh"
+    ) -> tuple[str, list[dict[str, Any]]]:
+        result = engine.recommend(list(likes), list(dislikes or []), k, language=lang)
         items = [item.model_dump() for item in result.items]
         return render(items), items
 

@@ -141,7 +141,7 @@ PLAN: dict[QuestionType, list[Call]] = {
         Call("vqa", {"question": Q.question}, images="all", limit=MAX_COMPARE_IMAGES),
     ],
     QuestionType.recommend: [
-        Call("recommend", {"likes": Q.likes, "k": 5}, images="none"),
+        Call("recommend", {"likes": Q.likes, "k": 5, "lang": Q.lang}, images="none"),
     ],
     QuestionType.chat: [],
 }
