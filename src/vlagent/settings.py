@@ -73,6 +73,25 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(None, description="Chroma server URL; switches to HttpClient")
     dataset: str = Field("default", description="dataset name: one collection per (model, dataset)")
     max_image_pixels: int = Field(64_000_000, description="images larger than this are refused")
+    # HNSW graph of a collection (benchmarks/search_scale.py measured the trade-off: README "Scale
+    # out"). space, construction_ef and m are fixed when a collection is created; search_ef is
+    # applied to existing collections too.
+    hnsw_space: Literal["cosine", "ip", "l2"] = Field("cosine", description="distance of the image index")
+    hnsw_construction_ef: int = Field(200, ge=1, description="candidates kept while building the graph")
+    hnsw_search_ef: int = Field(128, ge=1, description="candidates kept while searching (recall vs latency)")
+    hnsw_m: int = Field(32, ge=2, description="links per node (Chroma's max_neighbors)")
+
+    # --- Ray (vlagent index/eval --engine ray) ---
+    ray_address: str | None = Field(
+        None, description="Ray cluster: auto, ray://host:10001; unset starts a local Ray"
+    )
+    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (default: all)")
+    ray_object_store_mb: int = Field(400, ge=100, description="object store of a local Ray, MB")
+    ray_encode_actors: int | None = Field(
+        None, ge=1, description="CLIP encoder actors (default: one per GPU, else 1)"
+    )
+    ray_decode_cpus: float = Field(1.0, gt=0, description="CPUs per image read/decode task")
+    ray_eval_actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per eval actor")
 
     # --- CLIP retrieval ---
     clip_model: str = Field(
