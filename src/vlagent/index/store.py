@@ -39,9 +39,9 @@ class HnswParams(BaseModel):
     """Chroma's HNSW index parameters (``VLAGENT_HNSW_*``)."""
 
     space: Literal["cosine", "ip", "l2"] = "cosine"
-    construction_ef: int = Field(200, ge=1)
+    construction_ef: int = Field(100, ge=1)
     search_ef: int = Field(128, ge=1)
-    m: int = Field(32, ge=2)
+    m: int = Field(16, ge=2)
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "HnswParams":
