@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from vlagent.llm import build_chat_model, load_llama, structured_llm
+from vlagent.models import loader
 from vlagent.serving.commands import llama_cpp_command
 from vlagent.serving.process import ServerProcess, free_port
 from vlagent.settings import Settings
@@ -79,7 +80,7 @@ def main() -> None:
         load_llama(str(base.resolved_gguf), base.llm_n_ctx, base.llm_n_threads, None)
         print(f"in-process load {time.perf_counter() - t:.1f} s ({base.resolved_gguf.name})", flush=True)
         measure(build_chat_model(base.model_copy(update={"llm_backend": "llama-cpp"})), "in-process llama.cpp")
-        load_llama.cache_clear()
+        loader.clear("llm")  # free the in-process model before the server loads its own
     spec = llama_cpp_command(base.model_copy(update={"serve_llm_port": free_port()}))
     server = ServerProcess(spec, Path("/tmp/vlagent-bench-llama-server.log"))
     server.start()

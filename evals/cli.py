@@ -15,16 +15,20 @@ from rich.table import Table
 
 from vlagent.cli.errors import err_console, typer_app
 from vlagent.distributed.common import ADDRESS_HELP, ENGINE_HELP, Engine
+from vlagent.errors import VlagentError
 
 console = Console()
 
 
 def make_agent(images: list[Path], annotations: Path | None) -> Any:
-    """The agent the command evaluates (the real one; tests replace this function)."""
+    """The agent the command evaluates (the real one; tests replace this function).
+
+    Its images come only from the catalogue (``--images``): no extra roots from settings."""
     from vlagent import build_agent
     from vlagent.settings import Settings
 
-    return build_agent(settings=Settings(), images=list(images), annotations=annotations)
+    settings = Settings().model_copy(update={"image_roots": []})
+    return build_agent(settings=settings, images=list(images), annotations=annotations)
 
 
 def print_metrics(metrics: Any, out: Console) -> None:
@@ -64,6 +68,9 @@ def eval_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="continue an interrupted run from OUT.journal.jsonl (nothing is asked twice)")
     ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="with --resume: ask the failed questions again too")
+    ] = False,
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="questions answered concurrently")] = 1,
     report_dir: Annotated[
         Optional[Path], typer.Option("--report-dir", help="write report.json, report.md and plots here")
@@ -79,35 +86,40 @@ def eval_command(
 ) -> None:
     """Answer every question in QUERY and write the competition's output format to --out.
 
-    The output keeps the input order and fields: related_image is filled for retrieval questions, answer for the others. Each answer is journalled as it finishes, so an interrupted run continues with --resume. Invalid items are reported by index and copied untouched. Exit code 1 if some questions failed (they are retried on --resume).
+    The output keeps the input order and fields: related_image is filled for retrieval questions, answer for the others. Each answer is journalled as it finishes, so an interrupted run continues with --resume. Invalid items (and images outside --images) are reported by index and copied untouched. A question whose tools all failed gets no answer: it is listed as failed with its reason. Exit code 1 if some questions failed (--resume --retry-failed asks them again); a second run on the same --out stops at once.
     """
     from vlagent.data.queries import read_queries
     from vlagent.evals.harness import print_summary, run_eval
     from vlagent.evals.journal import journal_path
+    from vlagent.evals.lock import OutputLock
     from vlagent.evals.metrics import load_gold, score_run
     from vlagent.evals.report import write_report
 
+    if retry_failed and not resume:
+        raise VlagentError("--retry-failed goes with --resume (a run without --resume asks everything)")
     queries = read_queries(query)  # fail fast on a malformed file, before loading any model
     golds = load_gold(queries, gold)
-    try:
-        if engine == Engine.ray:
-            from vlagent.distributed.ray_eval import run_eval_ray
-            from vlagent.settings import Settings
+    with OutputLock(out):  # fail fast if another run writes the same output
+        try:
+            if engine == Engine.ray:
+                from vlagent.distributed.ray_eval import run_eval_ray
+                from vlagent.settings import Settings
 
-            run = run_eval_ray(make_agent, query, out, images=list(images), annotations=annotations, settings=Settings(),
-                               resume=resume, actors=workers, address=address, progress=progress, console=err_console)  # fmt: skip
-        else:
-            with err_console.status("loading the agent ..."):
-                agent = make_agent(list(images), annotations)
-            run = run_eval(agent, query, out, images=list(images), resume=resume, workers=workers,
-                           progress=progress, console=err_console)  # fmt: skip
-    except KeyboardInterrupt:
-        err_console.print(
-            f"[yellow]interrupted:[/] finished answers are in {journal_path(out)}; "
-            f"rerun the same command with --resume to continue",
-            highlight=False,
-        )
-        raise typer.Exit(130) from None
+                run = run_eval_ray(make_agent, query, out, images=list(images), annotations=annotations, settings=Settings(),
+                                   resume=resume, retry_failed=retry_failed, actors=workers, address=address,
+                                   progress=progress, console=err_console, lock=False)  # fmt: skip
+            else:
+                with err_console.status("loading the agent ..."):
+                    agent = make_agent(list(images), annotations)
+                run = run_eval(agent, query, out, images=list(images), resume=resume, retry_failed=retry_failed,
+                               workers=workers, progress=progress, console=err_console, lock=False)  # fmt: skip
+        except KeyboardInterrupt:
+            err_console.print(
+                f"[yellow]interrupted:[/] finished answers are in {journal_path(out)}; "
+                f"rerun the same command with --resume to continue",
+                highlight=False,
+            )
+            raise typer.Exit(130) from None
     print_summary(run.summary, console)
     metrics = score_run(run.entries, golds) if golds else None
     if metrics is not None and metrics.scored:

@@ -4,10 +4,16 @@ Output: the input list in its order with every field kept; ``related_image`` fil
 retrieval questions (the best image's file name), ``answer`` for the others. Each finished
 question is appended to a journal next to the output (``answers.json.journal.jsonl``, fsync'ed)
 so an interrupted run continues with ``resume=True`` and computes nothing twice; the output is
-written atomically at the end. A question that raises is recorded as failed (retried on resume)
-and the run goes on. Invalid items (missing fields, empty question, an image that does not
-exist) are reported with their index and copied to the output untouched; a duplicate item gets
-the answer of its first occurrence.
+written atomically at the end. One run writes one output: a lock next to it
+(``answers.json.lock``) makes a second run on the same output fail at once, naming the pid.
+
+A question is *failed* when it raises, or when the agent's answer carries an error (every
+tool the question needed failed: no evidence, so no answer). A failed item keeps its input
+``answer`` (never a guess), is listed with its reason, and is retried on resume only with
+``retry_failed=True``; the run goes on. Invalid items (missing fields, empty question, an image
+that is not in the catalogue or is outside it) are reported with their index and copied to the
+output untouched; a duplicate item gets the answer of its first occurrence. Image names resolve
+only inside ``images`` (the ``--images`` catalogue).
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ from rich.text import Text
 from vlagent.agent.types import Answer, QuestionType
 from vlagent.data.images import ImageSource, open_source
 from vlagent.data.queries import QueryFile, QueryItem, read_queries, write_queries
-from vlagent.errors import DataError, VlagentError
+from vlagent.data.resolver import ImageResolver
+from vlagent.errors import DataError, ImageError, one_line
 
 from vlagent.evals.journal import (
     Journal,
@@ -50,6 +57,7 @@ from vlagent.evals.journal import (
     journal_path,
     load_journals,
 )
+from vlagent.evals.lock import OutputLock
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +88,9 @@ class EvalSummary(BaseModel):
     warnings: list[Problem] = Field(default_factory=list, description="answered anyway")
     by_type: dict[str, int] = Field(default_factory=dict, description="answered items by the agent's type")
     tool_errors: int = 0
+    tool_error_reasons: dict[str, int] = Field(
+        default_factory=dict, description="the most frequent tool errors of answered items, with counts"
+    )
     elapsed_s: float = 0.0
     workers: int = 1
 
@@ -119,28 +130,29 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def image_exists(name: str, sources: list[ImageSource]) -> bool:
-    """As the agent's resolver finds images: a file on disk, or a name (or file name) in a source."""
-    if Path(name).expanduser().is_file():
-        return True
-    base = Path(name).name
-    return any(name in s or (base != name and base in s) for s in sources)
+def image_problem(name: str, resolver: ImageResolver) -> str | None:
+    """Why ``name`` cannot be read from the catalogue (not found, outside it), or None."""
+    try:
+        resolver.check(name)
+    except ImageError as exc:
+        return one_line(exc)
+    return None
 
 
 def check_items(queries: QueryFile, sources: list[ImageSource] | None) -> tuple[dict[int, QueryItem], list[Problem], list[Problem]]:
-    """Valid items, invalid ones (skipped), warnings (answered anyway)."""
+    """Valid items, invalid ones (skipped), warnings (answered anyway).
+
+    ``sources``: the catalogue; an image name must resolve inside it (``None`` skips the check)."""
     invalid = [Problem(index=p.index, message=p.message) for p in queries.problems if p.fatal]
     warnings = [Problem(index=p.index, message=p.message) for p in queries.problems if not p.fatal]
+    resolver = ImageResolver(list(sources)) if sources is not None else None
     valid: dict[int, QueryItem] = {}
     for index in queries.valid_indices:
         item = queries.items[index]
-        if sources is not None:
-            missing = [name for name in item.images if not image_exists(name, sources)]
-            if missing:
-                where = ", ".join(str(s.root) for s in sources) or "the file system"
-                invalid.append(
-                    Problem(index=index, message=f"image(s) {', '.join(missing)} not found in {where}")
-                )
+        if resolver is not None:
+            problems = [why for why in (image_problem(name, resolver) for name in item.images) if why]
+            if problems:
+                invalid.append(Problem(index=index, message="; ".join(problems)))
                 continue
         valid[index] = item
     invalid.sort(key=lambda p: p.index)
@@ -155,14 +167,9 @@ def fill_for(item: QueryItem, answer: Answer) -> dict[str, str]:
     return {"answer": answer.text}
 
 
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, VlagentError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
 def answer_item(agent: Agent, index: int, item: QueryItem, key: str) -> JournalEntry:
-    """Ask the agent one question; an ``Exception`` becomes a failed entry (Ctrl-C propagates)."""
+    """Ask the agent one question. An ``Exception``, or an answer with an error (no evidence),
+    becomes a failed entry with its reason and no answer (Ctrl-C propagates)."""
     thread_id = f"eval-{key}-{index}"
     started = time.perf_counter()
     try:
@@ -171,21 +178,25 @@ def answer_item(agent: Agent, index: int, item: QueryItem, key: str) -> JournalE
             config={"configurable": {"thread_id": thread_id}},
         )
         answer = result if isinstance(result, Answer) else Answer.model_validate(result)
+        failed = answer.error is not None
         entry = JournalEntry(
             index=index,
             key=key,
-            status="ok",
+            status="failed" if failed else "ok",
             type=answer.type.value,
-            text=answer.text,
-            ranked=[RankedImage(image=r.image, score=r.score) for r in answer.images],
-            fill=fill_for(item, answer),
+            text="" if failed else answer.text,
+            ranked=[] if failed else [RankedImage(image=r.image, score=r.score) for r in answer.images],
+            fill={} if failed else fill_for(item, answer),
             classifier=answer.classifier,
             tools=[t.name for t in answer.trace],
             tool_errors=[f"{t.name}: {t.error}" for t in answer.trace if not t.ok],
+            evidence=list(answer.evidence),
+            error=answer.error.line() if answer.error is not None else None,
+            error_kind=answer.error.kind if answer.error is not None else None,
         )
     except Exception as exc:  # noqa: BLE001 - one question must not stop the run
         log.debug("item %s failed", index, exc_info=True)
-        entry = JournalEntry(index=index, key=key, status="failed", error=_error_text(exc))
+        entry = JournalEntry(index=index, key=key, status="failed", error=one_line(exc, 500), error_kind="exception")
     finally:
         forget = getattr(agent, "forget", None)
         if callable(forget):
@@ -240,9 +251,12 @@ class RunPlan:
         )  # fmt: skip
 
 
-def plan_run(query: str | Path, out: str | Path, *, images: list[str | Path] | None, resume: bool) -> RunPlan:
-    """Read and check ``query``; with ``resume`` take the journals' good answers, else set the
-    old journals aside."""
+def plan_run(
+    query: str | Path, out: str | Path, *, images: list[str | Path] | None, resume: bool, retry_failed: bool = False
+) -> RunPlan:
+    """Read and check ``query``; with ``resume`` take the outcomes in the run's journals (its
+    journal and the shards of distributed runs; failed ones too unless ``retry_failed``), else
+    set the old journals aside."""
     out = Path(out)
     queries = read_queries(query)
     jpath = journal_path(out)
@@ -268,7 +282,7 @@ def plan_run(query: str | Path, out: str | Path, *, images: list[str | Path] | N
     todo: list[int] = []
     for i in sorted(first_of.values()):
         old = previous.get(i)
-        if old is not None and old.status == "ok" and old.key == keys[i]:
+        if old is not None and old.key == keys[i] and (old.status == "ok" or not retry_failed):
             entries[i] = old
         else:
             todo.append(i)
@@ -287,13 +301,16 @@ def finish_run(plan: RunPlan, entries: dict[int, JournalEntry], summary: EvalSum
     summary.computed = len(plan.todo)
     fills: dict[int, dict[str, str]] = {}
     types: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
     for i, entry in sorted(entries.items()):
         if entry.status == "ok":
             fills[i] = entry.fill
             types[entry.type or "?"] += 1
             summary.tool_errors += len(entry.tool_errors)
+            reasons.update(entry.tool_errors)
         else:
             summary.failed.append(Problem(index=i, message=entry.error or "failed"))
+    summary.tool_error_reasons = dict(reasons.most_common(10))
     summary.answered = len(fills)
     summary.by_type = dict(sorted(types.items()))
     write_queries(plan.out, plan.queries.raw, fills)
@@ -311,23 +328,47 @@ def run_eval(
     *,
     images: list[str | Path] | None = None,
     resume: bool = False,
+    retry_failed: bool = False,
     workers: int = 1,
     progress: bool = True,
     console: Console | None = None,
     on_entry: Callable[[JournalEntry], None] | None = None,
+    lock: bool = True,
 ) -> EvalRun:
     """Answer every valid question of ``query`` and write the filled list to ``out``.
 
-    ``images``: the catalogue (folders / zips) image names must exist in; ``None`` skips the
-    check. ``workers``: questions in flight at once (threads). Raises ``KeyboardInterrupt`` /
-    ``SystemExit`` after journalling what finished; ``out`` is then left as it was.
+    ``images``: the catalogue (folders / zips) image names must resolve in; ``None`` skips the
+    check. ``resume``: reuse the journal's answers; failed items stay failed unless
+    ``retry_failed``. ``workers``: questions in flight at once (threads). ``lock``: hold
+    ``OUT.lock`` for the run (pass False when the caller holds it). Raises ``KeyboardInterrupt``
+    / ``SystemExit`` after journalling what finished; ``out`` is then left as it was.
     """
     if workers < 1:
         raise DataError(f"--workers must be at least 1, got {workers}")
+    with OutputLock(out) if lock else ExitStack():
+        return _run_eval(
+            agent, query, out, images=images, resume=resume, retry_failed=retry_failed, workers=workers,
+            progress=progress, console=console, on_entry=on_entry,
+        )  # fmt: skip
+
+
+def _run_eval(
+    agent: Agent,
+    query: str | Path,
+    out: str | Path,
+    *,
+    images: list[str | Path] | None,
+    resume: bool,
+    retry_failed: bool,
+    workers: int,
+    progress: bool,
+    console: Console | None,
+    on_entry: Callable[[JournalEntry], None] | None,
+) -> EvalRun:
     started = time.perf_counter()
     console = console or Console(stderr=True)
     out = Path(out)
-    plan = plan_run(query, out, images=images, resume=resume)
+    plan = plan_run(query, out, images=images, resume=resume, retry_failed=retry_failed)
     valid, keys, entries, todo = plan.valid, plan.keys, plan.entries, plan.todo
     summary = plan.new_summary(workers)
 
@@ -336,7 +377,7 @@ def run_eval(
         try:
             prepare([{"index": i, "question": valid[i].question, "images": valid[i].images} for i in todo])
         except Exception as exc:  # noqa: BLE001 - batching is an optimisation, not a requirement
-            log.warning("agent.prepare failed (%s); answering without it", _error_text(exc))
+            log.warning("agent.prepare failed (%s); answering without it", one_line(exc))
 
     with ExitStack() as stack:
         journal = stack.enter_context(Journal(plan.journal))
@@ -398,15 +439,19 @@ def print_summary(summary: EvalSummary, console: Console, *, limit: int = 20) ->
     for label, value in rows:
         table.add_row(label, value)
     console.print(table)
+    if summary.tool_error_reasons:
+        console.print("[yellow]tool errors (answered from the tools that worked):[/]")
+        for reason, n in summary.tool_error_reasons.items():
+            console.print(f"  {n} × {reason}", highlight=False, soft_wrap=True, markup=False)
     for title, problems, style in (
         ("invalid (copied untouched)", summary.invalid, "yellow"),
         ("warnings", summary.warnings, "yellow"),
-        ("failed (retried on --resume)", summary.failed, "red"),
+        ("failed (no answer; retried with --resume --retry-failed)", summary.failed, "red"),
     ):
         if not problems:
             continue
         console.print(f"[{style}]{title}:[/]")
         for p in problems[:limit]:
-            console.print(f"  item {p.index}: {p.message}", highlight=False, soft_wrap=True)
+            console.print(f"  item {p.index}: {p.message}", highlight=False, soft_wrap=True, markup=False)
         if len(problems) > limit:
             console.print(f"  ... and {len(problems) - limit} more (see the report)")

@@ -1,8 +1,9 @@
 """The run journal: one JSON line per finished question, appended and fsync'ed as it finishes.
 
 An interrupted run (Ctrl-C, crash, kill) loses at most the questions that were in flight.
-``--resume`` reuses every ``ok`` line whose key still matches the input item (index + a hash of
-its question and images), so a changed input is recomputed and a failed one is retried.
+``--resume`` reuses every line whose key still matches the input item (index + a hash of its
+question and images), so a changed input is recomputed; a failed one is retried only with
+``--retry-failed``.
 A torn last line (the process died mid-write) is ignored.
 """
 
@@ -72,13 +73,21 @@ class JournalEntry(BaseModel):
     classifier: str | None = None
     tools: list[str] = Field(default_factory=list, description="tool calls, in order")
     tool_errors: list[str] = Field(default_factory=list)
-    error: str | None = None
+    evidence: list[str] = Field(default_factory=list, description="the tool results the answer used")
+    error: str | None = Field(None, description="why there is no answer (status failed)")
+    error_kind: str | None = Field(None, description="no_evidence / image / llm / internal / exception")
     duration_s: float = 0.0
     finished_at: float = Field(default_factory=time.time)
 
     @property
     def ranked_ids(self) -> list[str]:
         return [r.image for r in self.ranked]
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
 
 
 class Journal:
@@ -89,6 +98,9 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._fh = open(self.path, "a", encoding="utf-8")
+        if self._fh.tell() > 0 and not _ends_with_newline(self.path):
+            self._fh.write("\n")  # a torn last line (killed mid-write) must not swallow the next entry
+            self._fh.flush()
 
     def record(self, entry: JournalEntry) -> None:
         line = entry.model_dump_json() + "\n"

@@ -46,6 +46,7 @@ class Gold(BaseModel):
     type: str | None = None
     images: list[str] = Field(default_factory=list)
     answers: list[str] = Field(default_factory=list)
+    split: str | None = Field(None, description="gold_split: e.g. tune / holdout, scored apart too")
 
     @property
     def empty(self) -> bool:
@@ -73,6 +74,7 @@ def gold_of(obj: dict[str, Any], query_images: list[str] | None = None) -> Gold:
         type=str(gtype) if gtype is not None else None,
         images=_as_list(obj.get("gold_image")),
         answers=_as_list(obj.get("gold_answer")),
+        split=str(obj["gold_split"]) if obj.get("gold_split") else None,
     )
     if not gold.images and not gold.answers and query_images is not None:
         if not query_images and str(obj.get("related_image") or "").strip():
@@ -238,6 +240,7 @@ def retrieval_scores(ranked: list[str], gold_images: list[str]) -> dict[str, flo
 class ItemScore(BaseModel):
     index: int
     gold_type: str | None
+    split: str | None = None
     predicted_type: str
     status: str
     scores: dict[str, float] = Field(default_factory=dict)
@@ -254,6 +257,9 @@ class Metrics(BaseModel):
     items: list[ItemScore]
     by_type: dict[str, TypeScores]
     overall: dict[str, float]
+    by_split: dict[str, dict[str, TypeScores]] = Field(
+        default_factory=dict, description="items with a gold_split: split → type → scores"
+    )
     classification_accuracy: float | None = None
     classification_by_type: dict[str, float] = Field(default_factory=dict)
     confusion_labels: list[str] = Field(default_factory=list)
@@ -276,7 +282,7 @@ def score_run(entries: dict[int, JournalEntry], golds: dict[int, Gold]) -> Metri
         ok = entry.status == "ok"
         pred_type = (entry.type or NO_TYPE) if ok else NO_TYPE
         text = entry.text if ok else ""
-        row = ItemScore(index=index, gold_type=gold.type, predicted_type=pred_type, status=entry.status)
+        row = ItemScore(index=index, gold_type=gold.type, predicted_type=pred_type, status=entry.status, split=gold.split)
         if gold.type is not None:
             row.scores["type_correct"] = float(pred_type == gold.type)
         if gold.images:
@@ -314,8 +320,19 @@ def score_run(entries: dict[int, JournalEntry], golds: dict[int, Gold]) -> Metri
             [h for hs, _ in texts.values() for h in hs], [r for _, rs in texts.values() for r in rs]
         )
 
+    by_split: dict[str, dict[str, TypeScores]] = {}
+    for row in items:
+        if row.split:
+            ts = by_split.setdefault(row.split, {}).setdefault(row.gold_type or row.predicted_type, TypeScores())
+            ts.n += 1
+    for split, groups in by_split.items():
+        for group, ts in groups.items():
+            rows = [r for r in items if r.split == split and (r.gold_type or r.predicted_type) == group]
+            for name in sorted({k for r in rows for k in r.scores}):
+                ts.scores[name] = _mean([r.scores[name] for r in rows if name in r.scores])
+
     typed = [r for r in items if r.gold_type is not None]
-    metrics = Metrics(scored=len(items), items=items, by_type=by_type, overall=overall)
+    metrics = Metrics(scored=len(items), items=items, by_type=by_type, overall=overall, by_split=by_split)
     if typed:
         from sklearn.metrics import accuracy_score, confusion_matrix
 

@@ -142,9 +142,12 @@ def _markdown(report: Report) -> str:
         lines += ["No gold answers for the answered items: nothing scored.", ""]
     for plot in report.plots:
         lines += [f"![{plot}]({plot})", ""]
+    if s.tool_error_reasons:
+        lines += ["## Tool errors (answered from the tools that worked)", ""]
+        lines += [f"- {n} × {reason}" for reason, n in s.tool_error_reasons.items()] + [""]
     for title, problems in (
         ("Invalid items (copied to the output untouched)", s.invalid),
-        ("Failed questions (retried on --resume)", s.failed),
+        ("Failed questions (no answer given; retried with --resume --retry-failed)", s.failed),
         ("Warnings (answered anyway)", s.warnings),
     ):
         if problems:
@@ -163,8 +166,11 @@ def write_report(run: EvalRun, metrics: Metrics | None, report_dir: str | Path) 
             "index": i, "status": entry.status, "type": entry.type, "answer": entry.text,
             "ranked": entry.ranked_ids[:10], "tools": entry.tools, "duration_s": round(entry.duration_s, 3),
         }  # fmt: skip
+        if entry.evidence:
+            row["evidence"] = entry.evidence
         if entry.error:
             row["error"] = entry.error
+            row["error_kind"] = entry.error_kind
         if entry.tool_errors:
             row["tool_errors"] = entry.tool_errors
         if i in scored:

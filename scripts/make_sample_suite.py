@@ -194,13 +194,29 @@ def queries() -> list[dict]:
         q("请读出洗涤说明标签上的文字。", "label_wash.jpg", "ocr", answer="洗涤说明 30°C 手洗 不可漂白 低温熨烫"),
         q("吊牌上的特价是多少钱？", "label_price.jpg", "ocr", answer=["¥199", "199"]),
         # compare: two images, comma separated
-        q("这两件衣服的颜色有什么不同？", "red_dress.jpg,blue_shirt.jpg", "compare", answer="第一件是红色的连衣裙，第二件是蓝色的衬衫。"),
-        q("Which of these two images shows shoes?", "black_trousers.jpg,white_sneakers.jpg", "compare", answer="The second image shows shoes: a pair of white sneakers."),
-        q("比较这两张图片中的商品，哪一个是帽子？", "grey_cap.jpg,brown_handbag.jpg", "compare", answer="第一张图片是帽子，是一顶灰色的棒球帽。"),
+        # (a reference sentence for BLEU/ROUGE-L, and the short fact that decides it for contains)
+        q("这两件衣服的颜色有什么不同？", "red_dress.jpg,blue_shirt.jpg", "compare", answer=["第一件是红色的连衣裙，第二件是蓝色的衬衫。", "蓝色"]),
+        q("Which of these two images shows shoes?", "black_trousers.jpg,white_sneakers.jpg", "compare", answer=["The second image shows shoes: a pair of white sneakers.", "second"]),
+        q("比较这两张图片中的商品，哪一个是帽子？", "grey_cap.jpg,brown_handbag.jpg", "compare", answer=["第一张图片是帽子，是一顶灰色的棒球帽。", "第一张"]),
         # chat: no image; only the type is scored (no gold answer)
         q("你好，你能帮我做什么？", "", "chat"),
         q("纯棉衣服应该怎么洗比较好？", "", "chat"),
         q("What is the difference between a hoodie and a sweatshirt?", "", "chat"),
+        # compare and describe with short, checkable gold answers (gold_split: "tune" items were
+        # looked at while writing the compare/describe prompts; "holdout" items were not)
+        q("这两件衣服哪一件是裙子？", "red_dress.jpg,blue_shirt.jpg", "compare", answer="第一张", split="tune"),
+        q("Which of these two images shows a bag?", "grey_cap.jpg,brown_handbag.jpg", "compare", answer="second", split="tune"),
+        q("比较这两件商品，哪一个是鞋？", "white_sneakers.jpg,yellow_tshirt.jpg", "compare", answer="第一张", split="tune"),
+        q("这两件衣服的颜色一样吗？", "yellow_tshirt.jpg,green_skirt.jpg", "compare", answer="不同", split="tune"),
+        q("What colour is each of these two items?", "pink_hoodie.jpg,black_trousers.jpg", "compare", answer="pink", split="tune"),
+        q("这两张图片里哪一个是猫？", "coffee.jpg,chelsea.jpg", "compare", answer="第二张", split="holdout"),
+        q("Which image shows a rocket?", "camera.jpg,rocket.jpg", "compare", answer="second", split="holdout"),
+        q("这两件的颜色有什么区别？", "black_trousers.jpg,white_sneakers.jpg", "compare", answer="黑色", split="holdout"),
+        q("请描述这张图片。", "brown_handbag.jpg", "describe", answer="手提包", split="tune"),
+        q("Describe this image.", "rocket.jpg", "describe", answer="rocket", split="tune"),
+        q("请对给定的图片进行描述。", "pink_hoodie.jpg", "describe", answer="卫衣", split="tune"),
+        q("请描述这张图片。", "green_skirt.jpg", "describe", answer="裙", split="holdout"),
+        q("Describe this image.", "chelsea.jpg", "describe", answer="cat", split="holdout"),
     ]
 
 

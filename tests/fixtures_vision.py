@@ -182,7 +182,7 @@ def vision_ctx(tmp_path: Path) -> Iterator[Callable[..., ToolContext]]:
         settings = Settings(home=home, device="cpu", **overrides)
         cache = DiskCache(home / "cache" / "tools.sqlite")
         made.append(cache)
-        return ToolContext(settings=settings, resolver=ImageResolver(), cache=cache)
+        return ToolContext(settings=settings, resolver=ImageResolver(roots=[Path("/")]), cache=cache)  # tool tests read images anywhere
 
     yield make
     for cache in made:

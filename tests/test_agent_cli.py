@@ -18,7 +18,7 @@ from vlagent.cli.app import app
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTools:
     tools = FakeTools()
     agent = make_agent(scripted(QuestionType.vqa), tools.build(["colors", "ocr"]))
-    monkeypatch.setattr(agent_cmds, "_agent", lambda catalogue, annotations: agent)
+    monkeypatch.setattr(agent_cmds, "_agent", lambda catalogue, annotations, allow_files=None: agent)
     return tools
 
 
@@ -63,3 +63,30 @@ def test_chat_attaches_remembers_traces_and_resets(fake: FakeTools, tmp_path: An
     assert len([c for c in fake.calls if c[0] == "colors"]) == 2
     assert "trace" in result.output and "new conversation" in result.output
     assert "unknown command /bogus" in result.output
+
+
+def test_ask_and_chat_print_an_answers_error_as_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from vlagent.data.resolver import ImageResolver
+    from vlagent.settings import Settings
+    from vlagent.tools.base import ToolContext
+
+    tools = FakeTools(missing_images={"gone.jpg"})
+    agent = make_agent(scripted(QuestionType.vqa), tools.build(["colors", "ocr"]))
+    agent.ctx = ToolContext(settings=Settings(home=tmp_path / "home"), resolver=ImageResolver())
+    monkeypatch.setattr(agent_cmds, "_agent", lambda catalogue, annotations, allow_files=None: agent)
+    result = CliRunner().invoke(app, ["ask", "什么颜色？", "-i", "gone.jpg"])
+    assert result.exit_code == 1
+    assert [ln for ln in result.output.splitlines() if ln.strip()] == ["error: gone.jpg: image not found (looked in the catalogue)"]
+    result = CliRunner().invoke(app, ["ask", "什么颜色？", "-i", "gone.jpg", "--json"])
+    assert result.exit_code == 1 and json.loads(result.stdout)["error"]["kind"] == "image"
+
+    image = tmp_path / "shirt.jpg"
+    image.write_bytes(b"x")
+    script = f"/image {image}\n这是什么颜色？\n/image gone.jpg\n/quit\n"
+    monkeypatch.setattr(agent_cmds, "_catalogue_names", lambda agent: {"gone.jpg"})
+    result = CliRunner().invoke(app, ["chat"], input=script)
+    assert result.exit_code == 0, result.output
+    assert image.resolve() in agent.ctx.resolver.files  # the attached file may be read, and only it
+    assert "红色" in result.output  # the first question was answered
+    result = CliRunner().invoke(app, ["chat"], input="/image gone.jpg\n这是什么颜色？\n/quit\n")
+    assert "error: gone.jpg: image not found" in result.output and result.exit_code == 0

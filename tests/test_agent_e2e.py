@@ -95,8 +95,8 @@ def test_prepare_batches_retrieval_queries_and_captions(e2e_settings, shop, cata
         {"question": f"请匹配到与 {catalogue.titles[n]} 最相关的图片。", "images": []} for n in catalogue.names[:3]
     ] + [{"question": "请对给定的图片进行描述。", "images": [catalogue.names[5]]}]
     done = agent.prepare(items)
-    assert done == {"queries": 3, "captions": 1}
-    assert agent.prepare(items)["queries"] == 0  # already encoded
+    assert done["clip_search"] == 3 and done["caption"] == 1 and done["ocr"] == 1  # read from the plan table
+    assert agent.prepare(items)["clip_search"] == 0  # already encoded
 
 
 def test_missing_models_are_dropped_and_the_agent_still_answers(tiny_causal_lm_dir, catalogue, tmp_path) -> None:  # type: ignore[no-untyped-def]

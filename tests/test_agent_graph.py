@@ -17,6 +17,7 @@ from vlagent.agent.graph import AgentParts, build_graph
 from vlagent.agent.types import Classification, ClassifierResult, QuestionType
 from vlagent.errors import ImageError
 from vlagent.settings import Settings
+from vlagent.tools.registry import tool_specs
 
 
 class FakeTools:
@@ -36,33 +37,38 @@ class FakeTools:
             raise RuntimeError(f"{name} exploded")
         return content, artifact
 
+    #: canned (content, artifact) per tool; a tool not listed here answers "<name> result"
+    OUTPUTS: dict[str, tuple[str, Any]] = {
+        "ocr": ("纯棉 100% COTTON", {"text": "纯棉 100% COTTON"}),
+        "colors": ("主要颜色: 红色 (70%) | main colours: red (70%)", []),
+        "caption": ("a red dress on a white background", {}),
+        "vqa": ("红色", {}),
+        "clip_search": ("1. b.jpg\n2. a.jpg", [{"image": "b.jpg", "score": 0.9, "title": "红色连衣裙"}, {"image": "a.jpg", "score": 0.4, "title": ""}]),
+        "image_search": ("1. c.jpg", [{"image": "c.jpg", "score": 0.8, "title": ""}]),
+        "title_search": ("1. b.jpg", [{"image": "b.jpg", "score": 0.7, "title": "红色连衣裙"}]),
+        "recommend": ("1. d.jpg — 蓝色衬衫", [{"image": "d.jpg", "score": 0.6, "title": "蓝色衬衫", "why": "蓝色衬衫"}]),
+    }
+
     def build(self, names: list[str] | None = None) -> dict[str, StructuredTool]:
-        def ocr(image: str) -> tuple[str, Any]:
-            return self._run("ocr", {"image": image}, "纯棉 100% COTTON", {"text": "纯棉 100% COTTON"})
+        """A fake of every registered tool (same name and typed arguments), or of ``names``."""
+        tools = {}
+        for spec in tool_specs():
+            if (names is None and not spec.fallback_for) or (names is not None and spec.name in names):
+                tools[spec.name] = self._fake(spec.name, spec.args)
+        return tools
 
-        def colors(image: str, k: int = 3) -> tuple[str, Any]:
-            return self._run("colors", {"image": image}, "主要颜色: 红色 (70%) | main colours: red (70%)", [])
+    def _fake(self, name: str, args_schema: Any) -> StructuredTool:
+        content, artifact = self.OUTPUTS.get(name, (f"{name} result", {}))
 
-        def caption(image: str, style: str = "concise", lang: str = "zh") -> tuple[str, Any]:
-            return self._run("caption", {"image": image}, "a red dress on a white background", {})
+        def run(**kwargs: Any) -> tuple[str, Any]:
+            recorded = {k: v for k, v in kwargs.items() if k in ("image", "images", "question", "text", "k", "likes")}
+            if name in ("ocr", "colors", "caption"):
+                recorded = {"image": kwargs["image"]}
+            return self._run(name, recorded, content, artifact)
 
-        def vqa(images: list[str], question: str) -> tuple[str, Any]:
-            return self._run("vqa", {"images": images, "question": question}, "红色", {})
-
-        def clip_search(text: str, k: int = 5) -> tuple[str, Any]:
-            hits = [{"image": "b.jpg", "score": 0.9, "title": "红色连衣裙"}, {"image": "a.jpg", "score": 0.4, "title": ""}]
-            return self._run("clip_search", {"text": text, "k": k}, "1. b.jpg\n2. a.jpg", hits)
-
-        def image_search(image: str, k: int = 5) -> tuple[str, Any]:
-            hits = [{"image": "c.jpg", "score": 0.8, "title": ""}]
-            return self._run("image_search", {"image": image, "k": k}, "1. c.jpg", hits)
-
-        fns = {f.__name__: f for f in (ocr, colors, caption, vqa, clip_search, image_search)}
-        return {
-            n: StructuredTool.from_function(f, name=n, description=n, response_format="content_and_artifact")
-            for n, f in fns.items()
-            if names is None or n in names
-        }
+        return StructuredTool.from_function(
+            run, name=name, description=name, args_schema=args_schema, response_format="content_and_artifact"
+        )
 
     def names(self) -> list[str]:
         return [n for n, _ in self.calls]
@@ -92,7 +98,8 @@ def make_agent(classifier, tools: dict[str, StructuredTool], llm: Any = None, sa
         (QuestionType.describe, ["a.jpg"], {"caption": 1, "colors": 1, "ocr": 1, "vqa": 1}),
         (QuestionType.vqa, ["a.jpg"], {"vqa": 1, "colors": 1, "ocr": 1}),
         (QuestionType.ocr, ["a.jpg"], {"ocr": 1, "vqa": 1}),  # OCR first, then the VLM with the text
-        (QuestionType.compare, ["a.jpg", "b.jpg"], {"colors": 2, "caption": 2, "vqa": 1}),
+        (QuestionType.compare, ["a.jpg", "b.jpg"], {"colors": 2, "caption": 2, "ocr": 2, "vqa": 1}),
+        (QuestionType.recommend, ["a.jpg"], {"recommend": 1}),
         (QuestionType.retrieve, [], {"clip_search": 1}),
         (QuestionType.retrieve, ["a.jpg"], {"image_search": 1}),
         (QuestionType.chat, [], {}),
@@ -109,7 +116,8 @@ def test_every_type_reaches_its_tools(qtype: QuestionType, images: list[str], ex
     assert Counter(t.name for t in answer.trace if t.name not in ("classify", "answer_llm")) == Counter(expected)
     names = [t.name for t in answer.trace]
     assert names[0] == "classify"
-    assert ("answer_llm" in names) == (qtype is not QuestionType.retrieve)  # a ranked list needs no LLM
+    # a ranked list needs no LLM
+    assert ("answer_llm" in names) == (qtype not in (QuestionType.retrieve, QuestionType.recommend))
 
 
 def test_ocr_second_round_gives_the_vlm_the_text() -> None:
@@ -204,19 +212,61 @@ def test_transcription_questions_answer_with_the_text_as_read(question: str, llm
     assert ("answer_llm" in [t.name for t in answer.trace]) is llm_used
 
 
-def test_compare_titles_name_their_images() -> None:
-    seen: list[str] = []
-
-    class Recording(GenericFakeChatModel):
-        def _generate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
-            seen.append(str(messages[-1].content))
-            return super()._generate(messages, *args, **kwargs)
-
-    parts_llm = Recording(messages=itertools.cycle([AIMessage("不同")]))
-    agent = make_agent(scripted(QuestionType.compare), FakeTools().build(["colors"]), llm=parts_llm)
+def test_compare_facts_are_given_image_by_image() -> None:
+    llm = recording_llm("不同")
+    agent = make_agent(scripted(QuestionType.compare), FakeTools().build(["colors", "ocr"]), llm=llm)
     agent.parts.titles.update({"a.jpg": "红色连衣裙", "b.jpg": "蓝色衬衫"})
-    agent.invoke("有什么区别？", images=["a.jpg", "b.jpg"])
-    assert "[a.jpg] 红色连衣裙" in seen[0] and "[b.jpg] 蓝色衬衫" in seen[0]
+    agent.invoke("有什么区别？", images=["/x/a.jpg", "/x/b.jpg"])
+    (prompt,) = llm.prompts
+    first, second = prompt.index("图1（a.jpg）"), prompt.index("图2（b.jpg）")
+    assert first < prompt.index("红色连衣裙") < second < prompt.index("蓝色衬衫")
+    assert prompt.count("图中文字：纯棉 100% COTTON") == 2  # each image's own OCR text
+    assert "/x/" not in prompt
+
+
+def colour_tools(colours: dict[str, tuple[str, str]]) -> dict[str, StructuredTool]:
+    """A colours tool whose answer depends on the image (name → (zh, en) main colour)."""
+
+    def colors(image: str, k: int = 3) -> tuple[str, Any]:
+        zh, en = colours[image]
+        return f"主要颜色: {zh} | main colours: {en}", [{"name_zh": zh, "name_en": en, "fraction": 0.8, "rgb": [0, 0, 0]}]
+
+    return {"colors": StructuredTool.from_function(colors, name="colors", description="c", response_format="content_and_artifact")}
+
+
+@pytest.mark.parametrize(
+    ("question", "lang", "expected"),
+    [
+        ("比较这两张图片中的商品，哪一个是帽子？", "zh", "第二张图片（b.jpg）是帽子：灰色棒球帽"),
+        ("Which of these two images shows shoes?", "en", "The first image (a.jpg) shows shoes: 白色运动鞋"),
+        ("这两件的颜色有什么不同？", "zh", "颜色不同：第一张（a.jpg）是白色，第二张（b.jpg）是灰色。"),
+        ("How do the colours differ?", "en", "They differ: the first (a.jpg) is white, the second (b.jpg) is grey."),
+    ],
+)
+def test_facts_that_settle_a_comparison_are_stated_without_the_llm(question: str, lang: str, expected: str) -> None:
+    llm = recording_llm("都是帽子")
+    tools = colour_tools({"a.jpg": ("白色", "white"), "b.jpg": ("灰色", "grey")})
+    agent = make_agent(scripted(QuestionType.compare, lang=lang), tools, llm=llm)
+    agent.parts.titles.update({"a.jpg": "白色运动鞋 女 低帮", "b.jpg": "灰色棒球帽 可调节"})
+    answer = agent.invoke(question, images=["a.jpg", "b.jpg"])
+    assert expected in answer.text
+    assert llm.prompts == [] and [t.name for t in answer.trace][-1] == "facts"
+
+
+def test_a_comparison_the_facts_do_not_settle_goes_to_the_llm() -> None:
+    llm = recording_llm("第一件更正式")
+    tools = colour_tools({"a.jpg": ("白色", "white"), "b.jpg": ("灰色", "grey")})
+    agent = make_agent(scripted(QuestionType.compare), tools, llm=llm)
+    answer = agent.invoke("哪一件更适合上班穿？", images=["a.jpg", "b.jpg"])
+    assert answer.text == "第一件更正式" and len(llm.prompts) == 1
+
+
+def test_describe_without_title_caption_or_vlm_says_what_is_known() -> None:
+    llm = recording_llm("一件漂亮的连衣裙")
+    tools = colour_tools({"a.jpg": ("红色", "red")})
+    answer = make_agent(scripted(QuestionType.describe), tools, llm=llm).invoke("请描述这张图片。", images=["a.jpg"])
+    assert "无法描述商品本身" in answer.text and "红色" in answer.text
+    assert llm.prompts == []
 
 
 class RecordingLLM(GenericFakeChatModel):

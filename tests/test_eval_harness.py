@@ -163,7 +163,7 @@ def test_resume_after_the_process_is_killed(query: Path, catalogue: Path, tmp_pa
     assert sum(agent.calls.values()) == len(QUERIES) - len(journalled)
 
 
-def test_a_failed_question_is_recorded_the_run_goes_on_and_resume_retries_it(catalogue: Path, tmp_path: Path) -> None:
+def test_a_failed_question_is_recorded_the_run_goes_on_and_retry_failed_retries_it(catalogue: Path, tmp_path: Path) -> None:
     items = [dict(q) for q in QUERIES]
     items[2] = {"question": "FAIL 这件连衣裙是什么颜色的？", "related_image": "red_dress.jpg", "answer": ""}
     query = write_json(tmp_path / "query.json", items)
@@ -182,6 +182,10 @@ def test_a_failed_question_is_recorded_the_run_goes_on_and_resume_retries_it(cat
 
     agent = Fixed()
     result = run(agent, query, out, catalogue, resume=True)
+    assert agent.n_calls == 0  # --resume alone keeps the failure: nothing is asked again
+    assert [p.index for p in result.summary.failed] == [2] and read(out)[2] == items[2]
+
+    result = run(agent, query, out, catalogue, resume=True, retry_failed=True)
     assert agent.n_calls == 1  # only the failed one is asked again
     assert result.summary.failed == []
     assert read(out)[2]["answer"] == "红色"

@@ -143,6 +143,20 @@ ITEMS = [
 ]
 
 
+def test_items_with_a_gold_split_are_also_scored_per_split() -> None:
+    entries = {0: _entry(0, "compare", text="第一张是帽子"), 1: _entry(1, "compare", text="都一样"), 2: _entry(2, "compare", text="第二张")}
+    golds = {
+        0: Gold(type="compare", answers=["第一张"], split="tune"),
+        1: Gold(type="compare", answers=["第二张"], split="holdout"),
+        2: Gold(type="compare", answers=["第二张"]),
+    }
+    m = score_run(entries, golds)
+    assert m.by_type["compare"].scores["contains"] == pytest.approx(2 / 3)
+    assert m.by_split["tune"]["compare"].scores["contains"] == 1.0
+    assert m.by_split["holdout"]["compare"].n == 1 and m.by_split["holdout"]["compare"].scores["contains"] == 0.0
+    assert set(m.by_split) == {"tune", "holdout"}
+
+
 def test_gold_from_the_query_fields(tmp_path: Path) -> None:
     golds = load_gold(read_queries(_queries(tmp_path, ITEMS)))
     assert golds[0] == Gold(type="retrieve", images=["a.jpg"])

@@ -142,20 +142,20 @@ def test_pip_failure_is_one_clear_error(tmp_path: Path) -> None:
 
 
 # --- models list ---------------------------------------------------------------------------
-ROLES = ["llm", "vlm", "caption", "clip", "ocr", "colors"]
+ROLES = ["clip", "llm", "caption", "vqa", "ocr", "text_embedder", "colors"]
 
 
 def test_model_roles_cover_every_role_per_profile(tmp_path: Path, smollm_gguf: Path) -> None:
     hub = {r.role: r for r in model_roles(Settings(home=tmp_path, llm_gguf=tmp_path / "none.gguf"))}
     assert list(hub) == ROLES
-    assert hub["llm"].backend == "auto → transformers" and hub["llm"].model == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert hub["llm"].backend == "transformers" and hub["llm"].model == "Qwen/Qwen2.5-1.5B-Instruct"
     assert hub["caption"].model == "Salesforce/blip-image-captioning-base" and not hub["caption"].available
     assert hub["ocr"].available
     offline = {r.role: r for r in model_roles(Settings(profile="offline", home=tmp_path, llm_gguf=smollm_gguf))}
     assert offline["llm"].backend == "llama-cpp" and offline["llm"].available
-    assert offline["vlm"].backend == "none" and offline["caption"].backend == "none"
+    assert offline["vqa"].backend == "none" and offline["caption"].backend == "none"
     missing = {r.role: r for r in model_roles(Settings(profile="offline", home=tmp_path))}
-    assert not missing["llm"].available and "vlagent models fetch offline" in missing["llm"].detail
+    assert not missing["llm"].available and "vlagent models fetch offline" in (missing["llm"].reason or "")
 
 
 def test_model_roles_report_dead_servers(tmp_path: Path) -> None:
@@ -163,8 +163,8 @@ def test_model_roles_report_dead_servers(tmp_path: Path) -> None:
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     rows = {r.role: r for r in model_roles(Settings(home=tmp_path, llm_base_url=url, vqa_base_url=url))}
-    assert rows["llm"].backend == "auto → openai" and not rows["llm"].available and url in rows["llm"].detail
-    assert rows["vlm"].backend == "openai" and not rows["vlm"].available
+    assert rows["llm"].backend == "openai" and not rows["llm"].available and url in (rows["llm"].reason or "")
+    assert rows["vqa"].backend == "openai" and not rows["vqa"].available
 
 
 def test_cli_models_list_names_every_role(tmp_path: Path) -> None:

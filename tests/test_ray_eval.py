@@ -76,9 +76,9 @@ def test_resume_after_a_killed_ray_run_reads_every_shard(ray_local, query, catal
     assert s.reused >= 3 and s.computed == 10 - s.reused and s.answered == 10  # nothing asked twice
     local = run_eval(FakeAgent(), query, tmp_path / "local.json", images=[catalogue.folder], progress=False)
     assert out.read_text(encoding="utf-8") == (tmp_path / "local.json").read_text(encoding="utf-8")
-    # a local --resume reads the shards of the Ray run too: nothing left to compute but the failure
+    # a local --resume reads the shards of the Ray run too: nothing left to compute
     again = run_eval(FakeAgent(), query, out, images=[catalogue.folder], progress=False, resume=True)
-    assert (again.summary.reused, again.summary.computed) == (9, 1)
+    assert (again.summary.reused, again.summary.computed) == (10, 0)  # the failure stays failed
     assert local.summary.answered == again.summary.answered
 
 
@@ -102,4 +102,4 @@ def test_eval_command_with_engine_ray(ray_local, query, catalogue, tmp_path, mon
     resumed = runner.invoke(app, [*args, "--engine", "ray", "--resume"])
     assert "from the journal (resume)" in resumed.output
     line = next(x for x in resumed.output.splitlines() if "from the journal" in x)
-    assert line.replace("│", " ").split()[-1] == "9"
+    assert line.replace("│", " ").split()[-1] == "10"

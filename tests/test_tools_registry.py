@@ -1,4 +1,4 @@
-"""build_vision_tools: usable tools in, unusable ones out with a reason, no model loaded."""
+"""The registry builds the usable tools and drops the others with a reason, loading no model."""
 
 from __future__ import annotations
 
@@ -6,21 +6,28 @@ from pathlib import Path
 
 from langchain_core.tools import BaseTool
 
-from vlagent.tools import hfmodels
-from vlagent.tools.registry import VISION_TOOLS, build_vision_tools, probe_all
+from vlagent.models import loader
+from vlagent.tools.registry import build_tools, probe_all
+
+VISION_TOOLS = ["ocr", "colors", "caption", "vqa"]
+
+
+def build_vision_tools(ctx):  # type: ignore[no-untyped-def]
+    tools, dropped = build_tools(ctx, only=VISION_TOOLS)
+    return list(tools.values()), dropped
 
 
 def test_missing_models_drop_caption_and_vqa(vision_ctx, tmp_path: Path) -> None:
     missing = tmp_path / "no-blip-here"
     ctx = vision_ctx(caption_model=str(missing), vqa_backend="none")
-    loaded_before = {k for k, lazy in hfmodels._REGISTRY.items() if lazy.loaded}
+    loaded_before = loader.loaded_keys()
     tools, dropped = build_vision_tools(ctx)
     assert [t.name for t in tools] == ["ocr", "colors"]
     assert set(dropped) == {"caption", "vqa"}
     assert str(missing) in dropped["caption"] and "VLAGENT_CAPTION_MODEL" in dropped["caption"]
     assert "VLAGENT_VQA_BACKEND=none" in dropped["vqa"]
     assert all("\n" not in why for why in dropped.values())
-    assert {k for k, lazy in hfmodels._REGISTRY.items() if lazy.loaded} == loaded_before  # probes load nothing
+    assert loader.loaded_keys() == loaded_before  # probes load nothing
 
 
 def test_all_four_with_local_models(vision_ctx, tiny_blip_dir: Path, tiny_qwen2vl_dir: Path) -> None:
@@ -36,43 +43,8 @@ def test_all_four_with_local_models(vision_ctx, tiny_blip_dir: Path, tiny_qwen2v
 
 def test_offline_profile_keeps_ocr_and_colors(vision_ctx) -> None:
     ctx = vision_ctx(profile="offline")
-    reasons = probe_all(ctx.settings)
+    reasons = probe_all(ctx)
     assert reasons["ocr"] is None and reasons["colors"] is None
     assert reasons["caption"] and reasons["vqa"]
     tools, dropped = build_vision_tools(vision_ctx(ocr_backend="none", caption_backend="none", vqa_backend="none"))
     assert [t.name for t in tools] == ["colors"] and set(dropped) == {"ocr", "caption", "vqa"}
-
-
-def test_lazy_model_loads_once_across_threads_and_remembers_failure() -> None:
-    import threading
-    import time
-
-    import pytest
-
-    from vlagent.tools.base import ToolUnavailable
-
-    builds: list[int] = []
-
-    def build() -> object:
-        time.sleep(0.05)
-        builds.append(1)
-        return object()
-
-    lazy = hfmodels.LazyModel("demo", build)
-    got: list[object] = []
-    threads = [threading.Thread(target=lambda: got.append(lazy.get())) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(builds) == 1 and len({id(g) for g in got}) == 1
-
-    def broken() -> object:
-        builds.append(2)
-        raise OSError("no weights in /x\nsecond line")
-
-    bad = hfmodels.LazyModel("caption: model /x", broken)
-    for _ in range(2):
-        with pytest.raises(ToolUnavailable, match=r"^caption: model /x: could not load \(OSError: no weights in /x\)$"):
-            bad.get()
-    assert builds.count(2) == 1  # the failure is not retried on every call

@@ -12,6 +12,7 @@ captions a list of images in batches (cache misses only).
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool
@@ -20,8 +21,8 @@ from pydantic import BaseModel, Field
 
 from vlagent.cache import DiskCache
 from vlagent.settings import Settings
-from vlagent.tools.base import ToolContext, ToolUnavailable
-from vlagent.tools.hfmodels import model_reason, shared
+from vlagent.tools.base import ToolContext
+from vlagent.tools.spec import ToolSpec
 
 Style = Literal["concise", "detailed"]
 Lang = Literal["zh", "en"]
@@ -47,21 +48,25 @@ class CaptionArgs(BaseModel):
 
 
 def probe(settings: Settings) -> str | None:
-    if settings.caption_backend == "none":
-        return "caption: disabled (VLAGENT_CAPTION_BACKEND=none)"
-    return model_reason("caption", settings.caption_model, "VLAGENT_CAPTION_MODEL")
+    """None if the caption model can be used here, else why (the model loader's ``caption`` role)."""
+    from vlagent.models import loader
+
+    return loader.status("caption", settings).reason
 
 
 class CaptionEngine:
     """BLIP on one device. ``calls`` counts generate batches (tests, benchmarks)."""
 
-    def __init__(self, model_id: str, device: str, max_new_tokens: int = 30, num_beams: int = 3) -> None:
+    def __init__(
+        self, model_id: str, device: str, max_new_tokens: int = 30, num_beams: int = 3, local_files_only: bool = False
+    ) -> None:
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
         self.model_id = model_id
         self.device = device
-        self.processor = BlipProcessor.from_pretrained(model_id)
-        self.model = BlipForConditionalGeneration.from_pretrained(model_id).to(device).eval()
+        self.processor = BlipProcessor.from_pretrained(model_id, local_files_only=local_files_only)
+        model = BlipForConditionalGeneration.from_pretrained(model_id, local_files_only=local_files_only)
+        self.model = model.to(device).eval()
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self._lock = threading.Lock()
@@ -87,16 +92,10 @@ class CaptionEngine:
 
 
 def engine(settings: Settings) -> CaptionEngine:
-    reason = probe(settings)
-    if reason:
-        raise ToolUnavailable(reason)
-    device = settings.resolved_device()
-    model, tokens, beams = settings.caption_model, settings.caption_max_new_tokens, settings.caption_num_beams
-    return shared(
-        ("caption", model, device, str(tokens), str(beams)),
-        f"caption: model {model}",
-        lambda: CaptionEngine(model, device, tokens, beams),
-    ).get()
+    """The BLIP engine of ``settings``, loaded once per process; ``ToolUnavailable`` if it cannot be."""
+    from vlagent.models import loader
+
+    return loader.load("caption", settings)  # type: ignore[no-any-return]
 
 
 def _artifact(caption: str, style: str, lang: str, model: str) -> dict[str, Any]:
@@ -171,3 +170,26 @@ class CaptionTool(BaseTool):
 
 def make_caption_tool(ctx: ToolContext) -> CaptionTool:
     return CaptionTool(ctx=ctx)
+
+
+def _prepare(ctx: ToolContext, tool: BaseTool, calls: Sequence[dict[str, Any]]) -> int:  # noqa: ARG001
+    """Caption every planned image in batches (per style) into the cache the tool reads."""
+    by_style: dict[str, list[str]] = {}
+    for call in calls:
+        if call.get("image"):
+            by_style.setdefault(str(call.get("style", "concise")), []).append(call["image"])
+    done = 0
+    for style, names in by_style.items():
+        unique = list(dict.fromkeys(names))
+        tool.captions(unique, style=style)  # type: ignore[attr-defined]
+        done += len(unique)
+    return done
+
+
+SPECS = [
+    ToolSpec(
+        name="caption", args=CaptionArgs, factory=make_caption_tool, probe=lambda ctx: probe(ctx.settings),
+        field="caption", images="first", role="caption", prepare=_prepare,
+        summarize=lambda art, lang: str((art or {}).get("caption") or ""),
+    ),
+]  # fmt: skip

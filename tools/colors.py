@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.settings import Settings
 from vlagent.tools.base import ToolContext
+from vlagent.tools.spec import ToolSpec
 
 MODEL_ID = "colors-lab-kmeans-v1"
 THUMB_SIDE = 96
@@ -207,3 +208,17 @@ def make_colors_tool(ctx: ToolContext) -> BaseTool:
         args_schema=ColorsArgs,
         response_format="content_and_artifact",
     )
+
+
+def summarize(colors: list[dict[str, Any]], lang: str) -> str:
+    """``红色 70%、白色 20%`` / ``red 70%, white 20%`` (the per-image facts)."""
+    key, sep = ("name_zh", "、") if lang == "zh" else ("name_en", ", ")
+    return sep.join(f"{c[key]} {c['fraction']:.0%}" for c in colors or [])
+
+
+SPECS = [
+    ToolSpec(
+        name="colors", args=ColorsArgs, factory=make_colors_tool, probe=lambda ctx: probe(ctx.settings),
+        field="colors", images="first", summarize=summarize,
+    ),
+]  # fmt: skip

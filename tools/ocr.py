@@ -7,8 +7,8 @@ on the instance). Results are cached per image content.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,9 +16,10 @@ from langchain_core.tools import BaseTool, StructuredTool
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from vlagent.errors import VlagentError
 from vlagent.settings import Settings
 from vlagent.tools.base import ToolContext, ToolUnavailable
-from vlagent.tools.hfmodels import shared
+from vlagent.tools.spec import ToolSpec
 
 #: RapidOCR 3.x parameter names (see rapidocr/config.yaml): the longer side is capped at 960.
 RAPIDOCR_PARAMS: dict[str, Any] = {
@@ -39,12 +40,10 @@ class OcrLine(BaseModel):
 
 
 def probe(settings: Settings) -> str | None:
-    if settings.ocr_backend == "none":
-        return "ocr: disabled (VLAGENT_OCR_BACKEND=none)"
-    for module, package in (("rapidocr", "rapidocr"), ("onnxruntime", "onnxruntime")):
-        if importlib.util.find_spec(module) is None:
-            return f"ocr: {package} is not installed (pip install {package})"
-    return None
+    """None if OCR can run here, else why (the model loader's ``ocr`` role)."""
+    from vlagent.models import loader
+
+    return loader.status("ocr", settings).reason
 
 
 def model_id() -> str:
@@ -78,8 +77,11 @@ class OcrEngine:
         return reading_order(lines)
 
 
-def engine() -> OcrEngine:
-    return shared(("ocr", "rapidocr"), "ocr (rapidocr)", OcrEngine).get()
+def engine(settings: Settings | None = None) -> OcrEngine:
+    """The RapidOCR engine, built once per process; ``ToolUnavailable`` if it cannot be."""
+    from vlagent.models import loader
+
+    return loader.load("ocr", settings)  # type: ignore[no-any-return]
 
 
 def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
@@ -107,7 +109,7 @@ def ocr_image(ctx: ToolContext, name: str) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         image = ctx.resolver.load(name).image
-        lines = engine().read(image)
+        lines = engine(ctx.settings).read(image)
         return {"lines": [ln.model_dump() for ln in lines], "text": "\n".join(ln.text for ln in lines)}
 
     return ctx.cached("ocr", model_id(), name, "", compute)
@@ -131,3 +133,23 @@ def make_ocr_tool(ctx: ToolContext) -> BaseTool:
         args_schema=OcrArgs,
         response_format="content_and_artifact",
     )
+
+
+def _prepare(ctx: ToolContext, tool: BaseTool, calls: Sequence[dict[str, Any]]) -> int:  # noqa: ARG001
+    """Read every image's text into the cache before the questions are answered."""
+    names = list(dict.fromkeys(c["image"] for c in calls if c.get("image")))
+    for name in names:
+        try:
+            ocr_image(ctx, name)
+        except VlagentError:
+            pass  # the question itself reports the image's problem
+    return len(names)
+
+
+SPECS = [
+    ToolSpec(
+        name="ocr", args=OcrArgs, factory=make_ocr_tool, probe=lambda ctx: probe(ctx.settings),
+        field="ocr_text", images="first", role="ocr", prepare=_prepare,
+        summarize=lambda art, lang: " ".join(str((art or {}).get("text") or "").split()),
+    ),
+]  # fmt: skip

@@ -1,45 +1,169 @@
-"""The agent's vision tools, as far as this machine can run them.
+"""Every tool the agent can call, declared once (:class:`~vlagent.tools.spec.ToolSpec`).
 
-Each tool has a cheap ``probe(settings) -> str | None`` (no weights loaded): ``None`` means
-usable, otherwise a one-line reason. :func:`build_vision_tools` keeps the usable tools and
-reports the others, so the agent can drop them and say why once.
+The built-in tool modules each end with ``SPECS = [...]``; the registry imports them by module
+name from :data:`BUILTIN_MODULES`, then any ``vlagent.tools`` entry point of an installed package
+(a plugin's ``register`` hook or spec list). Nothing outside this module imports a tool module.
+
+Public API::
+
+    register_tool(spec, plan={QuestionType.vqa: [Call("toy")]})   # a new tool, and when to call it
+    unregister_tool("toy")
+    tool_specs()          # every spec, in registration order
+    get_spec("ocr")
+    probe_all(ctx)        # {name: None | reason}, no weights loaded
+    build_tools(ctx)      # ({name: BaseTool} usable here, {name: reason} dropped)
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.tools import BaseTool
 
-from vlagent.settings import Settings
-from vlagent.tools import caption, colors, ocr, vqa
-from vlagent.tools.base import ToolContext
+from vlagent.errors import VlagentError, one_line
+from vlagent.tools.spec import ToolSpec
 
-Probe = Callable[[Settings], "str | None"]
-Factory = Callable[[ToolContext], BaseTool]
+if TYPE_CHECKING:  # pragma: no cover
+    from vlagent.agent.plan import Call
+    from vlagent.agent.types import QuestionType
+    from vlagent.tools.base import ToolContext
 
-#: tool name → (probe, factory), in the order the agent lists them
-VISION_TOOLS: dict[str, tuple[Probe, Factory]] = {
-    "ocr": (ocr.probe, ocr.make_ocr_tool),
-    "colors": (colors.probe, colors.make_colors_tool),
-    "caption": (caption.probe, caption.make_caption_tool),
-    "vqa": (vqa.probe, vqa.make_vqa_tool),
-}
+log = logging.getLogger(__name__)
+
+#: the built-in tools, in the order the agent lists them
+BUILTIN_MODULES = (
+    "vlagent.tools.ocr",
+    "vlagent.tools.colors",
+    "vlagent.tools.caption",
+    "vlagent.tools.vqa",
+    "vlagent.tools.retrieval",
+    "vlagent.tools.recommend",
+)
+ENTRY_POINT_GROUP = "vlagent.tools"
+
+_SPECS: dict[str, ToolSpec] = {}
+_LOCK = threading.RLock()
+_loaded = False
 
 
-def probe_all(settings: Settings) -> dict[str, str | None]:
+def _load_builtins() -> None:
+    global _loaded
+    with _LOCK:
+        if _loaded:
+            return
+        _loaded = True
+        for module in BUILTIN_MODULES:
+            for spec in getattr(importlib.import_module(module), "SPECS", ()):
+                _SPECS.setdefault(spec.name, spec)
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                hook = ep.load()
+                specs = hook() if callable(hook) else hook
+                for spec in specs or ():
+                    register_tool(spec)
+            except Exception as exc:  # a broken plugin must not break the agent
+                log.warning("tool plugin %s not loaded: %s", ep.name, one_line(exc))
+
+
+def register_tool(spec: ToolSpec, plan: Mapping["QuestionType", Sequence["Call"]] | None = None) -> ToolSpec:
+    """Add a tool (replacing one of the same name) and, optionally, the calls the plan makes of it."""
+    from vlagent.agent.plan import add_calls, remove_calls
+
+    _load_builtins()
+    with _LOCK:
+        _SPECS[spec.name] = spec
+        remove_calls(spec.name)
+        for qtype, calls in (plan or {}).items():
+            add_calls(qtype, calls)
+    return spec
+
+
+def unregister_tool(name: str) -> None:
+    from vlagent.agent.plan import remove_calls
+
+    with _LOCK:
+        _SPECS.pop(name, None)
+        remove_calls(name)
+
+
+def tool_specs() -> list[ToolSpec]:
+    _load_builtins()
+    with _LOCK:
+        return list(_SPECS.values())
+
+
+def get_spec(name: str) -> ToolSpec | None:
+    _load_builtins()
+    return _SPECS.get(name)
+
+
+def fields() -> list[str]:
+    """The template fields the tools fill, in registration order."""
+    return list(dict.fromkeys(s.field for s in tool_specs() if s.field))
+
+
+def probe_all(ctx: "ToolContext") -> dict[str, str | None]:
     """{tool name: None if usable else the reason} without loading any model."""
-    return {name: probe(settings) for name, (probe, _) in VISION_TOOLS.items()}
+    out: dict[str, str | None] = {}
+    for spec in tool_specs():
+        try:
+            out[spec.name] = spec.probe(ctx)
+        except Exception as exc:  # noqa: BLE001 - a probe that breaks says why, once
+            out[spec.name] = f"{spec.name}: probe failed ({one_line(exc)})"
+    return out
 
 
-def build_vision_tools(ctx: ToolContext) -> tuple[list[BaseTool], dict[str, str]]:
-    """(usable tools, {dropped tool name: one-line reason})."""
-    tools: list[BaseTool] = []
+def build_tools(
+    ctx: "ToolContext", only: Iterable[str] | None = None
+) -> tuple[dict[str, BaseTool], dict[str, str]]:
+    """({name: tool} for the tools usable here, {name: one-line reason} for the others).
+
+    A fallback tool (``fallback_for``) is built only when every tool it stands in for is missing."""
+    wanted = set(only) if only is not None else None
+    tools: dict[str, BaseTool] = {}
     dropped: dict[str, str] = {}
-    for name, (probe, factory) in VISION_TOOLS.items():
-        reason = probe(ctx.settings)
-        if reason:
-            dropped[name] = reason
-        else:
-            tools.append(factory(ctx))
+    fallbacks: list[ToolSpec] = []
+    for spec in tool_specs():
+        if wanted is not None and spec.name not in wanted:
+            continue
+        if spec.fallback_for:
+            fallbacks.append(spec)
+            continue
+        _build(spec, ctx, tools, dropped)
+    for spec in fallbacks:
+        if all(name not in tools for name in spec.fallback_for):
+            _build(spec, ctx, tools, dropped)
+            if spec.name in tools:
+                for name in spec.fallback_for:
+                    if name in dropped:
+                        dropped[name] += f" ({spec.name} is used instead)"
     return tools, dropped
+
+
+def _build(spec: ToolSpec, ctx: "ToolContext", tools: dict[str, BaseTool], dropped: dict[str, str]) -> None:
+    try:
+        reason = spec.probe(ctx)
+        if reason is None:
+            tools[spec.name] = spec.factory(ctx)
+            return
+    except VlagentError as exc:
+        reason = str(exc)
+    dropped[spec.name] = reason
+
+
+def prepare(ctx: "ToolContext", tools: Mapping[str, BaseTool], calls: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, int]:
+    """Run each tool's batch ``prepare`` hook over all its planned calls: {tool: items done}."""
+    by_tool: dict[str, list[dict[str, Any]]] = {}
+    for name, args in calls:
+        by_tool.setdefault(name, []).append(args)
+    done: dict[str, int] = {}
+    for name, args_list in by_tool.items():
+        spec = get_spec(name)
+        if spec is not None and spec.prepare is not None and name in tools:
+            done[name] = spec.prepare(ctx, tools[name], args_list)
+    return done

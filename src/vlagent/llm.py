@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Literal, Sequence
 
@@ -38,7 +37,8 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from vlagent.errors import BackendUnavailableError, ModelLoadError, VlagentError
+from vlagent.errors import BackendUnavailableError, ModelLoadError, VlagentError, one_line
+from vlagent.openai_errors import Server, backend_unavailable, server_errors
 from vlagent.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,21 +79,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
     """The chat model the agent talks to, from settings (see the module docstring)."""
     backend = resolve_backend(settings)
     if backend == "openai":
-        if not settings.llm_base_url:
-            raise VlagentError(
-                "llm_backend=openai needs VLAGENT_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1, "
-                "see `vlagent serve llm`)"
-            )
-        return VlagentChatOpenAI(
-            base_url=settings.llm_base_url,
-            model=settings.serve_llm_name or settings.llm_model,
-            api_key=settings.llm_api_key,
-            timeout=settings.request_timeout,
-            max_retries=settings.max_retries,
-            temperature=settings.llm_temperature,
-            max_tokens=settings.llm_max_tokens,
-            structured_method=settings.llm_structured_method,
-        )
+        return openai_chat_model(settings)
     if backend == "llama-cpp":
         path = settings.resolved_gguf
         if not path.is_file():
@@ -111,6 +97,25 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         device=settings.device,
         temperature=settings.llm_temperature,
         max_tokens=settings.llm_max_tokens,
+    )
+
+
+def openai_chat_model(settings: Settings) -> "VlagentChatOpenAI":
+    """The client of the OpenAI-compatible server at ``llm_base_url`` (no request is made)."""
+    if not settings.llm_base_url:
+        raise VlagentError(
+            "llm_backend=openai needs VLAGENT_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1, "
+            "see `vlagent serve llm`)"
+        )
+    return VlagentChatOpenAI(
+        base_url=settings.llm_base_url,
+        model=settings.serve_llm_name or settings.llm_model,
+        api_key=settings.llm_api_key,
+        timeout=settings.request_timeout,
+        max_retries=settings.max_retries,
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+        structured_method=settings.llm_structured_method,
     )
 
 
@@ -138,60 +143,42 @@ def structured_llm(llm: BaseChatModel, schema: type[BaseModel]) -> Runnable[Any,
 # ----------------------------------------------------------------------------------------
 # OpenAI-compatible servers
 # ----------------------------------------------------------------------------------------
-def _server_errors() -> tuple[type[BaseException], ...]:
-    import openai
-
-    return (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError, openai.NotFoundError)
-
-
 class VlagentChatOpenAI(ChatOpenAI):
     """``ChatOpenAI`` whose connection failures name the server, plus a structured-output method."""
 
     structured_method: StructuredMethod = "auto"
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        import openai
-
-        url = self.openai_api_base
-        if isinstance(exc, openai.APITimeoutError):
-            why = f"did not answer within {self.request_timeout} s"
-        elif isinstance(exc, openai.NotFoundError):
-            why = f"does not serve model {self.model_name!r} (404)"
-        elif isinstance(exc, openai.InternalServerError):
-            detail = " ".join(str(exc.message).split())[:200]
-            return BackendUnavailableError(
-                f"LLM server {url} failed with a server error ({exc.status_code}): {detail}"
-            )
-        else:
-            why = "is unreachable"
-        return BackendUnavailableError(
-            f"LLM server {url} {why} after {self.max_retries} retries; start it with "
-            "`vlagent serve llm` or fix VLAGENT_LLM_BASE_URL"
-        )
+        timeout = self.request_timeout if isinstance(self.request_timeout, (int, float)) else None
+        server = Server(
+            kind="LLM", url=str(self.openai_api_base), model=self.model_name, timeout=timeout,
+            retries=self.max_retries or 0, hint="start it with `vlagent serve llm` or fix VLAGENT_LLM_BASE_URL",
+        )  # fmt: skip
+        return backend_unavailable(exc, server)
 
     def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
         try:
             return super()._generate(*args, **kwargs)
-        except _server_errors() as exc:
+        except server_errors() as exc:
             raise self._unavailable(exc) from exc
 
     async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:
         try:
             return await super()._agenerate(*args, **kwargs)
-        except _server_errors() as exc:
+        except server_errors() as exc:
             raise self._unavailable(exc) from exc
 
     def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         try:
             yield from super()._stream(*args, **kwargs)
-        except _server_errors() as exc:
+        except server_errors() as exc:
             raise self._unavailable(exc) from exc
 
     async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         try:
             async for chunk in super()._astream(*args, **kwargs):
                 yield chunk
-        except _server_errors() as exc:
+        except server_errors() as exc:
             raise self._unavailable(exc) from exc
 
 
@@ -255,9 +242,8 @@ def _prompt_cache(capacity: int) -> Any:
     return BoundedRAMCache(capacity_bytes=capacity)
 
 
-@lru_cache(maxsize=4)
-def load_llama(path: str, n_ctx: int, n_threads: int | None, chat_format: str | None) -> _LoadedLlama:
-    """Load a GGUF once per process (cached by path and options)."""
+def build_llama(path: str, n_ctx: int, n_threads: int | None, chat_format: str | None) -> _LoadedLlama:
+    """Load a GGUF with llama.cpp (uncached: :func:`load_llama` goes through the model loader)."""
     if not Path(path).is_file():
         raise ModelLoadError(f"GGUF model file {path} not found: {FETCH_HINT}")
     try:
@@ -272,12 +258,23 @@ def load_llama(path: str, n_ctx: int, n_threads: int | None, chat_format: str | 
             model_path=path, n_ctx=n_ctx, n_threads=threads, chat_format=chat_format, verbose=False
         )
     except Exception as exc:  # llama.cpp raises ValueError with little detail
-        raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from exc
+        raise ModelLoadError(f"llama.cpp could not load {path}: {one_line(exc)}") from exc
     # Keep the KV state of recent prompts: the classifier's and the templates' system prompts
     # are shared prefixes, so only each question's own tokens are evaluated again.
     llama.set_cache(_prompt_cache(PROMPT_CACHE_BYTES))
     atexit.register(llama.close)  # free it before the interpreter tears llama_cpp down
     return _LoadedLlama(llama)
+
+
+def load_llama(path: str, n_ctx: int, n_threads: int | None, chat_format: str | None) -> _LoadedLlama:
+    """A GGUF loaded once per process (the model loader's ``llm`` role, keyed by path and options)."""
+    from vlagent.models import loader
+
+    view = Settings.model_construct(
+        llm_backend="llama-cpp", llm_gguf=Path(path), llm_n_ctx=n_ctx, llm_n_threads=n_threads,
+        llm_chat_format=chat_format,
+    )  # fmt: skip
+    return loader.load("llm", view)  # type: ignore[no-any-return]
 
 
 class ChatLlamaCppLocal(BaseChatModel):
@@ -338,7 +335,7 @@ class ChatLlamaCppLocal(BaseChatModel):
                 out = loaded.llama.create_chat_completion(messages=chat, **self._params(stop, kwargs))
             except ValueError as exc:  # llama.cpp's way of saying the prompt is too long
                 raise VlagentError(
-                    f"llama.cpp could not answer ({exc}): the prompt probably exceeds the context of "
+                    f"llama.cpp could not answer ({one_line(exc)}): the prompt probably exceeds the context of "
                     f"{self.n_ctx} tokens; raise VLAGENT_LLM_N_CTX or shorten the input"
                 ) from exc
         choice = out["choices"][0]
@@ -386,9 +383,8 @@ class ChatLlamaCppLocal(BaseChatModel):
 # ----------------------------------------------------------------------------------------
 # transformers in-process
 # ----------------------------------------------------------------------------------------
-@lru_cache(maxsize=2)
-def load_transformers(model_id: str, device: str) -> tuple[Any, Any, str]:
-    """(model, tokenizer, device) for a local folder or hub id, loaded once per process."""
+def build_transformers(model_id: str, device: str, local_files_only: bool = False) -> tuple[Any, Any, str]:
+    """(model, tokenizer, device) for a local folder or hub id (uncached: see :func:`load_transformers`)."""
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:  # pragma: no cover - transformers is a dependency
@@ -398,18 +394,25 @@ def load_transformers(model_id: str, device: str) -> tuple[Any, Any, str]:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_id)
-        model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto")
+        tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=local_files_only)
+        model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto", local_files_only=local_files_only)
     except Exception as exc:
         raise ModelLoadError(
-            f"could not load the LLM {model_id!r} with transformers ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); set VLAGENT_LLM_MODEL to a local "
-            "folder or a hub id, or choose another VLAGENT_LLM_BACKEND"
+            f"could not load the LLM {model_id!r} with transformers ({one_line(exc)}); set "
+            "VLAGENT_LLM_MODEL to a local folder or a hub id, or choose another VLAGENT_LLM_BACKEND"
         ) from exc
     model.to(device).eval()
     if tokenizer.chat_template is None:
         raise ModelLoadError(f"the tokenizer of {model_id!r} has no chat template")
     return model, tokenizer, device
+
+
+def load_transformers(model_id: str, device: str) -> tuple[Any, Any, str]:
+    """(model, tokenizer, device), loaded once per process (the model loader's ``llm`` role)."""
+    from vlagent.models import loader
+
+    view = Settings.model_construct(llm_backend="transformers", llm_model=model_id, device=device)
+    return loader.load("llm", view)  # type: ignore[no-any-return]
 
 
 class ChatTransformers(BaseChatModel):
@@ -499,8 +502,11 @@ __all__ = [
     "ChatTransformers",
     "VlagentChatOpenAI",
     "build_chat_model",
+    "build_llama",
+    "build_transformers",
     "load_llama",
     "load_transformers",
+    "openai_chat_model",
     "resolve_backend",
     "structured_llm",
 ]

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 from pydantic import BaseModel
 
 from vlagent.errors import ModelLoadError
+from vlagent.models.loader import ModelStatus
 from vlagent.settings import OFFLINE_GGUF_NAME, Settings
 
 
@@ -203,112 +204,35 @@ def fetch_offline(settings: Settings, **kwargs: object) -> Path:
 # ----------------------------------------------------------------------------------------
 # roles → models → availability
 # ----------------------------------------------------------------------------------------
-class RoleStatus(BaseModel):
-    role: str
-    backend: str
-    model: str
-    available: bool
-    detail: str
+def model_roles(settings: Settings, *, check_network: bool = True) -> list[ModelStatus]:
+    """Every role's model under the current profile and whether it is here (``vlagent models list``).
 
+    The model loader's statuses (no weights loaded; with ``check_network`` a configured
+    OpenAI-compatible server is asked ``/v1/models`` and, for a hub id not in the local cache,
+    the hub gets one HEAD request), plus every registered tool that has no model role (e.g.
+    ``colors``), from the tool registry."""
+    from vlagent.models import loader
+    from vlagent.tools.base import ToolContext
+    from vlagent.tools.registry import tool_specs
 
-def _importable(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
-def _hub_or_dir(name: str) -> tuple[bool, str]:
-    """(available, where) for a hub id or a local folder/file."""
-    path = Path(name).expanduser()
-    if path.exists():
-        return True, f"local {'folder' if path.is_dir() else 'file'}"
-    if "/" in name and not name.startswith(("/", ".")):
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            for filename in ("config.json", "open_clip_config.json"):
-                hit = try_to_load_from_cache(name, filename)
-                if isinstance(hit, str):
-                    return True, "hub cache"
-        except Exception:  # noqa: BLE001 - a broken cache means "not available"
-            pass
-        return False, "hub id, not in the local hub cache (downloads on first use)"
-    return False, "not found"
-
-
-def _server(url: str | None) -> tuple[bool, str]:
-    from vlagent.errors import BackendUnavailableError
-    from vlagent.serving.health import check_server
-
-    if not url:
-        return False, "no base URL set"
-    try:
-        served = check_server(url, timeout=2.0)
-    except BackendUnavailableError as exc:
-        return False, str(exc)
-    return True, f"{url} serves {', '.join(served) or 'nothing'}"
-
-
-def _llm_status(settings: Settings) -> RoleStatus:
-    from vlagent.llm import resolve_backend
-
-    backend = settings.llm_backend
-    if backend == "none":
-        return RoleStatus(role="llm", backend="none", model="-", available=False, detail="disabled")
-    resolved = resolve_backend(settings)
-    shown = backend if backend == resolved else f"{backend} → {resolved}"
-    if resolved == "openai":
-        ok, detail = _server(settings.llm_base_url)
-        return RoleStatus(role="llm", backend=shown, model=settings.llm_model, available=ok, detail=detail)
-    if resolved == "llama-cpp":
-        gguf = settings.resolved_gguf
-        if not gguf.is_file():
-            ok, detail = False, f"{gguf} missing: run `vlagent models fetch offline`"
-        elif not _importable("llama_cpp"):
-            ok, detail = False, "llama_cpp not installed: pip install 'vlagent[llama]'"
-        else:
-            ok, detail = True, f"{gguf}"
-        return RoleStatus(role="llm", backend=shown, model=gguf.name, available=ok, detail=detail)
-    ok, detail = _hub_or_dir(settings.llm_model)
-    return RoleStatus(role="llm", backend=shown, model=settings.llm_model, available=ok, detail=detail)
-
-
-def model_roles(settings: Settings) -> list[RoleStatus]:
-    """Every role, the model it resolves to under the current profile, and whether it is here."""
-    rows = [_llm_status(settings)]
-
-    vqa = settings.vqa_backend
-    if vqa == "none":
-        rows.append(RoleStatus(role="vlm", backend="none", model="-", available=False, detail="disabled"))
-    elif vqa == "openai" or (vqa == "auto" and settings.vqa_base_url):
-        ok, detail = _server(settings.vqa_base_url)
-        rows.append(RoleStatus(role="vlm", backend="openai", model=settings.vqa_model, available=ok, detail=detail))
-    else:
-        ok, detail = _hub_or_dir(settings.vqa_model)
-        rows.append(RoleStatus(role="vlm", backend="transformers", model=settings.vqa_model, available=ok, detail=detail))
-
-    if settings.caption_backend == "none":
-        rows.append(RoleStatus(role="caption", backend="none", model="-", available=False, detail="disabled"))
-    else:
-        ok, detail = _hub_or_dir(settings.caption_model)
-        rows.append(RoleStatus(role="caption", backend=settings.caption_backend, model=settings.caption_model, available=ok, detail=detail))
-
-    clip_backend = getattr(settings, "clip_backend", "auto")
-    if clip_backend == "none":
-        rows.append(RoleStatus(role="clip", backend="none", model="-", available=False, detail="disabled"))
-    else:
-        ok, detail = _hub_or_dir(settings.clip_pretrained or settings.clip_model)
-        if not ok and "/" not in settings.clip_model:
-            detail = "open_clip model name: weights from the pretrained tag (hub) or a checkpoint file"
-        rows.append(RoleStatus(role="clip", backend=str(clip_backend), model=settings.clip_model, available=ok, detail=detail))
-
-    if settings.ocr_backend == "none":
-        rows.append(RoleStatus(role="ocr", backend="none", model="-", available=False, detail="disabled"))
-    else:
-        ok = _importable("rapidocr") and _importable("onnxruntime")
-        detail = "PP-OCR ONNX weights inside the rapidocr wheel" if ok else "pip install rapidocr onnxruntime"
-        rows.append(RoleStatus(role="ocr", backend="rapidocr", model="PP-OCR (rapidocr)", available=ok, detail=detail))
-
-    rows.append(
-        RoleStatus(role="colors", backend="builtin", model="pixel clustering (no weights)", available=True, detail="numpy / PIL")
-    )
-
+    rows = loader.statuses(settings, check_network=check_network)
+    ctx = ToolContext(settings=settings)
+    for spec in tool_specs():
+        if spec.role is None:
+            why = spec.probe(ctx)
+            rows.append(
+                ModelStatus(
+                    role=spec.name, backend="builtin", model=f"{spec.name} tool (no model weights)", available=why is None,
+                    reason=why, where="runs in-process",
+                )  # fmt: skip
+            )
     return rows
+
+
+def tool_statuses(settings: Settings) -> list[tuple[str, str | None, str | None]]:
+    """(tool, model role, None if usable here else why) for every registered tool, no weights loaded."""
+    from vlagent.tools.base import ToolContext
+    from vlagent.tools.registry import probe_all, tool_specs
+
+    reasons = probe_all(ToolContext(settings=settings))
+    return [(spec.name, spec.role, reasons.get(spec.name)) for spec in tool_specs()]

@@ -11,14 +11,16 @@ from PyPI on machines without a model hub (see ../shared/MODELS.md).
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -73,6 +75,12 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(None, description="Chroma server URL; switches to HttpClient")
     dataset: str = Field("default", description="dataset name: one collection per (model, dataset)")
     max_image_pixels: int = Field(64_000_000, description="images larger than this are refused")
+    image_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="folders images may be read from besides the catalogue and the files named "
+        "on the command line (env: paths separated by os.pathsep, or a JSON list)",
+    )
+
     # HNSW graph of a collection (benchmarks/search_scale.py measured the trade-off: README "Scale
     # out"). space, construction_ef and m are fixed when a collection is created; search_ef is
     # applied to existing collections too.
@@ -134,6 +142,12 @@ class Settings(BaseSettings):
     request_timeout: float = Field(120.0, description="seconds per LLM/VLM request")
     max_retries: int = Field(2, description="retries with backoff for LLM/VLM requests")
 
+    # --- recommendations (vlagent recommend) ---
+    recommend_dislike_weight: float = Field(
+        0.5, ge=0.0, description="Rocchio β: preference = mean(likes) - β·mean(dislikes)"
+    )
+    recommend_colors: int = Field(2, ge=0, le=8, description="colours named in each recommendation's why")
+
     # --- agent memory ---
     checkpoint_path: Path | None = Field(None, description="SQLite checkpointer; default in-memory")
 
@@ -157,6 +171,16 @@ class Settings(BaseSettings):
     llm_chat_format: str | None = Field(
         None, description="llama.cpp chat_format; default the GGUF's own chat template"
     )
+
+    @field_validator("image_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.split(os.pathsep) if part.strip()]
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -14,7 +14,7 @@ from langchain_core.tools import BaseTool
 
 from vlagent.agent.graph import AgentParts, AgentState, build_graph
 from vlagent.agent.types import Answer, AnswerError, QuestionType, RetrievedImage, ToolTrace
-from vlagent.data.annotations import Annotation, read_annotations
+from vlagent.data.annotations import Annotation, read_annotations, usable_rows
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
 from vlagent.tools.base import ToolContext
@@ -91,37 +91,25 @@ class VLAgent:
     def prepare(self, items: list[dict[str, Any]]) -> dict[str, int]:
         """Batch the work many questions share, before answering them one by one (the harness).
 
-        Retrieval queries are encoded in batches, and the images of describe/compare questions
-        are captioned in batches into the on-disk cache that the tools read. Uses the rule
-        classifier (fast); the per-question classification still happens in the graph.
-        """
+        Walks the plan table (round 0) for every item, classified by the rules (fast; the graph
+        still classifies each question), and runs each tool's batch hook over all its calls:
+        retrieval texts are encoded in batches, captions generated in batches into the cache the
+        tools read. Returns {tool: items prepared}."""
+        from vlagent.agent.plan import PlanInput, calls_for
         from vlagent.agent.rules import classify_rules
+        from vlagent.tools.registry import prepare
 
-        queries: list[str] = []
-        # the styles the plan node asks for: detailed for describe, concise for compare
-        to_caption: dict[str, list[str]] = {"detailed": [], "concise": []}
+        if self.ctx is None:
+            return {}
+        calls: list[tuple[str, dict[str, Any]]] = []
+        available = frozenset(self.parts.tools)
         for item in items:
-            images = list(item.get("images") or [])
-            c = classify_rules(str(item.get("question", "")), images)
-            if c.type is QuestionType.retrieve and c.query:
-                queries.append(c.query)
-            elif c.type is QuestionType.describe:
-                to_caption["detailed"] += images[:1]
-            elif c.type is QuestionType.compare:
-                to_caption["concise"] += images
-        done = {"queries": 0, "captions": 0}
-        clip = self.parts.tools.get("clip_search")
-        retriever = getattr(getattr(clip, "func", None), "retriever", None)
-        if retriever is not None and queries:
-            done["queries"] = retriever.prime_texts(queries)
-        captioner = self.parts.tools.get("caption")
-        if captioner is not None and hasattr(captioner, "captions"):
-            for style, names in to_caption.items():
-                if names:
-                    unique = list(dict.fromkeys(names))
-                    captioner.captions(unique, style=style)
-                    done["captions"] += len(unique)
-        return done
+            images = [str(i) for i in item.get("images") or []]
+            question = str(item.get("question", ""))
+            c = classify_rules(question, images)
+            inp = PlanInput(question=question, images=images, language=c.language, query=c.query, available=available)
+            calls += calls_for(c.type, 0, inp)
+        return prepare(self.ctx, self.parts.tools, calls)
 
     def state(self, thread_id: str) -> AgentState:
         return self.graph.get_state({"configurable": {"thread_id": thread_id}}).values
@@ -186,47 +174,6 @@ def _load_llm(settings: Settings) -> tuple[BaseChatModel | None, str | None]:
         return None, str(exc)
 
 
-def _retrieval_tools(
-    settings: Settings,
-    ctx: ToolContext,
-    annotations: list[Annotation],
-    auto_index: bool,
-) -> tuple[list[BaseTool], dict[str, str]]:
-    from vlagent.tools.retrieval import TitleIndex, make_clip_tools, make_title_tool
-
-    tools: list[BaseTool] = []
-    dropped: dict[str, str] = {}
-    try:
-        from vlagent.index.build import index_images
-        from vlagent.index.search import Retriever
-        from vlagent.index.store import ImageIndex
-        from vlagent.models.clip import clip_probe, encoder_from_settings
-
-        reason = clip_probe(settings)
-        if reason:
-            raise VlagentError(reason)
-        encoder = encoder_from_settings(settings)
-        sources = ctx.resolver.sources  # the catalogue, already open
-        if auto_index and sources:
-            index = ImageIndex.open(settings, encoder.model_id, encoder.dim)
-            # Re-indexing reads and hashes every file: at start-up, only do it when the index
-            # holds fewer records than the catalogue has images (`vlagent index` refreshes all).
-            if index.count() < sum(len(s) for s in sources):
-                for source in sources:
-                    summary = index_images(
-                        source, index, encoder, annotations,
-                        batch_size=settings.clip_batch_size, max_pixels=settings.max_image_pixels,
-                    )  # fmt: skip
-                    log.info("indexed %s: %s new, %s unchanged", source.root, summary.indexed, summary.skipped)
-        tools += make_clip_tools(ctx, Retriever.from_settings(settings, encoder))
-    except VlagentError as exc:
-        dropped["clip_search"] = str(exc)
-        dropped["image_search"] = str(exc)
-    if "clip_search" in dropped and annotations:
-        tools.append(make_title_tool(TitleIndex(annotations)))
-    return tools, dropped
-
-
 def build_agent(
     settings: Settings | None = None,
     *,
@@ -238,6 +185,7 @@ def build_agent(
     checkpointer: Any = None,
     auto_index: bool = True,
     use_cache: bool = True,
+    allow_files: list[str | Path] | None = None,
 ) -> VLAgent:
     """Build the agent from settings.
 
@@ -245,29 +193,29 @@ def build_agent(
     retrieval searches (indexed at build time while the index holds fewer records than the
     catalogue has images; ``vlagent index`` refreshes changed files). ``annotations``: its
     ``train_annotation.csv``. ``llm``/``tools``: override what settings would build (tests).
+    ``allow_files``: image files named explicitly (``ask --image``) that may be read besides the
+    catalogue and ``settings.image_roots``; other paths are refused (``ImageNotAllowedError``).
     """
     settings = settings or Settings()
     if isinstance(images, (str, Path)):
         images = [images]
     image_paths = [Path(p) for p in images or []]
     rows = annotations if isinstance(annotations, list) else (read_annotations(annotations) if annotations else [])
-    ctx = ToolContext.from_settings(settings, list(image_paths), use_cache=use_cache)
+    ctx = ToolContext.from_settings(
+        settings, list(image_paths), use_cache=use_cache, allow_files=allow_files, auto_index=auto_index
+    )
+    ctx.annotations = usable_rows(rows, ctx.resolver.sources)  # rows whose image is missing never become candidates
     unavailable: dict[str, str] = {}
     if llm is None:
         llm, why = _load_llm(settings)
         if why:
             unavailable["llm"] = why
     if tools is None:
-        from vlagent.tools.registry import build_vision_tools
+        from vlagent.tools.registry import build_tools
 
-        vision, dropped = build_vision_tools(ctx)
-        retrieval, dropped_r = _retrieval_tools(settings, ctx, rows, auto_index)
-        tools = list(vision) + retrieval
+        built, dropped = build_tools(ctx)
+        tools = list(built.values())
         unavailable.update(dropped)
-        unavailable.update(dropped_r)
-        for name in ("clip_search", "image_search"):
-            if name in unavailable and any(t.name == "title_search" for t in tools):
-                unavailable[name] += " (title_search over the annotations is used instead)"
     for name, why in unavailable.items():
         log.warning("%s unavailable: %s", name, why)
     parts = AgentParts(
@@ -275,7 +223,7 @@ def build_agent(
         llm=llm,
         classifier=_default_classifier(),
         classifier_llm=classifier_llm if classifier_llm is not None else llm,
-        titles={r.image: r.title for r in rows},
+        titles=ctx.titles,
         unavailable=unavailable,
     )
     return VLAgent(build_graph(parts, checkpointer or make_checkpointer(settings)), parts, ctx)

@@ -26,15 +26,18 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.prebuilt import ToolNode
 
+from vlagent.agent import facts
+from vlagent.agent.plan import PlanInput, calls_for
+from vlagent.agent.plan import rounds as plan_rounds
 from vlagent.agent.prompts import fill, render_messages
 from vlagent.agent.rules import asks_to_transcribe
 from vlagent.agent.types import AnswerError, Classification, ClassifierResult, QuestionType
 from vlagent.errors import ImageError, one_line
+from vlagent.tools.registry import fields as tool_fields
+from vlagent.tools.registry import get_spec
 
 log = logging.getLogger(__name__)
 
-MAX_COMPARE_IMAGES = 4
-RETRIEVE_K = 10
 
 
 class AgentState(TypedDict, total=False):
@@ -102,42 +105,6 @@ def _lang(state: AgentState) -> str:
     return str(state.get("classification", {}).get("language", "zh"))
 
 
-def _calls_for(parts: AgentParts, state: AgentState) -> list[tuple[str, dict[str, Any]]]:
-    """The first round of tool calls for the question's type (only tools we have)."""
-    c = Classification.model_validate(state["classification"])
-    images = state.get("turn_images", [])
-    lang = c.language
-    q = state["question"]
-    calls: list[tuple[str, dict[str, Any]]] = []
-    first = images[0] if images else None
-    if c.type is QuestionType.retrieve:
-        if c.query.strip() or not first:
-            text = c.query.strip() or q
-            tool = "clip_search" if "clip_search" in parts.tools else "title_search"
-            calls.append((tool, {"text": text, "k": RETRIEVE_K}))
-        else:
-            calls.append(("image_search", {"image": first, "k": RETRIEVE_K}))
-    elif c.type is QuestionType.describe and first:
-        prompt = "请描述这张图片中的商品。" if lang == "zh" else "Describe the product in this image."
-        calls += [
-            ("caption", {"image": first, "style": "detailed", "lang": lang}),
-            ("colors", {"image": first}),
-            ("ocr", {"image": first}),
-            ("vqa", {"images": [first], "question": prompt}),
-        ]
-    elif c.type is QuestionType.vqa and first:
-        calls += [("vqa", {"images": images, "question": q}), ("colors", {"image": first}), ("ocr", {"image": first})]
-        if "vqa" not in parts.tools:
-            calls.append(("caption", {"image": first, "style": "concise", "lang": lang}))
-    elif c.type is QuestionType.ocr and first:
-        calls += [("ocr", {"image": name}) for name in images[:2]]
-    elif c.type is QuestionType.compare and images:
-        for name in images[:MAX_COMPARE_IMAGES]:
-            calls += [("colors", {"image": name}), ("caption", {"image": name, "style": "concise", "lang": lang})]
-        calls.append(("vqa", {"images": images[:MAX_COMPARE_IMAGES], "question": q}))
-    return [(name, args) for name, args in calls if name in parts.tools]
-
-
 def _tool_results(state: AgentState) -> list[tuple[str, dict[str, Any], ToolMessage]]:
     """(tool name, args, result message) for every tool call of this turn."""
     calls: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -171,7 +138,8 @@ def build_graph(parts: AgentParts, checkpointer: Any = None) -> Any:
     def classify(state: AgentState) -> dict[str, Any]:
         t0 = time.perf_counter()
         images = state.get("turn_images", [])
-        result = parts.classifier(state["question"], images, parts.classifier_llm)
+        # the classifier (an LLM) sees image names, never file-system paths
+        result = parts.classifier(state["question"], [display_name(i) for i in images], parts.classifier_llm)
         c = result.classification
         turn_images = images or [i for i in c.images if i]
         entry = {
@@ -189,15 +157,18 @@ def build_graph(parts: AgentParts, checkpointer: Any = None) -> Any:
 
     def plan(state: AgentState) -> dict[str, Any]:
         rounds = state.get("rounds", 0)
+        c = Classification.model_validate(state["classification"])
         calls: list[tuple[str, dict[str, Any]]] = []
-        if rounds == 0:
-            calls = _calls_for(parts, state)
-        elif rounds == 1 and state["classification"]["type"] == QuestionType.ocr.value and "vqa" in parts.tools:
-            texts = [m.content for name, _, m in _tool_results(state) if name == "ocr" and _ok(m)]
-            text = "\n".join(str(t) for t in texts if str(t).strip())
-            if text:  # the OCR prompt, to the VLM: read text as context for the question
-                q = f"{state['question']}\n(OCR text in the image:\n{text})"
-                calls = [("vqa", {"images": state.get("turn_images", [])[:2], "question": q})]
+        if rounds < plan_rounds(c.type):
+            earlier: dict[str, list[str]] = {}
+            for name, _, m in _tool_results(state):
+                if _ok(m):
+                    earlier.setdefault(name, []).append(str(m.content))
+            inp = PlanInput(
+                question=state["question"], images=list(state.get("turn_images", [])), language=c.language,
+                query=c.query, available=frozenset(parts.tools), results=earlier,
+            )  # fmt: skip
+            calls = calls_for(c.type, rounds, inp)
         if not calls:
             return {"rounds": rounds + 1}
         msg = AIMessage(
@@ -246,7 +217,7 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     images = state.get("turn_images", [])
     results = _tool_results(state)
     trace = list(state.get("trace", []))
-    values: dict[str, list[str]] = {k: [] for k in ("ocr_text", "colors", "caption", "vqa", "results")}
+    values: dict[str, list[str]] = {k: [] for k in tool_fields()}
     notes = [f"{name}: {why}" for name, why in parts.unavailable.items()]
     retrieved: list[dict[str, Any]] = []
     evidence: list[str] = []
@@ -265,15 +236,17 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
             failures.append((name, args, {**art, "error": trace[-1]["error"]}))
             continue
         evidence.append(evidence_id(name, args))
+        spec = get_spec(name)
+        if spec is None or spec.field is None:
+            continue
         text = str(msg.content).strip()
-        prefix = f"[{display_name(args['image'])}] " if multi and "image" in args else ""
-        if name in PER_IMAGE_FIELD:
-            values[PER_IMAGE_FIELD[name]].append(prefix + text)
-        elif name == "vqa":
-            values["vqa"] = [text]  # the last VLM answer (after OCR context) wins
-        elif name in ("clip_search", "image_search", "title_search"):
+        if spec.retrieves:
             retrieved = list(art.get("output") or [])
-            values["results"].append(text)
+        if spec.keep == "last":  # e.g. the VLM's answer given the OCR text replaces its first one
+            values[spec.field] = [text]
+        else:
+            prefix = f"[{display_name(args['image'])}] " if multi and spec.per_image and "image" in args else ""
+            values.setdefault(spec.field, []).append(prefix + text)
     turn = {"question": state["question"], "images": images, "type": c.type.value}
     error = no_evidence_error(c.type, images, results, evidence, failures, parts.unavailable)
     if error is not None:  # nothing to answer from: say why, never let the LLM guess
@@ -294,11 +267,19 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
         title="；".join(t for t in titles if t), notes="; ".join(notes), query=c.query or state["question"],
         best=retrieved[0]["image"] if retrieved else NO_RESULT[lang],
     )  # fmt: skip
-    transcript = " ".join(" ".join(values["ocr_text"]).split())
-    if c.type is QuestionType.retrieve:
+    transcript = " ".join(" ".join(values.get("ocr_text", [])).split())
+    decided: str | None = None
+    if c.type in (QuestionType.describe, QuestionType.compare):
+        per_image, shared = _facts(images, results, parts.titles, lang)
+        filled["facts"] = facts.render(per_image, shared, lang)
+        decided = facts.decide(c.type, state["question"], per_image, shared, lang)
+    if c.type in LIST_TYPES:  # a ranked list with one line per item: no LLM rewrites it
         text = fill(c.type, lang, filled)[1]
     elif c.type is QuestionType.ocr and transcript and asks_to_transcribe(state["question"]):
         text = transcript  # "what does it say?": the text as read; an LLM would only shorten it
+    elif decided is not None:  # the facts settle it: state them, no LLM needed
+        text = decided
+        trace.append({"name": "facts", "args": {"type": c.type.value}, "ok": True, "duration_s": 0.0, "output": decided})
     else:
         text, entry = _ask_llm(parts.llm, c.type, lang, filled)
         trace.append(entry)
@@ -310,6 +291,35 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _facts(
+    images: list[str], results: list[tuple[str, dict[str, Any], ToolMessage]], titles: dict[str, str], lang: str
+) -> tuple[list[facts.ImageFacts], dict[str, str]]:
+    """Each image's facts (title, then each per-image tool's summary), and the shared answers."""
+    per_image = [facts.ImageFacts(name=display_name(i)) for i in images]
+    by_name = {i: f for i, f in zip(images, per_image)}
+    for image, f in by_name.items():
+        f.add("title", titles.get(image) or titles.get(display_name(image), ""))
+    shared: dict[str, str] = {}
+    for name, args, msg in results:
+        spec = get_spec(name)
+        art = msg.artifact if isinstance(msg.artifact, dict) else {}
+        if spec is None or spec.field is None or not art.get("ok"):
+            continue
+        output = art.get("output")
+        text = spec.summarize(output, lang) if spec.summarize else str(msg.content).strip()
+        target = by_name.get(str(args.get("image"))) if spec.per_image else None
+        if target is None:
+            shared[spec.field] = text  # about all images at once (the VLM), the last one wins
+            continue
+        target.add(spec.field, text)
+        if spec.field == "colors" and output and target.main_color is None:
+            top = output[0]
+            target.main_color = (str(top.get("name_zh", "")), str(top.get("name_en", "")))
+    return per_image, shared
+
+
+#: answers that are the tool's ranked list, put in their template as they are
+LIST_TYPES = (QuestionType.retrieve, QuestionType.recommend)
 IMAGE_TYPES = (QuestionType.describe, QuestionType.vqa, QuestionType.ocr, QuestionType.compare)
 
 
@@ -356,8 +366,6 @@ def no_evidence_error(
 
 
 NO_RESULT = {"zh": "（没有找到图片）", "en": "(no image found)"}
-#: per-image tools → the template field that collects their results
-PER_IMAGE_FIELD = {"ocr": "ocr_text", "colors": "colors", "caption": "caption"}
 
 
 def _ask_llm(
@@ -379,21 +387,30 @@ def _ask_llm(
     return (text or None), entry
 
 
+#: which template fields a fallback answer (no LLM) takes, best first; other tools' fields follow
+FALLBACK_FIELDS: dict[QuestionType, tuple[str, ...]] = {
+    QuestionType.ocr: ("ocr_text", "vqa"),
+    QuestionType.vqa: ("vqa", "colors", "ocr_text", "title", "caption"),
+    QuestionType.describe: ("vqa", "caption", "title", "colors", "ocr_text"),
+    QuestionType.compare: ("vqa", "colors", "caption"),
+    QuestionType.recommend: ("results",),
+}
+#: types whose fallback is the single best source (a detail), not all of them combined
+SINGLE_SOURCE = (QuestionType.ocr, QuestionType.vqa)
+
+
 def fallback_answer(qtype: QuestionType, lang: str, values: dict[str, str]) -> str:
     """An answer from the tool results alone, when the LLM is unavailable or failed."""
-    order = {
-        QuestionType.ocr: ("ocr_text", "vqa"),
-        QuestionType.vqa: ("vqa", "colors", "ocr_text", "title", "caption"),
-        QuestionType.describe: ("vqa", "caption", "title", "colors", "ocr_text"),
-        QuestionType.compare: ("vqa", "colors", "caption"),
-    }.get(qtype, ())
-    parts = [values[k].strip() for k in order if values.get(k, "").strip()]
-    if parts:  # a detail question takes the best single source; descriptions combine them
-        return parts[0] if qtype in (QuestionType.ocr, QuestionType.vqa) else "\n".join(parts)
     if qtype is QuestionType.chat:
         return (
-            "我是商品图片问答助手：可以描述图片、按标题找图、回答颜色面料等问题、读取标签文字。"
+            "我是商品图片问答助手：可以描述图片、按标题找图、推荐相似商品、回答颜色面料等问题、读取标签文字。"
             if lang == "zh"
-            else "I answer questions about product images: describe, find by title, colours, fabric, label text."
+            else "I answer questions about product images: describe, find by title, recommend similar items, "
+            "colours, fabric, label text."
         )
+    order = FALLBACK_FIELDS.get(qtype, ())
+    order += tuple(f for f in tool_fields() if f not in order and f != "results")
+    parts = [values[k].strip() for k in order if values.get(k, "").strip()]
+    if parts:  # a detail question takes the best single source; descriptions combine them
+        return parts[0] if qtype in SINGLE_SOURCE else "\n".join(parts)
     return "无法回答：没有可用的信息。" if lang == "zh" else "Cannot answer: no information available."

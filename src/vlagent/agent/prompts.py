@@ -12,10 +12,14 @@ from vlagent.agent.types import Language, QuestionType
 
 SEPARATOR = "=== user ==="
 NONE = {"zh": "（无）", "en": "(none)"}
-FIELDS = (
-    "question", "history", "title", "ocr_text", "colors", "caption", "vqa", "results", "notes",
-    "query", "best",
-)  # fmt: skip
+#: fields the answer node fills itself; the tools' fields come from the registry
+BASE_FIELDS = ("question", "history", "title", "notes", "query", "best", "facts")
+
+
+def fields() -> tuple[str, ...]:
+    from vlagent.tools.registry import fields as tool_fields
+
+    return BASE_FIELDS + tuple(f for f in tool_fields() if f not in BASE_FIELDS)
 
 
 @lru_cache(maxsize=None)
@@ -30,9 +34,29 @@ def load_template(qtype: QuestionType, lang: Language) -> tuple[Template, Templa
 
 
 def fill(qtype: QuestionType, lang: Language, values: dict[str, str]) -> tuple[str, str]:
-    filled = {k: (values.get(k) or "").strip() or NONE[lang] for k in FIELDS}
+    """(system, user) text of a template with the values put in.
+
+    A tool field the template does not name (a newly added tool) still reaches the LLM: its
+    non-empty value is listed before the template's last line ("回答：" / "Answer:")."""
+    names = fields()
+    filled = {k: (values.get(k) or "").strip() or NONE[lang] for k in names}
     system, user = load_template(qtype, lang)
-    return system.safe_substitute(filled), user.safe_substitute(filled)
+    used = _identifiers(system) | _identifiers(user)
+    # a template that takes the per-image facts has every tool's result in them already
+    extra = [] if "facts" in used else [
+        f"{k}: {values[k].strip()}" for k in names if k not in used and k not in BASE_FIELDS and (values.get(k) or "").strip()
+    ]  # fmt: skip
+    user_text = user.safe_substitute(filled)
+    if extra:
+        head, _, last = user_text.rpartition("\n")
+        user_text = "\n".join([head, *extra, last]) if head else "\n".join([*extra, last])
+    return system.safe_substitute(filled), user_text
+
+
+def _identifiers(template: Template) -> set[str]:
+    """The ``$names`` a template uses (``Template.get_identifiers`` is Python 3.11+)."""
+    found = (m.group("named") or m.group("braced") for m in template.pattern.finditer(template.template))
+    return {name for name in found if name}
 
 
 def render_messages(qtype: QuestionType, lang: Language, values: dict[str, str]) -> list[BaseMessage]:

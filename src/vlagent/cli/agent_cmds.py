@@ -9,12 +9,14 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from vlagent.agent.types import Answer
+from vlagent.cli.errors import err_console
 from vlagent.cli.options import AnnotationsOpt, CatalogueOpt
-from vlagent.errors import VlagentError
+from vlagent.errors import VlagentError, one_line
 
 console = Console()
 
@@ -23,13 +25,14 @@ ImagesOpt = Annotated[
 ]
 
 
-def _agent(catalogue: list[Path] | None, annotations: Path | None):  # type: ignore[no-untyped-def]
+def _agent(catalogue: list[Path] | None, annotations: Path | None, allow_files: list[Path] | None = None):  # type: ignore[no-untyped-def]
+    """The agent; images come from the catalogue, ``allow_files`` and VLAGENT_IMAGE_ROOTS only."""
     from vlagent.agent.build import build_agent
 
     with console.status("loading models ..."):
-        agent = build_agent(images=list(catalogue or []), annotations=annotations)
-    for name, why in agent.parts.unavailable.items():
-        console.print(f"[dim]{name} unavailable: {why}[/]")
+        agent = build_agent(images=list(catalogue or []), annotations=annotations, allow_files=list(allow_files or []))
+    for name, why in agent.parts.unavailable.items():  # on stderr: `ask --json` stdout stays JSON
+        err_console.print(f"[dim]{name} unavailable: {escape(why)}[/]", highlight=False)
     return agent
 
 
@@ -63,15 +66,29 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="print the typed result as JSON")] = False,
     trace: Annotated[bool, typer.Option("--trace", help="show the tools that ran")] = False,
 ) -> None:
-    """Answer one question, e.g. vlagent ask "这件衣服是什么颜色的？" --image a.jpg"""
-    agent = _agent(catalogue, annotations)
+    """Answer one question, e.g. vlagent ask "这件衣服是什么颜色的？" --image a.jpg
+
+    When nothing the question needs could be read (the image is missing, unreadable or
+    outside the allowed folders; every tool failed), prints one error line and exits 1."""
+    agent = _agent(catalogue, annotations, allow_files=list(image or []))
     answer = agent.invoke(question, images=[str(p) for p in image or []])
     if as_json:
         print(answer.model_dump_json(indent=2))
+        if answer.error is not None:
+            raise typer.Exit(1)
         return
+    if answer.error is not None:  # no evidence to answer from: say why, in one line
+        if trace:
+            console.print(trace_table(answer))
+        print_error_line(answer.error.line())
+        raise typer.Exit(1)
     show_answer(answer)
     if trace:
         console.print(trace_table(answer))
+
+
+def print_error_line(text: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 
 CHAT_HELP = (
@@ -113,6 +130,10 @@ def chat(
             if not paths or missing:
                 console.print(f"[red]no such image: {' '.join(missing) or '(give a path)'}[/]", soft_wrap=True)
                 continue
+            if agent.ctx is not None:  # a file named here may be read (and only that file)
+                for p in paths:
+                    if Path(p).expanduser().is_file():
+                        agent.ctx.resolver.allow(p)
             pending = paths
             console.print(f"[dim]attached: {', '.join(pending)}[/]", soft_wrap=True)
         elif line.startswith("/"):
@@ -121,10 +142,13 @@ def chat(
             try:
                 last = agent.invoke(line, images=pending, thread_id=thread)
             except VlagentError as exc:
-                console.print(f"[red]error:[/] {exc}")
+                console.print(f"[red]error:[/] {escape(one_line(exc))}", highlight=False, soft_wrap=True)
                 continue
             pending = []
-            show_answer(last)
+            if last.error is not None:
+                console.print(f"[red]error:[/] {escape(last.error.line())}", highlight=False, soft_wrap=True)
+            else:
+                show_answer(last)
 
 
 def _catalogue_names(agent) -> set[str]:  # type: ignore[no-untyped-def]

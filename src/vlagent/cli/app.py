@@ -183,6 +183,7 @@ def _register_optional() -> None:
         ("vlagent.evals.cli", None),
         ("vlagent.cli.serve", "serve"),
         ("vlagent.cli.models", "models"),
+        ("vlagent.cli.recommend_cmd", None),
     ]:
         try:
             mod = importlib.import_module(module)

@@ -23,8 +23,8 @@ app = typer_app(help="Which model each role uses, and fetch the offline weights.
 def list_models(
     profile: Annotated[Optional[str], typer.Option("--profile", help="hub | offline (env VLAGENT_PROFILE)")] = None,
 ) -> None:
-    """Every role (llm, vlm, caption, clip, ocr, colors): its model and whether it is available here."""
-    from vlagent.offline_models import model_roles
+    """Every role (clip, llm, caption, vqa, ocr, text_embedder, colors): its model and whether it is here."""
+    from vlagent.offline_models import model_roles, tool_statuses
 
     def body() -> None:
         settings = Settings(profile=profile) if profile else Settings()
@@ -33,8 +33,14 @@ def list_models(
             table.add_column(column, overflow="fold")
         for row in model_roles(settings):
             mark = "[green]yes[/]" if row.available else ("[dim]off[/]" if row.backend == "none" else "[red]no[/]")
-            table.add_row(row.role, row.backend, escape(row.model), mark, escape(row.detail))
+            table.add_row(row.role, row.backend, escape(row.model), mark, escape(row.reason or row.where))
         console.print(table)
+        tools = Table(title="agent tools (from the tool registry)")
+        for column in ("tool", "model role", "available", "why not"):
+            tools.add_column(column, overflow="fold")
+        for name, role, why in tool_statuses(settings):
+            tools.add_row(name, role or "-", "[green]yes[/]" if why is None else "[red]no[/]", escape(why or ""))
+        console.print(tools)
 
     body()
 

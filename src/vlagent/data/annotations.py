@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from vlagent.data.images import is_image_name
+from vlagent.data.images import ImageSource, is_image_name
 from vlagent.errors import DataError
+
+log = logging.getLogger(__name__)
 
 IMAGE_COLUMNS = (
     "image", "image_name", "imagename", "image_id", "img", "img_name", "image_path", "file",
@@ -83,3 +87,59 @@ def read_annotations(path: str | Path) -> list[Annotation]:
         if image:
             out.append(Annotation(image=image, title=row[title_col].strip()))
     return out
+
+
+def in_sources(image: str, sources: Sequence[ImageSource]) -> bool:
+    """Whether a row's image is in the catalogue (by its name, or its file name)."""
+    base = image.replace("\\", "/").rsplit("/", 1)[-1]
+    return any(image in s or (base != image and base in s) for s in sources)
+
+
+def split_present(
+    rows: Sequence[Annotation], sources: Sequence[ImageSource]
+) -> tuple[list[Annotation], list[Annotation]]:
+    """(rows whose image is in ``sources``, rows whose image is missing), in input order."""
+    present: list[Annotation] = []
+    missing: list[Annotation] = []
+    for row in rows:
+        (present if in_sources(row.image, sources) else missing).append(row)
+    return present, missing
+
+
+def split_duplicates(rows: Sequence[Annotation]) -> tuple[list[Annotation], list[Annotation]]:
+    """(the first row per image, the later rows naming an image again)."""
+    seen: set[str] = set()
+    first: list[Annotation] = []
+    again: list[Annotation] = []
+    for row in rows:
+        (again if row.image in seen else first).append(row)
+        seen.add(row.image)
+    return first, again
+
+
+def names_preview(names: Sequence[str], shown: int = 5) -> str:
+    """``a.jpg, b.jpg, c.jpg and 7 more``."""
+    head = ", ".join(names[:shown])
+    return head + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def usable_rows(rows: Sequence[Annotation], sources: Sequence[ImageSource]) -> list[Annotation]:
+    """The rows the agent may offer as candidates: one per image, only images in ``sources``.
+
+    Logs a warning with the count and the first few names of rows whose image is missing, and
+    of duplicate rows. With no catalogue at all nothing can be checked: the rows are kept."""
+    unique, again = split_duplicates(rows)
+    if again:
+        log.warning(
+            "%d annotation row(s) name an image a second time (the first title is used): %s",
+            len(again), names_preview([r.image for r in again]),
+        )  # fmt: skip
+    if not sources:
+        return unique
+    present, missing = split_present(unique, sources)
+    if missing:
+        log.warning(
+            "%d annotation row(s) name images missing from the catalogue (never offered as candidates): %s",
+            len(missing), names_preview([r.image for r in missing]),
+        )  # fmt: skip
+    return present

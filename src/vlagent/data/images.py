@@ -12,9 +12,9 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vlagent.errors import DataError, ImageError
+from vlagent.errors import DataError, ImageError, ImageNotAllowedError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -47,8 +47,29 @@ def load_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         raise ImageError(f"{name}: image too large ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: corrupt image ({exc})") from None
+    return to_rgb(img, name)
+
+
+def to_rgb(img: Image.Image, name: str = "image") -> Image.Image:
+    """Upright 8-bit RGB: EXIF orientation applied; 16-bit and float images scaled, not clipped
+    (PIL's own ``convert`` clips 16-bit grey to white); CMYK, palette, alpha, grey converted;
+    an animated image gives its first frame (the one ``load`` decoded)."""
+    try:
+        img = ImageOps.exif_transpose(img) or img
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the image
+        pass
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        import numpy as np
+
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        arr = np.clip(arr, 0, top) * (255.0 / top)
+        img = Image.fromarray(arr.astype(np.uint8), mode="L")
     if img.mode != "RGB":
-        img = img.convert("RGB")
+        try:
+            img = img.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{name}: cannot convert its {img.mode} pixels to RGB ({exc})") from None
     return img
 
 
@@ -96,8 +117,11 @@ class ImageSource:
 
 
 class FolderSource(ImageSource):
+    """Every image file under ``root``; a name that leaves it (``..``, a symlink) is refused."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._real_root = self.root.resolve()
         self._names: list[str] | None = None
 
     def names(self) -> list[str]:
@@ -109,14 +133,48 @@ class FolderSource(ImageSource):
             )
         return self._names
 
+    def escapes(self, name: str) -> bool:
+        """True when ``name`` exists under ``root`` as written but really lies outside it."""
+        path = self.root / name
+        if not (path.exists() or path.is_symlink()):
+            return False
+        real = path.resolve()
+        return not real.is_relative_to(self._real_root)
+
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and (self.root / name).is_file()
+        if not isinstance(name, str) or not name:
+            return False
+        path = self.root / name
+        return path.is_file() and path.resolve().is_relative_to(self._real_root)
 
     def read_bytes(self, name: str) -> bytes:
+        if self.escapes(name):
+            raise ImageNotAllowedError(
+                f"{name}: leaves the catalogue folder {self.root.name} (a '..' or a symlink pointing out)"
+            )
         path = self.root / name
         if not path.is_file():
             raise ImageError(f"{name}: no such image in {self.root}")
         return path.read_bytes()
+
+
+def member_name(info: zipfile.ZipInfo) -> str:
+    """A zip member's name as its writer meant it.
+
+    Without the UTF-8 flag, ``zipfile`` decodes names as CP437; archives made on Chinese
+    Windows hold GBK there (and some tools write UTF-8 without the flag)."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        raw = info.filename.encode("cp437")
+    except UnicodeEncodeError:
+        return info.filename
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return info.filename
 
 
 class ZipSource(ImageSource):
@@ -126,16 +184,19 @@ class ZipSource(ImageSource):
             self._zip = zipfile.ZipFile(self.root)
         except zipfile.BadZipFile:
             raise DataError(f"{self.root}: not a valid zip archive") from None
-        members = [
-            i.filename for i in self._zip.infolist() if not i.is_dir() and is_image_name(i.filename)
-        ]
+        infos = {
+            member_name(i): i
+            for i in self._zip.infolist()
+            if not i.is_dir() and is_image_name(member_name(i)) and "__MACOSX" not in i.filename
+        }
+        members = list(infos)
         tops = {PurePosixPath(m).parts[0] for m in members if len(PurePosixPath(m).parts) > 1}
         strip = (
             next(iter(tops)) + "/"
             if len(tops) == 1 and all(len(PurePosixPath(m).parts) > 1 for m in members)
             else ""
         )
-        self._members = {m[len(strip) :]: m for m in members if "__MACOSX" not in m}
+        self._members = {m[len(strip) :]: infos[m] for m in members}
         self._names = sorted(self._members)
 
     def names(self) -> list[str]:
@@ -148,7 +209,10 @@ class ZipSource(ImageSource):
         member = self._members.get(name)
         if member is None:
             raise ImageError(f"{name}: no such image in {self.root}")
-        return self._zip.read(member)
+        try:
+            return self._zip.read(member)
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+            raise ImageError(f"{name}: cannot be read from {self.root.name} ({exc})") from None
 
     def close(self) -> None:
         self._zip.close()

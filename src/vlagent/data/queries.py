@@ -1,4 +1,5 @@
-"""``query.json``: a list of ``{"question", "related_image", "answer"}`` objects.
+"""``query.json``: a list of ``{"question", "related_image", "answer"}`` objects, UTF-8 (with or
+without a BOM) or GB18030.
 
 Reading keeps every field of every item (extra fields included) and the input order; item-level
 problems (a missing field, an empty question, a duplicate) are reported with the item's index
@@ -58,15 +59,29 @@ class QueryFile(BaseModel):
         return sorted(self.items)
 
 
+ENCODINGS = ("utf-8-sig", "gb18030")
+#: longer questions are refused per item (no product question is this long; it would overflow
+#: the LLM's context)
+MAX_QUESTION_CHARS = 4000
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    """UTF-8 (with or without a BOM), else GB18030, as the annotations CSV is read."""
+    for encoding in ENCODINGS:
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise DataError(f"{path}: not UTF-8 (or GB18030) text")
+
+
 def read_queries(path: str | Path) -> QueryFile:
     """Parse and check a query file. Whole-file problems raise :class:`DataError`."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such query file")
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
+        raw = json.loads(_decode(path.read_bytes(), path))
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
@@ -84,8 +99,20 @@ def read_queries(path: str | Path) -> QueryFile:
         if "question" in missing:
             problems.append(QueryProblem(index=i, message="missing field 'question'"))
             continue
-        if not isinstance(obj.get("question"), str) or not obj["question"].strip():
+        if not isinstance(obj.get("question"), str):
+            kind = type(obj.get("question")).__name__
+            problems.append(QueryProblem(index=i, message=f"field 'question' must be a string, not {kind}"))
+            continue
+        if not obj["question"].strip():
             problems.append(QueryProblem(index=i, message="empty question"))
+            continue
+        if len(obj["question"]) > MAX_QUESTION_CHARS:
+            problems.append(
+                QueryProblem(
+                    index=i,
+                    message=f"question too long ({len(obj['question']):,} characters > {MAX_QUESTION_CHARS:,})",
+                )
+            )
             continue
         nulls = {f: "" for f in ("related_image", "answer") if f in obj and obj[f] is None}
         if nulls:  # "related_image": null is read as "no image"; the raw item is unchanged

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from vlagent.distributed.common import as_user_error, ray_session
 from vlagent.errors import VlagentError, one_line
 from vlagent.evals.harness import EvalRun, answer_item, finish_run, plan_run
 from vlagent.evals.journal import Journal, JournalEntry, shard_journal_path
+from vlagent.evals.lock import OutputLock
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -69,25 +71,53 @@ def run_eval_ray(
     annotations: Path | None,
     settings: "Settings",
     resume: bool = False,
+    retry_failed: bool = False,
     actors: int = 2,
     address: str | None = None,
     progress: bool = True,
     console: "Console | None" = None,
     on_entry: Callable[[JournalEntry], None] | None = None,
+    lock: bool = True,
 ) -> EvalRun:
-    """Answer the questions of ``query`` on ``actors`` Ray actors; the local harness's result."""
+    """Answer the questions of ``query`` on ``actors`` Ray actors; the local harness's result.
+
+    ``lock``: hold ``OUT.lock`` for the run, as the local harness does (False when the caller holds it)."""
+    if actors < 1:
+        raise VlagentError(f"--workers must be at least 1, got {actors}")
+    with OutputLock(out) if lock else ExitStack():
+        return _run_eval_ray(
+            factory, query, out, images=images, annotations=annotations, settings=settings, resume=resume,
+            retry_failed=retry_failed, actors=actors, address=address, progress=progress, console=console,
+            on_entry=on_entry,
+        )  # fmt: skip
+
+
+def _run_eval_ray(
+    factory: AgentFactory,
+    query: str | Path,
+    out: str | Path,
+    *,
+    images: list[Path],
+    annotations: Path | None,
+    settings: "Settings",
+    resume: bool,
+    retry_failed: bool,
+    actors: int,
+    address: str | None,
+    progress: bool,
+    console: "Console | None",
+    on_entry: Callable[[JournalEntry], None] | None,
+) -> EvalRun:
     from rich.console import Console
 
     from vlagent.evals.harness import _progress
 
-    if actors < 1:
-        raise VlagentError(f"--workers must be at least 1, got {actors}")
     started = time.perf_counter()
     console = console or Console(stderr=True)
     out = Path(out).expanduser().resolve()
     images = [Path(p).expanduser().resolve() for p in images]
     annotations = Path(annotations).expanduser().resolve() if annotations else None
-    plan = plan_run(query, out, images=list(images), resume=resume)
+    plan = plan_run(query, out, images=list(images), resume=resume, retry_failed=retry_failed)
     entries = plan.entries
     n_actors = max(1, min(actors, len(plan.todo)))
     summary = plan.new_summary(n_actors)

@@ -90,10 +90,10 @@ def decode_batch(batch: dict[str, np.ndarray], root: str, max_pixels: int) -> di
 
 
 def load_encoder(settings: "Settings") -> "ClipEncoder":
-    """The CLIP encoder of an actor (the one model loader when it lands on main)."""
-    from vlagent.models.clip import encoder_from_settings
+    """The CLIP encoder of a worker process, through the one model loader (cached per process)."""
+    from vlagent.models import loader
 
-    return encoder_from_settings(settings)
+    return loader.load("clip", settings)  # type: ignore[no-any-return]
 
 
 class ClipActor:
@@ -168,7 +168,8 @@ def index_with_ray(
         except Exception as exc:  # a RayTaskError wrapping the worker's ModelLoadError
             raise as_user_error(exc, "cannot load the CLIP model on a Ray worker") from None
         index = ImageIndex.open(settings, model_id, dim)
-        summary = new_summary(names, index, annotations)
+        with open_source(root) as source:
+            summary = new_summary(source, index, annotations)
         ctx = DataContext.get_current()
         ctx.execution_options.preserve_order = True  # the first of duplicate files wins, as locally
 

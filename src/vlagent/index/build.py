@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from vlagent.data.annotations import Annotation
+from vlagent.data.annotations import Annotation, split_present
 from vlagent.data.images import ImageSource, load_image
 from vlagent.errors import ImageError
 from vlagent.fileio import content_hash
@@ -64,15 +64,14 @@ def title_lookup(annotations: list[Annotation] | None) -> Callable[[str], str]:
     return lambda name: titles.get(name, by_base.get(Path(name).name, ""))
 
 
-def new_summary(names: list[str], index: ImageIndex, annotations: list[Annotation] | None) -> IndexSummary:
-    """The summary of a run over ``names``, with the annotation rows that name no file."""
-    present = set(names) | {Path(n).name for n in names}
-    wanted = {a.image for a in annotations or []}
+def new_summary(source: ImageSource, index: ImageIndex, annotations: list[Annotation] | None) -> IndexSummary:
+    """The summary of a run over ``source``, with the annotation rows that name no file."""
+    _, missing = split_present(annotations or [], [source])
     return IndexSummary(
-        total=len(names),
+        total=len(source.names()),
         collection=index.name,
         model_id=index.model_id,
-        missing=sorted(a for a in wanted if a not in present and Path(a).name not in present),
+        missing=sorted({a.image for a in missing}),
     )
 
 
@@ -121,7 +120,7 @@ def index_images(
     """Index every image of ``source``; returns counts and the reasons for failures."""
     title_of = title_lookup(annotations)
     names = source.names()
-    summary = new_summary(names, index, annotations)
+    summary = new_summary(source, index, annotations)
     seen: set[str] = set()
 
     def read(name: str) -> Item | Failure:

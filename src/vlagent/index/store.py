@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vlagent.errors import BackendUnavailableError, IndexMismatchError, VlagentError
+from vlagent.errors import BackendUnavailableError, IndexMismatchError, VlagentError, one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from chromadb.api import ClientAPI
@@ -135,7 +135,16 @@ class ImageIndex:
 
     @classmethod
     def open(cls, settings: "Settings", model_id: str, dim: int) -> "ImageIndex":
-        return cls(make_client(settings), settings.dataset, model_id, dim, HnswParams.from_settings(settings))
+        try:
+            return cls(make_client(settings), settings.dataset, model_id, dim, HnswParams.from_settings(settings))
+        except VlagentError:
+            raise
+        except Exception as exc:  # a folder that cannot be created or written, a broken database
+            where = settings.chroma_url or settings.resolved_index_path
+            raise VlagentError(
+                f"the image index at {where} cannot be opened ({one_line(exc)}); "
+                "point VLAGENT_INDEX_PATH at a writable folder"
+            ) from None
 
     def _open(self) -> "Collection":
         existing = self._find(self.name)

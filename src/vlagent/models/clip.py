@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vlagent.errors import ModelLoadError
+from vlagent.errors import ModelLoadError, VlagentError, one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -45,7 +45,7 @@ def _features(out: Any) -> "torch.Tensor":
     return out
 
 
-class _LoadProblem(Exception):
+class _LoadProblem(VlagentError):
     """Why a model could not be loaded; :func:`load_clip_encoder` adds the name and the hint."""
 
 
@@ -129,18 +129,18 @@ class OpenClipEncoder(ClipEncoder):
 
 
 class HFClipEncoder(ClipEncoder):
-    def __init__(self, name: str, device: str, batch_size: int = 32) -> None:
+    def __init__(self, name: str, device: str, batch_size: int = 32, local_files_only: bool = False) -> None:
         from transformers import AutoConfig, AutoModel, AutoProcessor
 
         super().__init__(device, batch_size)
-        config = AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name, local_files_only=local_files_only)
         if config.model_type not in HF_CLIP_TYPES:
             raise _LoadProblem(
                 f"model type {config.model_type!r} is not a CLIP model "
                 f"(expected one of {sorted(HF_CLIP_TYPES)})"
             )
-        self.model = AutoModel.from_pretrained(name).to(device).eval()
-        self.processor = AutoProcessor.from_pretrained(name)
+        self.model = AutoModel.from_pretrained(name, local_files_only=local_files_only).to(device).eval()
+        self.processor = AutoProcessor.from_pretrained(name, local_files_only=local_files_only)
         self.model_id = f"transformers:{name}"
         self.dim = int(getattr(config, "projection_dim", 0)) or int(self._text_batch(["x"]).shape[-1])
 
@@ -226,12 +226,17 @@ def load_clip_encoder(
     backend: str = "auto",
     device: str = "cpu",
     batch_size: int = 32,
+    local_files_only: bool = False,
 ) -> ClipEncoder:
-    """Load a CLIP encoder; any failure becomes one :class:`ModelLoadError` line."""
+    """Load a CLIP encoder (uncached); any failure becomes one :class:`ModelLoadError` line.
+
+    ``local_files_only``: transformers models are read from the local HF cache only (the model
+    loader sets it when the hub is offline or unreachable). Cached loading from settings:
+    :func:`encoder_from_settings`."""
     try:
         family = resolve_backend(name, pretrained, backend)
     except Exception as exc:  # open_clip import problems
-        raise ModelLoadError(f"cannot load CLIP model {name!r}: {exc}") from exc
+        raise ModelLoadError(f"cannot load CLIP model {name!r}: {one_line(exc)}") from exc
     try:
         if _looks_like_path(name) and not Path(name.removeprefix("local-dir:")).expanduser().exists():
             raise _LoadProblem("no such file or directory")
@@ -240,13 +245,11 @@ def load_clip_encoder(
             target = f"local-dir:{folder}" if folder.is_dir() else name  # a folder named by path
             return OpenClipEncoder(target, pretrained, device, batch_size)
         local = Path(name).expanduser()
-        return HFClipEncoder(str(local) if local.exists() else name, device, batch_size)
+        return HFClipEncoder(str(local) if local.exists() else name, device, batch_size, local_files_only)
     except ModelLoadError:
         raise
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if len(reason) > 300:
-            reason = reason[:299].rstrip() + "…"
+        reason = one_line(exc)  # a _LoadProblem is a VlagentError: its text without the type
         raise ModelLoadError(
             f"cannot load CLIP model {name!r} ({family}): {reason}; "
             f"{_load_hint(name, family)}"
@@ -254,55 +257,14 @@ def load_clip_encoder(
 
 
 def encoder_from_settings(settings: "Settings") -> ClipEncoder:
-    return load_clip_encoder(
-        settings.clip_model,
-        settings.clip_pretrained,
-        settings.clip_backend,
-        settings.resolved_device(),
-        settings.clip_batch_size,
-    )
+    """The CLIP encoder of ``settings``, loaded once per process (the model loader's ``clip`` role)."""
+    from vlagent.models import loader
 
-
-def hub_offline(settings: "Settings") -> bool:
-    """True when no model hub may be reached (offline profile or HF_HUB_OFFLINE)."""
-    import os
-
-    flag = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-    return flag or settings.profile == "offline"
+    return loader.load("clip", settings)  # type: ignore[no-any-return]
 
 
 def clip_probe(settings: "Settings") -> str | None:
-    """Why the configured CLIP model cannot be used here (None: try to load it). Loads nothing."""
-    name = settings.clip_model
-    if settings.clip_backend == "none" or name.lower() == "none":
-        return "clip: disabled (VLAGENT_CLIP_BACKEND=none or VLAGENT_CLIP_MODEL=none)"
-    if Path(name).exists() or name.startswith("local-dir:"):
-        return None
-    if settings.clip_pretrained and Path(settings.clip_pretrained).exists():
-        return None
-    if not hub_offline(settings) or _looks_like_open_clip(name):
-        return None
-    from huggingface_hub import try_to_load_from_cache
+    """Why the configured CLIP model cannot be used here (None: it can). Loads nothing."""
+    from vlagent.models import loader
 
-    repo = name.removeprefix("hf-hub:")
-    if repo.startswith(("/", ".", "~")) or repo.count("/") > 1:
-        return f"clip: model path {name!r} does not exist; set VLAGENT_CLIP_MODEL to a local model directory"
-    try:
-        cached = try_to_load_from_cache(repo, "config.json") or try_to_load_from_cache(
-            repo, "open_clip_config.json"
-        )
-    except Exception:  # an invalid repo id
-        cached = None
-    if isinstance(cached, str):
-        return None
-    return (
-        f"clip: model {name!r} is not a local path and not in the Hugging Face cache, and the hub "
-        f"is off-limits here; {_load_hint(name, 'transformers').split('; ', 1)[1]}"
-    )
-
-
-def _looks_like_open_clip(name: str) -> bool:
-    try:
-        return _is_open_clip_name(name)
-    except Exception:  # pragma: no cover
-        return False
+    return loader.status("clip", settings).reason
