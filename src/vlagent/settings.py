@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     ray_encode_actors: int | None = Field(
         None, ge=1, description="CLIP encoder actors (default: one per GPU, else 1)"
     )
+    ray_encode_actor_memory_mb: int = Field(1024, ge=1, description="memory reserved per CLIP encoder actor, MB")
     ray_decode_cpus: float = Field(1.0, gt=0, description="CPUs per image read/decode task")
     ray_eval_actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per eval actor")
 

@@ -49,7 +49,7 @@ def quiet_ray_data() -> None:
     ctx.print_on_execution_start = False
     if not _verbose():
         for name in ("ray", "ray.data", "ray.data._internal"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @contextmanager
@@ -66,7 +66,7 @@ def ray_session(settings: "Settings", address: str | None = None) -> Iterator[An
     common: dict[str, Any] = {
         "include_dashboard": False,
         "log_to_driver": _verbose(),
-        "logging_level": logging.INFO if _verbose() else logging.WARNING,
+        "logging_level": logging.INFO if _verbose() else logging.ERROR,
     }
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not _verbose():  # start-up notices (token auth, usage stats) stay out of the terminal

@@ -17,6 +17,7 @@ bucket). The summary is the local path's :class:`~vlagent.index.build.IndexSumma
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,7 +158,7 @@ def index_with_ray(
     worker_settings = _worker_settings(settings)
     with ray_session(settings, address) as ray:
         import ray.data
-        from ray.data import DataContext
+        from ray.data import ActorPoolStrategy, DataContext
 
         gpus = 1.0 if gpus_available(ray) > 0 else 0.0
         actors = settings.ray_encode_actors or max(1, int(gpus_available(ray)) if gpus else 1)
@@ -205,20 +206,24 @@ def index_with_ray(
 
         # 2-4. decode, encode, upsert the rest
         if fresh:
-            todo = ray.data.from_items(
-                [{"name": i.name, "id": i.id, "title": i.meta["title"]} for i in fresh]
-            )
-            encoded = todo.map_batches(
-                decode_batch, fn_kwargs={"root": root, "max_pixels": settings.max_image_pixels},
-                batch_size=settings.clip_batch_size, num_cpus=settings.ray_decode_cpus, batch_format="numpy",
-            ).map_batches(
-                ClipActor, fn_constructor_kwargs={"settings": worker_settings},
-                batch_size=settings.clip_batch_size, concurrency=actors, num_gpus=gpus,
-                num_cpus=1, batch_format="numpy",
-                # restart an actor that died (its batch is retried); differing remote args also keep
-                # Ray Data from fusing the decode tasks into the actors: decoding stays parallel
-                max_restarts=2,
-            )  # fmt: skip
+            with warnings.catch_warnings():  # max_restarts is passed the old way: Ray warns
+                warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+                todo = ray.data.from_items(
+                    [{"name": i.name, "id": i.id, "title": i.meta["title"]} for i in fresh]
+                )
+                encoded = todo.map_batches(
+                    decode_batch, fn_kwargs={"root": root, "max_pixels": settings.max_image_pixels},
+                    batch_size=settings.clip_batch_size, num_cpus=settings.ray_decode_cpus, batch_format="numpy",
+                ).map_batches(
+                    ClipActor, fn_constructor_kwargs={"settings": worker_settings},
+                    batch_size=settings.clip_batch_size, compute=ActorPoolStrategy(size=actors),
+                    num_gpus=gpus, num_cpus=1, batch_format="numpy",
+                    # the model's memory, reserved per actor; differing resources also keep Ray Data
+                    # from fusing the decode tasks into the actors: decoding stays in parallel tasks
+                    memory=settings.ray_encode_actor_memory_mb * 1024 * 1024,
+                    # a dead actor is not restarted: the run stops, and the next run resumes
+                    max_restarts=0,
+                )  # fmt: skip
             batches = iter(encoded.iter_batches(batch_size=UPSERT_BATCH, batch_format="numpy"))
             try:
                 for batch in batches:
