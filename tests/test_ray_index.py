@@ -109,3 +109,19 @@ def test_index_command_with_engine_ray(ray_local, catalogue, tiny_clip, tmp_path
     assert local.exit_code == 0, local.output
     skipped = next(line for line in local.output.splitlines() if "skipped" in line)
     assert str(len(catalogue.names)) in skipped
+
+
+from test_chroma_server import chroma_server  # noqa: E402,F401 - the module's `chroma run` fixture
+
+
+def test_ray_run_upserts_into_the_chroma_server(ray_local, chroma_server, catalogue, tiny_clip, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_tiny_clip_settings(
+        tiny_clip["chinese_clip"][0], tmp_path / "home", chroma_url=chroma_server, hnsw_m=12, hnsw_search_ef=64
+    )
+    summary = index_with_ray(catalogue.folder, settings)
+    assert (summary.indexed, summary.count) == (len(catalogue.names), len(catalogue.names))
+    assert not (tmp_path / "home" / "index").exists()  # nothing went to the embedded store
+    index = ImageIndex.open(settings, summary.model_id, 16)
+    assert index.count() == len(catalogue.names)
+    hnsw = index.collection.configuration["hnsw"]
+    assert (hnsw["max_neighbors"], hnsw["ef_search"]) == (12, 64)  # the settings reached the server
