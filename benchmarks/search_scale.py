@@ -1,22 +1,28 @@
 """Search at scale: Chroma's HNSW index up to a million 512-d vectors, against exact search.
 
-For each case (``clustered``: product-like embeddings around many tight clusters, the main
-case; ``spread``: wide, overlapping clusters, close to uniform on the sphere, the hard case),
-vectors are inserted in batches through the real path (``ImageIndex.upsert`` into an embedded
-Chroma collection built with the HNSW settings given here). At each checkpoint size it prints
+For each case (``clustered``: 2,000 product groups in a common cone, low intrinsic dimension
+inside a group, like CLIP image embeddings: the main case; ``spread``: 100 wide clouds with
+noise in all directions, close to uniform on the sphere: the hard case), vectors are inserted
+in batches through the real path (``ImageIndex.upsert`` into an embedded Chroma collection
+created from the ``VLAGENT_HNSW_*`` settings given here). At each checkpoint size it prints
 and appends to ``--out`` (JSON lines, so a cut run still leaves its figures):
 
-* insert throughput (vectors/s, cumulative);
-* p50 / p95 latency of one top-10 query through ``ImageIndex.query`` for each search ef;
-* recall@10 against exact search (numpy, computed alongside the inserts: every query's exact
-  top-10 over the vectors inserted so far);
-* resident memory of the process (Chroma runs in-process: its HNSW graph is in this RSS) and
-  the on-disk size of the index.
+* insert throughput (vectors/s, cumulative, upsert calls only);
+* p50 / p95 latency of one top-10 query through ``ImageIndex.query``, for each search ef;
+* recall@10 against exact search (numpy: every query's exact top-10 over the vectors inserted
+  so far, computed chunk by chunk, never holding all vectors);
+* resident memory of the serving process (Chroma runs in-process: its HNSW graph is in that
+  RSS), the inserting process's peak, and the on-disk size.
+
+Inserting and querying run in child processes: Chroma applies a new search ef only to a
+collection it has not loaded yet, so each search ef is measured by a fresh process that opens
+the index through the settings path (as a restarted server would).
 
 Usage::
 
     python benchmarks/search_scale.py --checkpoints 20000,100000 --cases clustered,spread
-    nice -n 15 python benchmarks/search_scale.py --checkpoints 100000,300000,1000000 --out runs/search_scale.jsonl
+    nice -n 15 python benchmarks/search_scale.py --checkpoints 100000,300000,1000000 \
+        --search-ef 64,128,256 --out benchmarks/results/search_scale_1m.jsonl
 """
 
 from __future__ import annotations

@@ -171,8 +171,8 @@ def index_with_ray(
         index = ImageIndex.open(settings, model_id, dim)
         with open_source(root) as source:
             summary = new_summary(source, index, annotations)
-        ctx = DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # the first of duplicate files wins, as locally
+        options = DataContext.get_current().execution_options
+        ordered = options.preserve_order
 
         # 1. hash everything; the driver skips what the index holds
         fresh: list[Item] = []
@@ -182,6 +182,7 @@ def index_with_ray(
             hash_batch, fn_kwargs={"root": root}, batch_size=HASH_BATCH, num_cpus=settings.ray_decode_cpus,
             batch_format="numpy",
         )  # fmt: skip
+        options.preserve_order = True  # in name order: the first of duplicate files wins, as locally
         batches = iter(hashed.iter_batches(batch_size=UPSERT_BATCH, batch_format="numpy"))
         try:
             for batch in batches:
@@ -203,6 +204,7 @@ def index_with_ray(
             raise as_user_error(exc, "hashing the images on Ray failed") from None
         finally:
             _stop(batches)
+            options.preserve_order = ordered
 
         # 2-4. decode, encode, upsert the rest
         if fresh:
