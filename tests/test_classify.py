@@ -233,7 +233,7 @@ def test_eval_cli_rules_only(tmp_path: Any) -> None:
 
 def test_eval_with_fake_llm_counts_sources() -> None:
     items = ce.stratified(SUITE, 2)
-    assert len(items) == 12 and Counter(i.type for i in items) == {t: 2 for t in QuestionType}
+    assert len(items) == 2 * len(QuestionType) and Counter(i.type for i in items) == {t: 2 for t in QuestionType}
     llm = json_model('{"type": "chat", "query": ""}')
     report = ce.evaluate("fake", items, lambda q, imgs: classify(q, imgs, llm))
     assert report.llm_answers + report.fallbacks == len(items)

@@ -101,7 +101,7 @@ def test_index_command_with_engine_ray(ray_local, catalogue, tiny_clip, tmp_path
     monkeypatch.setenv("VLAGENT_HOME", str(home))
     monkeypatch.setenv("VLAGENT_CLIP_BATCH_SIZE", "4")
     monkeypatch.setenv("VLAGENT_DEVICE", "cpu")
-    args = ["index", str(catalogue.zip), "-a", str(catalogue.csv), "--model", tiny_clip["chinese_clip"][0]]
+    args = ["index", str(catalogue.zip), "-a", str(catalogue.csv), "--model", tiny_clip["chinese_clip"][0], "--no-text"]
     result = runner.invoke(app, [*args, "--engine", "ray"])
     assert result.exit_code == 0, result.output
     assert "records in index" in result.output and str(len(catalogue.names)) in result.output

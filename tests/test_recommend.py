@@ -306,6 +306,7 @@ def test_clip_space_encodes_an_image_that_is_not_indexed(
     from vlagent.fileio import content_hash
 
     assert not index.existing([content_hash(outside.read_bytes())])
+    rec.resolver.allow(outside)  # a file the user names (the CLI allows the likes it was given)
     result = rec.recommend([str(outside)], k=3)
     assert result.likes[0].kind == "image" and len(result.items) == 3
     expected = index.query(tiny_clip_encoder.encode_images([Image.open(outside).convert("RGB")]), 3)[0]

@@ -37,7 +37,7 @@ class ToolContext:
     annotations: list[Annotation] = field(default_factory=list)
     auto_index: bool = True
     _shared: dict[str, Any] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)  # shared things build on each other
 
     @classmethod
     def from_settings(

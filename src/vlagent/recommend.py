@@ -213,12 +213,17 @@ class Recommender:
         settings: Settings,
         images: Sequence[str | Path] = (),
         annotations: str | Path | None = None,
+        allow_files: Sequence[str | Path] = (),
         **kwargs: Any,
     ) -> "Recommender":
+        """``images``: the catalogue; ``allow_files``: image files named explicitly (likes and
+        dislikes given as paths); ``settings.image_roots``: more folders images may come from."""
         from vlagent.cache import DiskCache
         from vlagent.data.annotations import read_annotations
 
-        resolver = ImageResolver.from_paths(list(images), settings.max_image_pixels)
+        resolver = ImageResolver.from_paths(
+            list(images), settings.max_image_pixels, files=list(allow_files), roots=list(settings.image_roots)
+        )
         rows = read_annotations(annotations) if annotations else []
         cache = DiskCache(settings.cache_dir / "tools.sqlite")
         ctx = ToolContext(settings=settings, resolver=resolver, cache=cache, annotations=rows)

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     clip_backend: Literal["auto", "open_clip", "transformers", "none"] = "auto"
     clip_batch_size: int = Field(32, ge=1)
 
+    # --- zero-shot categories (vlagent classify --images ... --out categories.csv) ---
+    categories_path: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("categories_path", "VLAGENT_CATEGORIES", "VLAGENT_CATEGORIES_PATH"),
+        description="image,category CSV: a title hint for untitled images (env VLAGENT_CATEGORIES)",
+    )
+
     # --- captioning (BLIP) ---
     caption_backend: Literal["transformers", "none"] = "transformers"
     caption_model: str = "Salesforce/blip-image-captioning-base"
@@ -142,6 +149,9 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     request_timeout: float = Field(120.0, description="seconds per LLM/VLM request")
     max_retries: int = Field(2, description="retries with backoff for LLM/VLM requests")
+    classifier_examples: int = Field(
+        4, ge=0, le=16, description="labelled questions most similar to the incoming one in the classifier prompt (0: none)"
+    )
 
     # --- recommendations (vlagent recommend) ---
     recommend_dislike_weight: float = Field(

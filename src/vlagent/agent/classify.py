@@ -9,6 +9,13 @@
   (``vlagent.prompts``). Structured output goes through :func:`vlagent.llm.structured_llm`
   (grammar for llama.cpp, tool call / json_schema for OpenAI-compatible servers); a chat model
   without tool calling falls back to prompted JSON parsed with ``PydanticOutputParser``.
+* Dynamic few-shot: the user message lists the ``k`` labelled questions most similar to this one
+  (:mod:`vlagent.agent.fewshot`: multilingual-e5, never the holdout split, never the question
+  itself; ``k`` = ``Settings.classifier_examples``), then the question. The system prompt stays
+  a fixed prefix (llama.cpp's prompt cache keeps its KV state). Images are given as a count and
+  their base names, never file-system paths.
+* ``reply_cache`` (a :class:`vlagent.cache.DiskCache`): the LLM's decision keyed by the model and
+  the exact prompt (the classifier eval re-runs unchanged prompts for free).
 * Fallback to the rules (``source="rules"``, ``error`` = one line saying why) when ``llm`` is
   None, raises (unreachable server, parse or schema error, a type outside the enum), returns
   nothing, or takes longer than ``timeout`` seconds.
@@ -20,11 +27,22 @@
   3. retrieve with a query that is not in the question (paraphrased/translated by the model)
      → the rules' query when they found one that is;
   4. any other type → query "".
+  5. images attached, the LLM says retrieve or chat, and the rules see no retrieval or chat
+     wording (their type is neither) → the rules decide;
+  6. two or more images and comparison wording, the rules say compare, the LLM says otherwise
+     → compare;
+  7. an image, label-reading wording (the rules say ocr: 吊牌/标签/label/tag, 写的/印的/say/read)
+     and the LLM says vqa or describe → ocr (the offline 1.5B LLM's commonest slip);
+  8. compare with fewer than two images and no comparison wording → the rules decide;
+  9. retrieve with no image for a question that asks something (?, 吗, 怎么, how, what …) where
+     the rules see no retrieval wording (they say chat) → chat: advice is not a title.
+  Guards 1-6 were written before measuring; 7-9 after the first holdout run (see evals/README).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import logging
 import re
 from functools import lru_cache
@@ -37,8 +55,11 @@ from langchain_core.output_parsers import PydanticOutputParser
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel, Field, ValidationError
 
-from vlagent.agent.rules import _VISUAL_REF, classify_rules, clean_query, detect_language, merge_images
+from vlagent.agent.fewshot import Example, FewShotSelector, default_selector
+from vlagent.agent.rules import _COMPARE, _VISUAL_REF, classify_rules, clean_query, detect_language, merge_images
 from vlagent.agent.types import Classification, ClassifierResult, QuestionType
+from vlagent.cache import DiskCache
+from vlagent.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +70,7 @@ class LLMDecision(BaseModel):
     """What the LLM is asked for (language and images are decided without it)."""
 
     type: QuestionType = Field(
-        description="retrieve | describe | vqa | ocr | compare | chat (see the system prompt)"
+        description="retrieve | recommend | describe | vqa | ocr | compare | chat (see the system prompt)"
     )
     query: str = Field("", description="for retrieve: the product title to search for, copied from the question; else empty")
 
@@ -59,9 +80,45 @@ def system_prompt() -> str:
     return resources.files("vlagent.prompts").joinpath("classify.txt").read_text("utf-8").strip()
 
 
-def build_messages(question: str, images: list[str]) -> list[BaseMessage]:
-    names = ", ".join(images) if images else "none"
-    return [SystemMessage(system_prompt()), HumanMessage(f"Q: {question.strip()} images: {names}")]
+def base_name(name: str) -> str:
+    """``/data/catalogue/abc.jpg`` → ``abc.jpg`` (POSIX or Windows separators)."""
+    return re.split(r"[\\/]", name.strip())[-1]
+
+
+def describe_images(images: list[str]) -> str:
+    """``none`` / ``1 (abc.jpg)`` / ``2 (a.jpg, b.jpg)``: base names only, never paths."""
+    if not images:
+        return "none"
+    return f"{len(images)} ({', '.join(base_name(i) for i in images)})"
+
+
+def _example_line(ex: Example) -> str:
+    label = ex.type.value + (f", query: {ex.query}" if ex.type is QuestionType.retrieve and ex.query else "")
+    return f"Q: {ex.question.strip()} images: {len(ex.images) or 'none'} -> {label}"
+
+
+def build_messages(question: str, images: list[str], examples: list[Example] | None = None) -> list[BaseMessage]:
+    lines = []
+    if examples:
+        lines = ["Similar labelled questions:", *(_example_line(e) for e in examples), ""]
+    lines.append(f"Q: {question.strip()} images: {describe_images(images)}")
+    return [SystemMessage(system_prompt()), HumanMessage("\n".join(lines))]
+
+
+def examples_for(question: str, fewshot: "FewShotSelector | bool", k: int | None) -> list[Example]:
+    """The dynamic examples for ``question`` (``fewshot=True``: the shipped suite's selector)."""
+    selector = default_selector() if fewshot is True else (fewshot or None)
+    if selector is None:
+        return []
+    return selector.select(question, settings_k() if k is None else k)
+
+
+@lru_cache(maxsize=1)
+def settings_k() -> int:
+    """``Settings.classifier_examples``, read once per process."""
+    from vlagent.settings import Settings
+
+    return Settings().classifier_examples
 
 
 def structured_classifier(llm: BaseChatModel) -> Runnable[Any, Any]:
@@ -75,14 +132,22 @@ def structured_classifier(llm: BaseChatModel) -> Runnable[Any, Any]:
         return llm | parser
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:300]
+def _model_key(llm: BaseChatModel) -> str:
+    params = getattr(llm, "_identifying_params", {}) or {}
+    return f"{type(llm).__name__}:{sorted((str(k), str(v)) for k, v in dict(params).items())}"
 
 
-def _ask(llm: BaseChatModel, question: str, images: list[str], timeout: float | None) -> LLMDecision:
+def _ask(
+    llm: BaseChatModel, messages: list[BaseMessage], timeout: float | None, reply_cache: DiskCache | None = None
+) -> LLMDecision:
+    key = ""
+    if reply_cache is not None:
+        prompt = "\n".join(f"{m.type}: {m.content}" for m in messages)
+        key = DiskCache.key("classify", _model_key(llm), hashlib.sha256(prompt.encode()).hexdigest())
+        hit = reply_cache.get(key)
+        if hit is not None:
+            return LLMDecision.model_validate(hit)
     runnable = structured_classifier(llm)
-    messages = build_messages(question, images)
     if timeout is None:
         out = runnable.invoke(messages)
     else:
@@ -95,11 +160,12 @@ def _ask(llm: BaseChatModel, question: str, images: list[str], timeout: float | 
             pool.shutdown(wait=False, cancel_futures=True)
     if out is None:
         raise ValueError("the LLM returned no structured output")
-    if isinstance(out, LLMDecision):
-        return out
-    if isinstance(out, BaseModel):
+    if isinstance(out, BaseModel) and not isinstance(out, LLMDecision):
         out = out.model_dump()
-    return LLMDecision.model_validate(out)
+    decision = out if isinstance(out, LLMDecision) else LLMDecision.model_validate(out)
+    if reply_cache is not None:
+        reply_cache.put(key, decision.model_dump(mode="json"))
+    return decision
 
 
 def _norm(text: str) -> str:
@@ -116,6 +182,30 @@ def _reconcile(question: str, decision: LLMDecision, rules: Classification, imag
             source="rules",
             error=f"llm said {decision.type.value} but there is no image; rules chose {rules.type.value}",
         )
+    no_image_types = (QuestionType.retrieve, QuestionType.chat)
+    if images and decision.type in no_image_types and rules.type not in no_image_types:
+        return ClassifierResult(
+            classification=rules,
+            source="rules",
+            error=(
+                f"llm said {decision.type.value} for a question with an image and no "
+                f"{decision.type.value} wording; rules chose {rules.type.value}"
+            ),
+        )
+    if (
+        len(images) >= 2
+        and decision.type is not QuestionType.compare
+        and rules.type is QuestionType.compare
+        and _COMPARE.search(question)
+    ):
+        return ClassifierResult(
+            classification=rules,
+            source="rules",
+            error=f"llm said {decision.type.value} for {len(images)} images with comparison wording; compare",
+        )
+    why = _referee(question, decision, rules, images)
+    if why:
+        return ClassifierResult(classification=rules, source="rules", error=why)
     query = ""
     if decision.type is QuestionType.retrieve:
         query = clean_query(decision.query)
@@ -129,22 +219,47 @@ def _reconcile(question: str, decision: LLMDecision, rules: Classification, imag
     return ClassifierResult(classification=classification, source="llm")
 
 
+_ASKS = re.compile(
+    r"[?？]|吗|呢|怎么|什么|如何|为什么|能不能|可不可以|\b(?:how|what|why|when|can|could|should|do|does|is|are)\b",
+    re.IGNORECASE,
+)
+
+
+def _referee(question: str, decision: LLMDecision, rules: Classification, images: list[str]) -> str | None:
+    """Why the rules overrule this LLM decision (guards 7-9 of the module docstring), or None."""
+    said = decision.type
+    if images and said in (QuestionType.vqa, QuestionType.describe) and rules.type is QuestionType.ocr:
+        return f"llm said {said.value} for a label-reading question; rules chose ocr"
+    if said is QuestionType.compare and len(images) < 2 and not _COMPARE.search(question):
+        return f"llm said compare for {len(images)} image(s) and no comparison wording; rules chose {rules.type.value}"
+    if said is QuestionType.retrieve and not images and rules.type is QuestionType.chat and _ASKS.search(question):
+        return "llm said retrieve for a question with no image and no retrieval wording; rules chose chat"
+    return None
+
+
 def classify(
     question: str,
     images: list[str] | None,
     llm: BaseChatModel | None,
     *,
     timeout: float | None = None,
+    fewshot: FewShotSelector | bool = True,
+    k: int | None = None,
+    reply_cache: DiskCache | None = None,
 ) -> ClassifierResult:
-    """Classify one question: the LLM decides, the rules step in (see the module docstring)."""
+    """Classify one question: the LLM decides, the rules step in (see the module docstring).
+
+    ``fewshot``: True for the shipped suite's example selector, False for none, or a
+    :class:`FewShotSelector`; ``k`` examples (default ``Settings.classifier_examples``)."""
     imgs = merge_images(list(images or []), question)
     rules = classify_rules(question, imgs)
     if llm is None:
         return ClassifierResult(classification=rules, source="rules", error="no LLM configured")
     try:
-        decision = _ask(llm, question, imgs, timeout)
+        messages = build_messages(question, imgs, examples_for(question, fewshot, k))
+        decision = _ask(llm, messages, timeout, reply_cache)
     except (Exception, TimeoutError) as exc:  # noqa: BLE001 - any LLM failure → rules
-        reason = _one_line(exc)
+        reason = one_line(exc)
         if isinstance(exc, ValidationError):
             reason = f"invalid LLM output: {reason}"
         log.info("classifier falls back to rules: %s", reason)
@@ -152,4 +267,4 @@ def classify(
     return _reconcile(question, decision, rules, imgs)
 
 
-__all__ = ["LLMDecision", "build_messages", "classify", "classify_rules", "structured_classifier", "system_prompt"]
+__all__ = ["LLMDecision", "build_messages", "describe_images", "examples_for", "classify", "classify_rules", "structured_classifier", "system_prompt"]

@@ -2,6 +2,10 @@
 
 ``classify_rules(question, images)`` decides in this order (first match wins):
 
+0. **recommend** — a request for suggestions from the catalogue, from liked / disliked images or
+   text: "推荐几款类似的", "根据这张图推荐一款相配的地毯", "我喜欢…不喜欢…", "show me more like this",
+   "recommend something similar", "suggest …" (not a "请匹配到与 <标题> 最相关的图片" title search,
+   not "尺码推荐" shop service).
 1. **retrieve** — a search request: "请匹配到与 <标题> 最相关的图片", "找出/检索/搜索 … 的图片",
    "帮我找一条 …" (no image), "find the image that best matches …", "which picture shows …",
    "show me pictures of …". ``query`` is the title/description (quotes and punctuation
@@ -145,7 +149,20 @@ _SELF_REF = re.compile(
     r"(?:this|the|that)\s+(?:one|image|picture|photo|product|item)",
     re.IGNORECASE,
 )
+#: "请匹配到与 <标题> 最相关的图片": a title search even when the title contains 推荐 / recommend
+_TITLE_SEARCH = _RETRIEVE_PATTERNS[0]
 _SIMILAR_VERB = re.compile(r"找|搜|检索|推荐|\bfind\b|\bsearch\b|\bshow\b|\bretrieve\b", re.IGNORECASE)
+
+#: recommendation wording: suggestions from the catalogue, from likes / dislikes (images or text)
+_RECOMMEND = re.compile(
+    r"推荐|推介|还有(?:没有)?(?:别的|其他|其它|更多|类似)|更多(?:类似|相似|同类|这样)|再来(?:几|一)|"
+    r"类似的(?:还有|款式有|商品有)|(?:我|比较)喜欢.{0,20}(?:不喜欢|不要|别)|不喜欢.{0,20}(?:换|推|找|来)|猜我喜欢|"
+    r"\brecommend|\bsuggest|\bmore (?:like|items like|products like) (?:this|these|that|it)\b|"
+    r"\b(?:anything|something|items?|products?) (?:similar|like (?:this|these|that))\b|"
+    r"\bI (?:like|love|prefer)\b.{0,60}\b(?:don't|do not|dislike|hate|not)\b|\bwhat (?:else )?would go (?:well )?with\b|"
+    r"\b(?:goes|go|pair|match) (?:well )?with (?:this|these|it)\b",
+    re.IGNORECASE,
+)
 
 _SERVICE = re.compile(
     r"退货|退款|退换|换货|发货|快递|物流|运费|包邮|优惠|优惠券|折扣|打折|满减|客服|订单|付款|支付|会员|积分|保修|售后|"
@@ -264,6 +281,9 @@ def classify_rules(question: str, images: list[str] | None = None) -> Classifica
     def result(qtype: QuestionType, query: str = "") -> Classification:
         lang_text = text.replace(query, " ") if query else text
         return Classification(type=qtype, language=detect_language(lang_text), query=query, images=imgs)
+
+    if _RECOMMEND.search(text) and not _SERVICE.search(text) and not _TITLE_SEARCH.search(text):
+        return result(QuestionType.recommend)
 
     query = retrieval_query(text, imgs)
     if query is not None:

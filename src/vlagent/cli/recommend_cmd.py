@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import logging
 from collections.abc import Callable
 from typing import Annotated, Optional
@@ -72,8 +74,9 @@ def recommend(
             task = bar.add_task("indexing the catalogue", total=total)
             return lambda n: bar.advance(task, n)
 
+        named_files = [x for x in [*likes, *(dislike or [])] if Path(x).expanduser().is_file()]  # the user named them
         recommender = Recommender.from_paths(
-            settings, list(catalogue or []), annotations, index_progress=index_progress
+            settings, list(catalogue or []), annotations, allow_files=named_files, index_progress=index_progress
         )
         result = recommender.recommend(likes, list(dislike or []), k)
     if as_json:

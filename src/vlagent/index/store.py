@@ -254,6 +254,9 @@ def other_models(client: "ClientAPI", dataset: str, model_id: str) -> list[str]:
     found = []
     for col in client.list_collections():
         meta = col.metadata or {}
+        other = str(meta.get("model_id"))
+        if other.startswith("image-text/"):  # the image-text index (vlagent.index.text_index)
+            continue
         if meta.get("dataset") == dataset and meta.get("model_id") != model_id:
             found.append(str(meta.get("model_id")))
     return found

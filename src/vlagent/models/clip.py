@@ -148,14 +148,18 @@ class HFClipEncoder(ClipEncoder):
         inputs = self.processor(images=list(images), return_tensors="pt").to(self.device)
         return _features(self.model.get_image_features(pixel_values=inputs["pixel_values"]))
 
+    def tokenize(self, texts: Sequence[str]) -> Any:
+        """The text tower's inputs, truncated to its context (search and fine-tuning share this)."""
+        tok = self.processor.tokenizer
+        max_len = min(int(getattr(tok, "model_max_length", 77) or 77), 512)
+        return tok(
+            list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+        ).to(self.device)
+
     def _text_batch(self, texts: Sequence[str]) -> "torch.Tensor":
         import torch
 
-        tok = self.processor.tokenizer
-        max_len = min(int(getattr(tok, "model_max_length", 77) or 77), 512)
-        inputs = tok(
-            list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt"
-        ).to(self.device)
+        inputs = self.tokenize(texts)
         with torch.inference_mode():
             return _features(self.model.get_text_features(**inputs))
 

