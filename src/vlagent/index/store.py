@@ -40,7 +40,7 @@ class HnswParams(BaseModel):
 
     space: Literal["cosine", "ip", "l2"] = "cosine"
     construction_ef: int = Field(100, ge=1)
-    search_ef: int = Field(128, ge=1)
+    search_ef: int = Field(256, ge=1)
     m: int = Field(16, ge=2)
 
     @classmethod
