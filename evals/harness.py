@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -47,7 +48,15 @@ from vlagent.data.queries import QueryFile, QueryItem, read_queries, write_queri
 from vlagent.data.resolver import ImageResolver
 from vlagent.errors import DataError, ImageError, one_line
 
-from vlagent.evals.journal import Journal, JournalEntry, RankedImage, item_key, journal_path, load_journal
+from vlagent.evals.journal import (
+    Journal,
+    JournalEntry,
+    RankedImage,
+    item_key,
+    journal_files,
+    journal_path,
+    load_journals,
+)
 from vlagent.evals.lock import OutputLock
 
 log = logging.getLogger(__name__)
@@ -213,6 +222,103 @@ def _fresh_journal(path: Path) -> None:
         log.warning("moved the previous journal to %s (use --resume to continue a run)", backup)
 
 
+@dataclass
+class RunPlan:
+    """What a run over ``query`` has to do: the valid items, the answers the journal already
+    holds (resume), the items left to answer. Shared by the local and the distributed runs."""
+
+    query: Path
+    out: Path
+    journal: Path
+    queries: QueryFile
+    valid: dict[int, QueryItem]
+    invalid: list[Problem]
+    warnings: list[Problem]
+    keys: dict[int, str]
+    duplicate_of: dict[int, int]
+    entries: dict[int, JournalEntry]
+    todo: list[int]
+
+    @property
+    def unique(self) -> int:
+        """Valid items that are not duplicates of an earlier one."""
+        return len(self.valid) - len(self.duplicate_of)
+
+    def new_summary(self, workers: int) -> EvalSummary:
+        return EvalSummary(
+            query=str(self.query), out=str(self.out), journal=str(self.journal), total=len(self.queries.raw),
+            invalid=self.invalid, warnings=self.warnings, workers=workers,
+            reused=sum(e.status == "ok" for e in self.entries.values()),  # answers; kept failures count as failed
+        )  # fmt: skip
+
+
+def plan_run(
+    query: str | Path, out: str | Path, *, images: list[str | Path] | None, resume: bool, retry_failed: bool = False
+) -> RunPlan:
+    """Read and check ``query``; with ``resume`` take the outcomes in the run's journals (its
+    journal and the shards of distributed runs; failed ones too unless ``retry_failed``), else
+    set the old journals aside."""
+    out = Path(out)
+    queries = read_queries(query)
+    jpath = journal_path(out)
+    with ExitStack() as stack:
+        valid, invalid, warnings = check_items(queries, _open_sources(images, stack))
+
+    keys = {i: item_key(item) for i, item in valid.items()}
+    first_of: dict[str, int] = {}
+    duplicate_of: dict[int, int] = {}
+    for i in sorted(valid):
+        if keys[i] in first_of:
+            duplicate_of[i] = first_of[keys[i]]
+        else:
+            first_of[keys[i]] = i
+
+    if resume:
+        previous = load_journals(journal_files(out))
+    else:
+        for path in journal_files(out):
+            _fresh_journal(path)
+        previous = {}
+    entries: dict[int, JournalEntry] = {}
+    todo: list[int] = []
+    for i in sorted(first_of.values()):
+        old = previous.get(i)
+        if old is not None and old.key == keys[i] and (old.status == "ok" or not retry_failed):
+            entries[i] = old
+        else:
+            todo.append(i)
+    return RunPlan(
+        query=Path(query), out=out, journal=jpath, queries=queries, valid=valid, invalid=invalid,
+        warnings=warnings, keys=keys, duplicate_of=duplicate_of, entries=entries, todo=todo,
+    )  # fmt: skip
+
+
+def finish_run(plan: RunPlan, entries: dict[int, JournalEntry], summary: EvalSummary, started: float) -> EvalRun:
+    """Copy answers to duplicates, fill the summary, write the output atomically."""
+    for dup, orig in plan.duplicate_of.items():
+        if orig in entries:
+            entries[dup] = entries[orig].model_copy(update={"index": dup})
+    summary.duplicates = sum(1 for d in plan.duplicate_of if d in entries)
+    summary.computed = len(plan.todo)
+    fills: dict[int, dict[str, str]] = {}
+    types: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for i, entry in sorted(entries.items()):
+        if entry.status == "ok":
+            fills[i] = entry.fill
+            types[entry.type or "?"] += 1
+            summary.tool_errors += len(entry.tool_errors)
+            reasons.update(entry.tool_errors)
+        else:
+            summary.failed.append(Problem(index=i, message=entry.error or "failed"))
+    summary.tool_error_reasons = dict(reasons.most_common(10))
+    summary.answered = len(fills)
+    summary.by_type = dict(sorted(types.items()))
+    write_queries(plan.out, plan.queries.raw, fills)
+    summary.elapsed_s = time.perf_counter() - started
+    return EvalRun(summary=summary, entries=entries)
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -263,40 +369,9 @@ def _run_eval(
     started = time.perf_counter()
     console = console or Console(stderr=True)
     out = Path(out)
-    queries = read_queries(query)
-    jpath = journal_path(out)
-    with ExitStack() as stack:
-        valid, invalid, warnings = check_items(queries, _open_sources(images, stack))
-
-    keys = {i: item_key(item) for i, item in valid.items()}
-    first_of: dict[str, int] = {}
-    duplicate_of: dict[int, int] = {}
-    for i in sorted(valid):
-        if keys[i] in first_of:
-            duplicate_of[i] = first_of[keys[i]]
-        else:
-            first_of[keys[i]] = i
-
-    if resume:
-        previous = load_journal(jpath)
-    else:
-        _fresh_journal(jpath)
-        previous = {}
-    entries: dict[int, JournalEntry] = {}
-    todo: list[int] = []
-    for i in sorted(first_of.values()):
-        old = previous.get(i)
-        if old is not None and old.key == keys[i] and (old.status == "ok" or not retry_failed):
-            entries[i] = old
-        else:
-            todo.append(i)
-    reused = len(entries)  # answers and kept failures
-
-    summary = EvalSummary(
-        query=str(query), out=str(out), journal=str(jpath), total=len(queries.raw),
-        invalid=invalid, warnings=warnings, workers=workers,
-        reused=sum(e.status == "ok" for e in entries.values()),
-    )  # fmt: skip
+    plan = plan_run(query, out, images=images, resume=resume, retry_failed=retry_failed)
+    valid, keys, entries, todo = plan.valid, plan.keys, plan.entries, plan.todo
+    summary = plan.new_summary(workers)
 
     prepare = getattr(agent, "prepare", None)
     if todo and callable(prepare):
@@ -306,9 +381,9 @@ def _run_eval(
             log.warning("agent.prepare failed (%s); answering without it", one_line(exc))
 
     with ExitStack() as stack:
-        journal = stack.enter_context(Journal(jpath))
+        journal = stack.enter_context(Journal(plan.journal))
         bar = stack.enter_context(_progress(console)) if progress else None
-        task = bar.add_task("eval", total=len(first_of), completed=reused, status="") if bar else None
+        task = bar.add_task("eval", total=plan.unique, completed=summary.reused, status="") if bar else None
         failed = 0
 
         def run_one(i: int) -> JournalEntry:
@@ -340,28 +415,7 @@ def _run_eval(
                 raise
             pool.shutdown(wait=True)
 
-    for dup, orig in duplicate_of.items():
-        if orig in entries:
-            entries[dup] = entries[orig].model_copy(update={"index": dup})
-    summary.duplicates = sum(1 for d in duplicate_of if d in entries)
-    summary.computed = len(todo)
-    fills: dict[int, dict[str, str]] = {}
-    types: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    for i, entry in sorted(entries.items()):
-        if entry.status == "ok":
-            fills[i] = entry.fill
-            types[entry.type or "?"] += 1
-            summary.tool_errors += len(entry.tool_errors)
-            reasons.update(entry.tool_errors)
-        else:
-            summary.failed.append(Problem(index=i, message=entry.error or "failed"))
-    summary.tool_error_reasons = dict(reasons.most_common(10))
-    summary.answered = len(fills)
-    summary.by_type = dict(sorted(types.items()))
-    write_queries(out, queries.raw, fills)
-    summary.elapsed_s = time.perf_counter() - started
-    return EvalRun(summary=summary, entries=entries)
+    return finish_run(plan, entries, summary, started)
 
 
 def print_summary(summary: EvalSummary, console: Console, *, limit: int = 20) -> None:

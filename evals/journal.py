@@ -30,6 +30,23 @@ def journal_path(out: str | Path) -> Path:
     return out.with_name(out.name + JOURNAL_SUFFIX)
 
 
+def shard_journal_path(out: str | Path, shard: int) -> Path:
+    """The journal shard ``shard`` of a distributed run writes: ``answers.json.journal.shard-3.jsonl``."""
+    out = Path(out)
+    return out.with_name(f"{out.name}.journal.shard-{shard}.jsonl")
+
+
+def journal_files(out: str | Path) -> list[Path]:
+    """The run's journal and the shard journals of distributed runs that exist, main one first."""
+    out = Path(out)
+    shards = sorted(out.parent.glob(f"{glob_escape(out.name)}.journal.shard-*.jsonl"))
+    return [journal_path(out), *shards]
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 def item_key(item: QueryItem) -> str:
     """What the answer depends on: the question text and the image names, hashed."""
     payload = json.dumps(
@@ -104,10 +121,12 @@ class Journal:
         self.close()
 
 
-def load_journal(path: str | Path) -> dict[int, JournalEntry]:
-    """The latest entry per item index; unreadable (torn) lines are skipped."""
+def load_journal(path: str | Path, entries: dict[int, JournalEntry] | None = None) -> dict[int, JournalEntry]:
+    """The latest entry per item index; unreadable (torn) lines are skipped.
+
+    ``entries``: merge into these (the entries of other journal files of the same run)."""
     path = Path(path)
-    entries: dict[int, JournalEntry] = {}
+    entries = {} if entries is None else entries
     if not path.is_file():
         return entries
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -124,4 +143,12 @@ def load_journal(path: str | Path) -> dict[int, JournalEntry]:
             if previous is not None and previous.status == "ok" and entry.status == "failed" and previous.key == entry.key:
                 continue
             entries[entry.index] = entry
+    return entries
+
+
+def load_journals(paths: list[Path]) -> dict[int, JournalEntry]:
+    """:func:`load_journal` over several files (a run's journal and its shards)."""
+    entries: dict[int, JournalEntry] = {}
+    for path in paths:
+        load_journal(path, entries)
     return entries

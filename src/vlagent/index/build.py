@@ -43,7 +43,9 @@ class IndexSummary(BaseModel):
 
 
 @dataclass
-class _Item:
+class Item:
+    """One image read and hashed: its id (content hash), metadata and bytes (empty when not kept)."""
+
     name: str
     id: str
     meta: dict[str, Any]
@@ -53,6 +55,55 @@ class _Item:
 def _batches(names: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(names), size):
         yield names[start : start + size]
+
+
+def title_lookup(annotations: list[Annotation] | None) -> Callable[[str], str]:
+    """The annotated title of an image name (matched by path, else by file name)."""
+    titles = {a.image: a.title for a in annotations or []}
+    by_base = {Path(a.image).name: a.title for a in annotations or []}
+    return lambda name: titles.get(name, by_base.get(Path(name).name, ""))
+
+
+def new_summary(source: ImageSource, index: ImageIndex, annotations: list[Annotation] | None) -> IndexSummary:
+    """The summary of a run over ``source``, with the annotation rows that name no file."""
+    _, missing = split_present(annotations or [], [source])
+    return IndexSummary(
+        total=len(source.names()),
+        collection=index.name,
+        model_id=index.model_id,
+        missing=sorted({a.image for a in missing}),
+    )
+
+
+def read_item(source: ImageSource, name: str, title: str) -> Item | Failure:
+    """Read one image's bytes and hash them (nothing decoded)."""
+    try:
+        data = source.read_bytes(name)
+    except (OSError, ImageError) as exc:
+        return Failure(image=name, reason=str(exc))
+    if not data:
+        return Failure(image=name, reason=f"{name}: the file is empty")
+    meta = {"file": name, "title": title, "source": str(source.root)}
+    return Item(name=name, id=content_hash(data), meta=meta, data=data)
+
+
+def split_known(index: ImageIndex, items: list[Item], summary: IndexSummary) -> list[Item]:
+    """The items the index lacks. Unchanged ones are counted as skipped; a changed title or file
+    name is refreshed in place (counted as updated), without decoding anything."""
+    existing = index.existing([i.id for i in items])
+    fresh, stale = [], []
+    for item in items:
+        old = existing.get(item.id)
+        if old is None:
+            fresh.append(item)
+        elif old.get("title") != item.meta["title"] or old.get("file") != item.meta["file"]:
+            stale.append(item)
+        else:
+            summary.skipped += 1
+    if stale:
+        index.update_metadata([i.id for i in stale], [i.meta for i in stale])
+        summary.updated += len(stale)
+    return fresh
 
 
 def index_images(
@@ -67,40 +118,24 @@ def index_images(
     progress: Callable[[int], None] | None = None,
 ) -> IndexSummary:
     """Index every image of ``source``; returns counts and the reasons for failures."""
-    titles = {a.image: a.title for a in annotations or []}
-    by_base = {Path(a.image).name: a.title for a in annotations or []}
+    title_of = title_lookup(annotations)
     names = source.names()
-    _, missing = split_present(annotations or [], [source])
-    summary = IndexSummary(
-        total=len(names),
-        collection=index.name,
-        model_id=index.model_id,
-        missing=sorted({a.image for a in missing}),
-    )
+    summary = new_summary(source, index, annotations)
     seen: set[str] = set()
-    source_name = str(source.root)
 
-    def read(name: str) -> _Item | Failure:
-        try:
-            data = source.read_bytes(name)
-        except (OSError, ImageError) as exc:
-            return Failure(image=name, reason=str(exc))
-        if not data:
-            return Failure(image=name, reason=f"{name}: the file is empty")
-        title = titles.get(name, by_base.get(Path(name).name, ""))
-        meta = {"file": name, "title": title, "source": source_name}
-        return _Item(name=name, id=content_hash(data), meta=meta, data=data)
+    def read(name: str) -> Item | Failure:
+        return read_item(source, name, title_of(name))
 
-    def decode(item: _Item) -> Any:
+    def decode(item: Item) -> Any:
         try:
             return load_image(item.data, item.name, max_pixels)
         except ImageError as exc:
             return Failure(image=item.name, reason=str(exc))
 
     with ThreadPoolExecutor(max_workers=max(1, decode_workers)) as pool:
-        pending: tuple[list[_Item], list[Any]] | None = None
+        pending: tuple[list[Item], list[Any]] | None = None
 
-        def flush(batch: tuple[list[_Item], list[Any]]) -> None:
+        def flush(batch: tuple[list[Item], list[Any]]) -> None:
             items, futures = batch
             good, images = [], []
             for item, fut in zip(items, futures):
@@ -119,7 +154,7 @@ def index_images(
 
         for chunk in _batches(names, batch_size):
             read_items = list(pool.map(read, chunk))
-            items: list[_Item] = []
+            items: list[Item] = []
             for r in read_items:
                 if isinstance(r, Failure):
                     summary.failed.append(r)
@@ -128,19 +163,7 @@ def index_images(
                 else:
                     seen.add(r.id)
                     items.append(r)
-            existing = index.existing([i.id for i in items])
-            fresh, stale = [], []
-            for item in items:
-                old = existing.get(item.id)
-                if old is None:
-                    fresh.append(item)
-                elif old.get("title") != item.meta["title"] or old.get("file") != item.meta["file"]:
-                    stale.append(item)
-                else:
-                    summary.skipped += 1
-            if stale:
-                index.update_metadata([i.id for i in stale], [i.meta for i in stale])
-                summary.updated += len(stale)
+            fresh = split_known(index, items, summary)
             skipped_now = len(chunk) - len(fresh)
             if progress and skipped_now:
                 progress(skipped_now)

@@ -6,18 +6,22 @@
   collection's metadata records the model id and the embedding size, and opening it with
   another model is refused (:class:`IndexMismatchError`).
 * Record ids are the image's content hash, so re-indexing is an idempotent ``upsert``.
+* The HNSW graph's parameters come from settings (``VLAGENT_HNSW_*``): space, construction ef
+  and M are fixed when the collection is created; search ef is applied to an existing
+  collection when it differs (Chroma allows changing it after creation).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from vlagent.errors import BackendUnavailableError, IndexMismatchError, VlagentError, one_line
 
@@ -26,6 +30,48 @@ if TYPE_CHECKING:  # pragma: no cover
     from chromadb.api.models.Collection import Collection
 
     from vlagent.settings import Settings
+
+
+log = logging.getLogger(__name__)
+
+
+class HnswParams(BaseModel):
+    """Chroma's HNSW index parameters (``VLAGENT_HNSW_*``)."""
+
+    space: Literal["cosine", "ip", "l2"] = "cosine"
+    construction_ef: int = Field(100, ge=1)
+    search_ef: int = Field(256, ge=1)
+    m: int = Field(16, ge=2)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "HnswParams":
+        return cls(
+            space=settings.hnsw_space,
+            construction_ef=settings.hnsw_construction_ef,
+            search_ef=settings.hnsw_search_ef,
+            m=settings.hnsw_m,
+        )
+
+    def configuration(self) -> dict[str, Any]:
+        """Chroma >= 1.0 collection configuration."""
+        return {
+            "hnsw": {
+                "space": self.space,
+                "ef_construction": self.construction_ef,
+                "ef_search": self.search_ef,
+                "max_neighbors": self.m,
+            }
+        }
+
+    def score(self, distance: float) -> float:
+        """Cosine similarity from Chroma's distance (vectors are L2-normalised)."""
+        return 1.0 - distance / 2.0 if self.space == "l2" else 1.0 - distance
+
+
+def _current_hnsw(collection: "Collection") -> dict[str, Any]:
+    config = getattr(collection, "configuration", None) or {}
+    hnsw = config.get("hnsw") if isinstance(config, dict) else None
+    return dict(hnsw or {})
 
 
 class SearchHit(BaseModel):
@@ -82,18 +128,21 @@ def collection_name(dataset: str, model_id: str) -> str:
 class ImageIndex:
     """One Chroma collection of image embeddings built by one CLIP model."""
 
-    def __init__(self, client: "ClientAPI", dataset: str, model_id: str, dim: int) -> None:
+    def __init__(
+        self, client: "ClientAPI", dataset: str, model_id: str, dim: int, hnsw: HnswParams | None = None
+    ) -> None:
         self.client = client
         self.dataset = dataset
         self.model_id = model_id
         self.dim = dim
+        self.hnsw = hnsw or HnswParams()
         self.name = collection_name(dataset, model_id)
         self.collection = self._open()
 
     @classmethod
     def open(cls, settings: "Settings", model_id: str, dim: int) -> "ImageIndex":
         try:
-            return cls(make_client(settings), settings.dataset, model_id, dim)
+            return cls(make_client(settings), settings.dataset, model_id, dim, HnswParams.from_settings(settings))
         except VlagentError:
             raise
         except Exception as exc:  # a folder that cannot be created or written, a broken database
@@ -113,17 +162,31 @@ class ImageIndex:
                     f"(dim {meta.get('dim')}), not {self.model_id!r} (dim {self.dim}); "
                     "embeddings of two models are never mixed: use another dataset name"
                 )
+            self._adopt_hnsw(existing)
             return existing
         return self.client.create_collection(
             self.name,
-            metadata={
-                "hnsw:space": "cosine",
-                "model_id": self.model_id,
-                "dim": self.dim,
-                "dataset": self.dataset,
-            },
+            configuration=self.hnsw.configuration(),  # type: ignore[arg-type]
+            metadata={"model_id": self.model_id, "dim": self.dim, "dataset": self.dataset},
             embedding_function=None,
         )
+
+    def _adopt_hnsw(self, collection: "Collection") -> None:
+        """An existing collection keeps its graph (space, construction ef, M); search ef follows settings."""
+        current = _current_hnsw(collection)
+        fixed = {
+            "space": current.get("space", self.hnsw.space),
+            "construction_ef": current.get("ef_construction", self.hnsw.construction_ef),
+            "m": current.get("max_neighbors", self.hnsw.m),
+        }
+        wanted = self.hnsw.search_ef
+        self.hnsw = self.hnsw.model_copy(update=fixed)
+        if current and current.get("ef_search") != wanted:
+            try:
+                collection.modify(configuration={"hnsw": {"ef_search": wanted}})  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - an older server: search with its ef
+                log.warning("could not set search ef %s on %s: %s", wanted, self.name, exc)
+                self.hnsw = self.hnsw.model_copy(update={"search_ef": current.get("ef_search", wanted)})
 
     def _find(self, name: str) -> "Collection | None":
         try:
@@ -179,7 +242,7 @@ class ImageIndex:
                         image=str((m or {}).get("file", "")),
                         title=str((m or {}).get("title", "")),
                         source=str((m or {}).get("source", "")),
-                        score=float(1.0 - d),
+                        score=self.hnsw.score(float(d)),
                     )
                     for i, m, d in zip(ids, metas, dists)
                 ]

@@ -1,0 +1,39 @@
+"""The ``--engine ray`` halves of ``vlagent index`` and ``vlagent eval``: progress bars around the
+Ray pipelines; the commands themselves print the same summaries as on the local engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from vlagent.cli.errors import err_console
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vlagent.data.annotations import Annotation
+    from vlagent.index.build import IndexSummary
+    from vlagent.settings import Settings
+
+
+
+def index_on_ray(
+    images: Path, settings: "Settings", annotations: list["Annotation"] | None, address: str | None
+) -> "IndexSummary":
+    from vlagent.distributed.ray_index import index_with_ray
+
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+    )  # fmt: skip
+    tasks: dict[str, Any] = {}
+    labels = {"hash": "hashing (skip unchanged)", "encode": "decoding + encoding"}
+    err_console.print("[dim]starting Ray and loading the model on a worker ...[/]", highlight=False)
+    with Progress(*columns, console=err_console, transient=False) as bar:
+
+        def advance(stage: str, n: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.advance(tasks[stage], n)
+
+        return index_with_ray(images, settings, annotations, address=address, progress=advance)
