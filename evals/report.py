@@ -122,6 +122,16 @@ def _markdown(report: Report) -> str:
         cells = [_fmt(n, m.overall[n]) if n in m.overall else "" for n in names]
         lines.append(f"| **all** | {m.scored} | " + " | ".join(cells) + " |")
         lines += [""]
+        if m.by_split:  # items with a gold_split (e.g. tune / holdout), scored apart too
+            lines += ["## Scores by split", ""]
+            lines.append("| split | type | n | " + " | ".join(SCORE_LABELS.get(n, n) for n in names) + " |")
+            lines.append("|---|---|---:|" + "---:|" * len(names))
+            for split in sorted(m.by_split):
+                for group in sorted(m.by_split[split]):
+                    ts = m.by_split[split][group]
+                    cells = [_fmt(n, ts.scores[n]) if n in ts.scores else "" for n in names]
+                    lines.append(f"| {split} | {group} | {ts.n} | " + " | ".join(cells) + " |")
+            lines += [""]
         for note in report.notes.values():
             lines += [f"- {note}"]
         lines += [""]

@@ -109,6 +109,7 @@ def test_eval_command_on_the_sample_suite_writes_answers_and_report(injected: In
     assert "bleu" in m["overall"] and "rougeL" in m["overall"]
     md = (report / "report.md").read_text(encoding="utf-8")
     assert "## Scores by type" in md and "gold \\ predicted" in md and "confusion_matrix.png" in md
+    assert "## Scores by split" in md and "| holdout | compare |" in md  # the sample suite's tune/holdout items
     for png in ("confusion_matrix.png", "scores_by_type.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
