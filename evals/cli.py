@@ -102,7 +102,7 @@ def eval_command(
     with OutputLock(out):  # fail fast if another run writes the same output
         try:
             if engine == Engine.ray:
-                from vlagent.distributed.ray_eval import run_eval_ray
+                from vlagent.evals.ray_eval import run_eval_ray
                 from vlagent.settings import Settings
 
                 run = run_eval_ray(make_agent, query, out, images=list(images), annotations=annotations, settings=Settings(),

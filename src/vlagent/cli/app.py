@@ -81,7 +81,7 @@ def index(
     if text and _index_text_side(settings, images, rows, verbose):
         return
     if engine == Engine.ray:
-        from vlagent.distributed.cli import index_on_ray
+        from vlagent.cli.ray_index_cmd import index_on_ray
 
         return _print_index_summary(index_on_ray(images, settings, rows, address))
     with open_source(images) as source:
