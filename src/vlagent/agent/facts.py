@@ -149,6 +149,8 @@ def nothing_to_describe(images: list[ImageFacts], shared: dict[str, str], lang: 
 
 def decide(qtype: QuestionType, question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
     """An answer the facts settle exactly, or None (then the LLM writes it from the facts)."""
+    if len(images) > len(ORDINALS["en"]):
+        return None  # more images than the plan compares: the LLM answers from the facts
     if qtype is QuestionType.compare:
         return which_one(question, images, lang) or colour_difference(question, images, lang)
     if qtype is QuestionType.describe:
