@@ -120,3 +120,18 @@ def test_unregistering_removes_the_tool_and_its_plan_calls(catalogue: Path, tmp_
     assert "toy_weight" not in [s.name for s in tool_specs()]
     agent = build_agent(_settings(tmp_path), images=[catalogue], use_cache=False)
     assert "toy_weight" not in agent.tool_names
+
+
+def test_replacing_a_builtin_tool_keeps_its_plan_calls() -> None:
+    from vlagent.agent.plan import PLAN
+    from vlagent.tools.registry import get_spec
+
+    original = get_spec("colors")
+    assert original is not None
+    before = [c for c in PLAN[QuestionType.vqa] if c.tools == ("colors",)]
+    try:
+        register_tool(ToolSpec(name="colors", args=original.args, factory=make_toy, field="colors"))
+        assert get_spec("colors").factory is make_toy  # type: ignore[union-attr]
+        assert [c for c in PLAN[QuestionType.vqa] if c.tools == ("colors",)] == before
+    finally:
+        register_tool(original)

@@ -71,15 +71,19 @@ def _load_builtins() -> None:
 
 
 def register_tool(spec: ToolSpec, plan: Mapping["QuestionType", Sequence["Call"]] | None = None) -> ToolSpec:
-    """Add a tool (replacing one of the same name) and, optionally, the calls the plan makes of it."""
+    """Add a tool (replacing one of the same name) and, optionally, the calls the plan makes of it.
+
+    With ``plan``, those calls replace the plan's earlier calls of this tool; without it, a
+    replaced tool keeps the calls the plan already makes of it."""
     from vlagent.agent.plan import add_calls, remove_calls
 
     _load_builtins()
     with _LOCK:
         _SPECS[spec.name] = spec
-        remove_calls(spec.name)
-        for qtype, calls in (plan or {}).items():
-            add_calls(qtype, calls)
+        if plan is not None:
+            remove_calls(spec.name)
+            for qtype, calls in plan.items():
+                add_calls(qtype, calls)
     return spec
 
 
