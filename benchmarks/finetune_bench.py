@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import random
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
 
 CHARS = "红蓝黑白黄绿粉紫灰棕色女男士夏季冬款新连衣裙衬衫长袖短袖纯棉休闲裤牛仔直筒宽松显瘦修身外套羽绒服加厚保暖运动鞋跑步透气轻便帆布包手提单肩斜挎真皮帽子围巾羊毛针织卫衣连帽圆领T恤印花条纹格子碎花雪纺蕾丝高腰百褶半身裙"
 
@@ -58,23 +55,12 @@ def build_model(out: Path) -> Path:
 
 
 def make_catalogue(folder: Path, n: int) -> list[tuple[str, str]]:
-    rng = np.random.default_rng(0)
+    """index_bench's synthetic 640x480 photos, each with a random Chinese title of 10-70 characters."""
+    from index_bench import make_catalogue as make_images  # this script's own folder is on sys.path
+
+    make_images(folder, n)
     pick = random.Random(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        img = Image.new("RGB", (640, 480), tuple(int(v) for v in rng.integers(180, 255, 3)))
-        draw = ImageDraw.Draw(img)
-        for _ in range(6):
-            x0, y0 = rng.integers(0, 500), rng.integers(0, 350)
-            draw.rectangle([x0, y0, x0 + rng.integers(40, 140), y0 + rng.integers(40, 130)],
-                           fill=tuple(int(v) for v in rng.integers(0, 255, 3)))  # fmt: skip
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=90)
-        name = f"img_{i:05d}.jpg"
-        (folder / name).write_bytes(buf.getvalue())
-        rows.append((name, "".join(pick.choice(CHARS) for _ in range(pick.randint(10, 70)))))
-    return rows
+    return [(f"img_{i:05d}.jpg", "".join(pick.choice(CHARS) for _ in range(pick.randint(10, 70)))) for i in range(n)]
 
 
 def main() -> None:
