@@ -173,3 +173,23 @@ def test_recommend_questions_answer_with_the_list_and_why(agent, catalogue) -> N
     assert "answer_llm" not in [t.name for t in answer.trace]  # the ranked list, as it is
     first = answer.images[0]
     assert first.image in answer.text and catalogue.titles[first.image] in answer.text  # each item says why
+
+
+def test_title_search_and_recommend_share_one_title_index(catalogue, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from vlagent.tools import retrieval
+
+    built: list[int] = []
+    original = retrieval.TitleIndex.__init__
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(retrieval.TitleIndex, "__init__", counting)
+    settings = Settings(
+        home=tmp_path, device="cpu", profile="offline", clip_model=str(tmp_path / "no-clip"),
+        caption_backend="none", vqa_backend="none", llm_backend="none",
+    )  # fmt: skip
+    agent = build_agent(settings, images=[catalogue.folder], annotations=catalogue.csv)
+    assert {"title_search", "recommend"} <= set(agent.tool_names)
+    assert len(built) == 1  # the titles are embedded once per agent

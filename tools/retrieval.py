@@ -89,8 +89,11 @@ def text_search(ctx: ToolContext, with_clip: bool) -> Any:
 
     def build() -> Any:
         retriever = clip_retriever(ctx) if with_clip else None
+        titled = any(a.title.strip() for a in ctx.annotations)
         try:
-            return fused_search(ctx.settings, ctx.annotations, retriever=retriever)
+            return fused_search(
+                ctx.settings, ctx.annotations, retriever=retriever, title_index=title_index(ctx) if titled else None
+            )
         except ValueError as exc:  # nothing to rank with
             raise ToolUnavailable(f"title_search: {exc}") from None
 
@@ -203,6 +206,12 @@ def title_probe(ctx: ToolContext) -> str | None:
     except VlagentError:
         pass
     return "title_search: no catalogue titles (give the annotations CSV) and no image-text index (run vlagent index)"
+
+
+def title_index(ctx: ToolContext) -> "TitleIndex":
+    """The context's index of the catalogue titles, built once (the fusion and ``recommend``
+    share it: embedding every title with e5 is start-up work worth doing once)."""
+    return ctx.once("title_index", lambda: TitleIndex(ctx.annotations))
 
 
 def make_title_search(ctx: ToolContext) -> BaseTool:

