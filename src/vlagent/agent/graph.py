@@ -261,10 +261,11 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
             "answer": "", "retrieved": [], "trace": trace, "evidence": [], "error": error.model_dump(),
             "history": [{**turn, "answer": ""}], "last_images": images,
         }  # fmt: skip
-    titles = [parts.titles.get(i) or parts.titles.get(display_name(i), "") for i in images]
-    evidence += [f"title[{display_name(i)}]" for i, t in zip(images, titles) if t]
+    image_titles = [parts.titles.get(i) or parts.titles.get(display_name(i), "") for i in images]
+    evidence += [f"title[{display_name(i)}]" for i, t in zip(images, image_titles) if t]
+    titles = image_titles
     if len(images) > 1:  # which title belongs to which image
-        titles = [f"[{display_name(i)}] {t}" for i, t in zip(images, titles) if t]
+        titles = [f"[{display_name(i)}] {t}" for i, t in zip(images, image_titles) if t]
     filled = {k: "\n".join(v) for k, v in values.items()}
     filled.update(
         question=state["question"], history=_history_text(state, lang),
@@ -274,7 +275,7 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     transcript = " ".join(" ".join(values.get("ocr_text", [])).split())
     decided: str | None = None
     if c.type in (QuestionType.describe, QuestionType.compare):
-        per_image, shared = _facts(images, results, parts.titles, lang)
+        per_image, shared = _facts(images, image_titles, results, lang)
         filled["facts"] = facts.render(per_image, shared, lang)
         decided = facts.decide(c.type, state["question"], per_image, shared, lang)
     if c.type in LIST_TYPES:  # a ranked list with one line per item: no LLM rewrites it
@@ -296,13 +297,13 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
 
 
 def _facts(
-    images: list[str], results: list[tuple[str, dict[str, Any], ToolMessage]], titles: dict[str, str], lang: str
+    images: list[str], titles: list[str], results: list[tuple[str, dict[str, Any], ToolMessage]], lang: str
 ) -> tuple[list[facts.ImageFacts], dict[str, str]]:
-    """Each image's facts (title, then each per-image tool's summary), and the shared answers."""
+    """Each image's facts (its title, then each per-image tool's summary), and the shared answers."""
     per_image = [facts.ImageFacts(name=display_name(i)) for i in images]
     by_name = {i: f for i, f in zip(images, per_image)}
-    for image, f in by_name.items():
-        f.add("title", titles.get(image) or titles.get(display_name(image), ""))
+    for f, title in zip(per_image, titles):
+        f.add("title", title)
     shared: dict[str, str] = {}
     for name, args, msg in results:
         spec = get_spec(name)
