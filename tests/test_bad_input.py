@@ -516,15 +516,16 @@ def llm_server():  # type: ignore[no-untyped-def]
         yield server
 
 
-@pytest.fixture()
-def workspace(tmp_path: Path, catalogue: Catalogue, llm_server: FakeOpenAIServer, monkeypatch):  # type: ignore[no-untyped-def]
-    images = tmp_path / "images"
+def new_workspace(root: Path, catalogue: Catalogue, llm_server: FakeOpenAIServer) -> Workspace:
+    """A copy of the catalogue under ``root`` and the settings of a run against the fake LLM
+    (also used by benchmarks/fault_campaign.py)."""
+    images = root / "images"
     shutil.copytree(catalogue.folder, images)
-    csv = tmp_path / "train_annotation.csv"
+    csv = root / "train_annotation.csv"
     shutil.copy(catalogue.csv, csv)
     llm_server.mode, llm_server.delay = "ok", 3.0
     llm_server.requests.clear()
-    ws = Workspace(root=tmp_path, images=images, csv=csv, home=tmp_path / "home",
+    ws = Workspace(root=root, images=images, csv=csv, home=root / "home",
                    items=[dict(i) for i in BASE_ITEMS], llm=llm_server)  # fmt: skip
     ws.env.update(
         VLAGENT_HOME=str(ws.home), VLAGENT_PROFILE="hub", VLAGENT_DEVICE="cpu",
@@ -533,6 +534,12 @@ def workspace(tmp_path: Path, catalogue: Catalogue, llm_server: FakeOpenAIServer
         VLAGENT_LLM_BACKEND="openai", VLAGENT_LLM_BASE_URL=llm_server.url, VLAGENT_LLM_MODEL="fake",
         VLAGENT_REQUEST_TIMEOUT="1", VLAGENT_MAX_RETRIES="0",
     )  # fmt: skip
+    return ws
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path, catalogue: Catalogue, llm_server: FakeOpenAIServer, monkeypatch):  # type: ignore[no-untyped-def]
+    ws = new_workspace(tmp_path, catalogue, llm_server)
     for key in list(os.environ):
         if key.startswith("VLAGENT_"):
             monkeypatch.delenv(key)
