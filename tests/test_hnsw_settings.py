@@ -36,3 +36,13 @@ def test_scores_are_cosine_similarities_in_every_space(tmp_path, space) -> None:
     hits = index.query(np.array([[1, 0, 0, 0]], dtype=np.float32), k=3)[0]
     assert [h.image for h in hits] == ["a", "c", "b"]
     assert [round(h.score, 4) for h in hits] == [1.0, 0.6, 0.0]
+
+
+def test_a_query_asks_for_more_than_the_index_holds_or_an_empty_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No count() on the query path (it scans the table): fewer hits come back, empty is named."""
+    index = ImageIndex.open(Settings(home=tmp_path), "m", 4)
+    query = np.array([[1, 0, 0, 0]], dtype=np.float32)
+    with pytest.raises(Exception, match="is empty: run `vlagent index` first"):
+        index.query(query, k=5)
+    index.upsert(["a", "b"], np.eye(4, dtype=np.float32)[:2], [{"file": n} for n in "ab"])
+    assert [h.image for h in index.query(query, k=5)[0]] == ["a", "b"]

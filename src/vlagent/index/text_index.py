@@ -127,12 +127,9 @@ class TextIndex:
 
     def search(self, text: str, k: int = 5) -> list[dict[str, Any]]:
         """Images whose passage is closest to ``text``, best first: ``{image, score, title, passage}``."""
-        if self.count() == 0:
-            return []
         vec = np.asarray(e5().query(text), dtype=np.float32).reshape(1, -1)
-        res = self.store.collection.query(
-            query_embeddings=vec, n_results=min(k, self.count()), include=["metadatas", "distances"]
-        )
+        # no count() first: it scans the table; Chroma returns fewer hits when it holds fewer
+        res = self.store.collection.query(query_embeddings=vec, n_results=k, include=["metadatas", "distances"])
         return [
             {
                 "image": str(m.get("file", "")),
