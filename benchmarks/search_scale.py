@@ -146,7 +146,12 @@ def role_insert(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     count = index.count()
     seconds += time.perf_counter() - t0
-    return {"count": count, "seconds": seconds, "peak_rss_mb": rss_mb()[1]}
+    # the insert time of earlier runs into the same --work folder (a resumed or re-queried index)
+    log = args.home / "insert_seconds.json"
+    earlier = json.loads(log.read_text()) if log.exists() else {"seconds": 0.0, "peak_rss_mb": 0.0}
+    total = {"seconds": earlier["seconds"] + seconds, "peak_rss_mb": max(earlier["peak_rss_mb"], rss_mb()[1])}
+    log.write_text(json.dumps(total))
+    return {"count": count, **total}
 
 
 def role_query(args: argparse.Namespace) -> dict[str, Any]:
@@ -193,7 +198,7 @@ def run_case(case: str, args: argparse.Namespace, work: Path, out: Path | None) 
     home.mkdir(parents=True, exist_ok=True)
     print(f"== {case}: M={args.m} construction_ef={args.construction_ef} dim={args.dim} "
           f"queries={args.queries} ({CASES[case]})", flush=True)  # fmt: skip
-    inserted, insert_s, peak_insert = 0, 0.0, 0.0
+    inserted = 0
     for target in checkpoints:
         # the exact top-k over the same vectors the child inserts (regenerated, never all in memory)
         for start in range(inserted, target, args.batch):
@@ -201,8 +206,7 @@ def run_case(case: str, args: argparse.Namespace, work: Path, out: Path | None) 
             exact.add(gen.chunk(start // args.batch, size), start)
         np.save(home / "exact.npy", exact.ids)
         got = child(args, "insert", case, home, upto=target, search_ef_one=efs[0])
-        insert_s += got["seconds"]
-        peak_insert = max(peak_insert, got["peak_rss_mb"])
+        insert_s, peak_insert = got["seconds"], got["peak_rss_mb"]  # totals over every run into home
         inserted = target
         for ef in efs:
             q = child(args, "query", case, home, search_ef_one=ef)
@@ -220,7 +224,7 @@ def run_case(case: str, args: argparse.Namespace, work: Path, out: Path | None) 
             if out is not None:
                 with open(out, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
-    if not args.keep:
+    if args.work is None:  # a temp dir: free the disk before the next case
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -237,8 +241,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000, help="vectors per upsert")
     parser.add_argument("--report-every", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=None, help="append JSON lines here as it goes")
-    parser.add_argument("--work", type=Path, default=None, help="index folder (default: a temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the index folders")
+    parser.add_argument("--work", type=Path, default=None, help="index folder, kept: a rerun resumes the inserts "
+                        "and can re-query with other --search-ef values (default: a temp dir, removed)")
     parser.add_argument("--role", choices=["insert", "query"], help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
@@ -251,7 +255,12 @@ def main() -> None:
         return
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+    if args.work is not None:  # kept: a later run continues the inserts or re-queries with other efs
+        args.work.mkdir(parents=True, exist_ok=True)
+        for case in args.cases.split(","):
+            run_case(case.strip(), args, args.work, args.out)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases.split(","):
             run_case(case.strip(), args, Path(tmp), args.out)
 

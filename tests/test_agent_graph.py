@@ -344,3 +344,13 @@ def test_failure_notes_reach_the_llm_without_file_system_paths() -> None:
     assert "ocr failed" in prompt and "a.jpg" in prompt
     assert "/srv" not in prompt and "secret" not in prompt
     assert any("/srv/secret" in (t.error or "") for t in answer.trace)  # the trace keeps the full reason
+
+
+def test_missing_tools_reach_the_llm_by_name_without_their_configuration() -> None:
+    llm = recording_llm("红色")
+    agent = make_agent(scripted(QuestionType.vqa), FakeTools().build(["colors"]), llm=llm)
+    agent.parts.unavailable.update({"vqa": "disabled (VLAGENT_VQA_BACKEND=none)"})
+    answer = agent.invoke("什么颜色？", images=["a.jpg"])
+    (prompt,) = llm.prompts
+    assert "vqa：不可用" in prompt and "VLAGENT_VQA_BACKEND" not in prompt
+    assert answer.unavailable_tools == ["vqa"]

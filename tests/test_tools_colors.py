@@ -104,3 +104,16 @@ def test_cached_per_image_and_k(vision_ctx, tmp_path: Path) -> None:
     assert again == first and ctx.cache.hits == 1
     tool.invoke({"image": path, "k": 1})
     assert ctx.cache.misses == 2
+
+
+def test_the_facts_name_colours_without_percentages_and_drop_specks() -> None:
+    from vlagent.tools.colors import summarize
+
+    found = [
+        {"name_zh": "粉色", "name_en": "pink", "fraction": 0.8},
+        {"name_zh": "酒红色", "name_en": "burgundy", "fraction": 0.15},
+        {"name_zh": "灰色", "name_en": "grey", "fraction": 0.05},
+    ]
+    assert summarize(found, "zh") == "主要是粉色，还有酒红色"
+    assert summarize(found, "en") == "mainly pink, also burgundy"
+    assert summarize(found[:1], "en") == "mainly pink" and summarize([], "zh") == ""

@@ -210,10 +210,22 @@ def make_colors_tool(ctx: ToolContext) -> BaseTool:
     )
 
 
+#: a colour covering less of the image than this is left out of the facts (background specks)
+MINOR = 0.1
+
+
 def summarize(colors: list[dict[str, Any]], lang: str) -> str:
-    """``红色 70%、白色 20%`` / ``red 70%, white 20%`` (the per-image facts)."""
+    """``主要是红色，还有白色`` / ``mainly red, also white`` (the per-image facts).
+
+    Names only: with percentages in the facts, small models wrote "the colour is 98%".
+    """
     key, sep = ("name_zh", "、") if lang == "zh" else ("name_en", ", ")
-    return sep.join(f"{c[key]} {c['fraction']:.0%}" for c in colors or [])
+    names = [str(c[key]) for n, c in enumerate(colors or []) if n == 0 or float(c["fraction"]) >= MINOR]
+    if not names:
+        return ""
+    if lang == "zh":
+        return f"主要是{names[0]}" + (f"，还有{sep.join(names[1:])}" if len(names) > 1 else "")
+    return f"mainly {names[0]}" + (f", also {sep.join(names[1:])}" if len(names) > 1 else "")
 
 
 SPECS = [

@@ -224,7 +224,9 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     results = _tool_results(state)
     trace = list(state.get("trace", []))
     values: dict[str, list[str]] = {k: [] for k in tool_fields()}
-    notes = [f"{name}: {why}" for name, why in parts.unavailable.items()]
+    # which tools are missing, in plain words: the reason ("VLAGENT_CAPTION_BACKEND=none") is for
+    # the trace and the log; a small answer LLM copied it into descriptions as if it were a fact
+    notes = [f"{name}：不可用" if lang == "zh" else f"no {name} tool here" for name in parts.unavailable]
     retrieved: list[dict[str, Any]] = []
     evidence: list[str] = []
     failures: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
