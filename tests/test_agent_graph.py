@@ -354,3 +354,25 @@ def test_missing_tools_reach_the_llm_by_name_without_their_configuration() -> No
     (prompt,) = llm.prompts
     assert "vqa：不可用" in prompt and "VLAGENT_VQA_BACKEND" not in prompt
     assert answer.unavailable_tools == ["vqa"]
+
+
+@pytest.mark.parametrize(
+    ("lang", "title", "ocr", "expected"),
+    [
+        ("zh", "棕色手提包 女 真皮", "A", "图中是棕色手提包，女，真皮。"),  # a stray letter is not quoted
+        ("zh", "白色运动鞋 低帮", "纯棉 100% COTTON", "图中是白色运动鞋，低帮，主要颜色是灰色，图上文字“纯棉 100% COTTON”。"),
+        ("en", "虎斑猫 特写", "", "The image shows 虎斑猫 特写, mainly grey."),
+    ],
+)
+def test_without_an_llm_a_description_is_one_sentence_from_the_facts(lang: str, title: str, ocr: str, expected: str) -> None:
+    tools = colour_tools({"a.jpg": ("灰色" if "白色" in title else "棕色", "grey")})
+
+    def read(image: str) -> tuple[str, Any]:
+        return ocr, {"text": ocr}
+
+    tools["ocr"] = StructuredTool.from_function(read, name="ocr", description="o", response_format="content_and_artifact")
+    agent = make_agent(scripted(QuestionType.describe, lang=lang), tools, llm=recording_llm(""))  # an empty reply
+    agent.parts.titles.update({"a.jpg": title})
+    answer = agent.invoke("请描述这张图片。", images=["a.jpg"])
+    assert answer.text == expected
+    assert "%" not in answer.text.replace("100%", "")  # no colour percentages

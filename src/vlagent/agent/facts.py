@@ -9,6 +9,8 @@ settle the question without an LLM, :func:`decide` states them:
   caption) names the thing asked about;
 * "how do the colours differ?" from each image's main colour;
 * a description with no title, caption or VLM answer says that only colours/text are known.
+
+:func:`describe` writes a description from the facts when there is no LLM to write it.
 """
 
 from __future__ import annotations
@@ -145,6 +147,61 @@ def nothing_to_describe(images: list[ImageFacts], shared: dict[str, str], lang: 
         return head + ("；只知道" + "，".join(known) + "。" if known else "。")
     head = "I cannot describe the product itself: no vision model is available here and the image has no title"
     return head + ("; I only know that " + ", and ".join(known) + "." if known else ".")
+
+
+_WORDY = re.compile(r"[A-Za-z]{3,}|[\u4e00-\u9fff]{2,}")
+
+
+def readable_text(text: str) -> str:
+    """OCR text worth quoting in a description: a word of 3+ letters or 2+ Chinese characters
+    (not a stray "A", "90" or "111K" read off a seam or a shadow)."""
+    return text if _WORDY.search(text) else ""
+
+
+def _other_fields(img: ImageFacts) -> list[str]:
+    """Fields of tools beyond the built-in ones (a plugin's): stated as they are."""
+    return [k for k in img.facts if k not in ("title", "colors", "ocr_text", "caption", "vqa")]
+
+
+def describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
+    """A one-sentence description built from the first image's facts alone (no LLM): what it
+    is (the title, or the caption / VLM answer), its main colour when the title does not say
+    it, and readable text on it. None when there is nothing that says what the image shows."""
+    img = images[0] if images else None
+    if img is None:
+        return None
+    title, caption, vqa = img.get("title"), img.get("caption"), shared.get("vqa", "").strip()
+    text = readable_text(img.get("ocr_text"))
+    colour = img.main_color
+    if lang == "zh":
+        if title:
+            head, *rest = title.split()
+            parts = [f"图中是{head}", *rest]
+        elif caption or vqa:
+            parts = [f"图片说明：{caption or vqa}"]
+        else:
+            return None
+        if colour and colour[0] and colour[0] not in title:
+            parts.append(f"主要颜色是{colour[0]}")
+        if text:
+            parts.append(f"图上文字“{text}”")
+        parts += [f"{LABELS['zh'].get(k, k)}：{img.get(k)}" for k in _other_fields(img)]
+        return "，".join(parts) + "。"
+    if caption or vqa:
+        parts = [(caption or vqa).rstrip(".")]
+        if title:
+            parts.append(f"titled {title}")
+    elif title:
+        parts = [f"The image shows {title}"]
+    else:
+        return None
+    if colour and colour[1]:
+        parts.append(f"mainly {colour[1]}")
+    if text:
+        parts.append(f'with the text "{text}"')
+    parts += [f"{LABELS['en'].get(k, k).lower()}: {img.get(k)}" for k in _other_fields(img)]
+    sentence = ", ".join(parts) + "."
+    return sentence[0].upper() + sentence[1:]
 
 
 def decide(qtype: QuestionType, question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:

@@ -276,6 +276,8 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     )  # fmt: skip
     transcript = " ".join(" ".join(values.get("ocr_text", [])).split())
     decided: str | None = None
+    per_image: list[facts.ImageFacts] = []
+    shared: dict[str, str] = {}
     if c.type in (QuestionType.describe, QuestionType.compare):
         per_image, shared = _facts(images, image_titles, results, lang)
         filled["facts"] = facts.render(per_image, shared, lang)
@@ -290,8 +292,9 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     else:
         text, entry = _ask_llm(parts.llm, c.type, lang, filled)
         trace.append(entry)
-        if text is None:
-            text = fallback_answer(c.type, lang, filled)
+        if text is None:  # no LLM (or it failed): a description from the facts, else the tool results
+            described = facts.describe(per_image, shared, lang) if c.type is QuestionType.describe else None
+            text = described or fallback_answer(c.type, lang, filled)
     return {
         "answer": text, "retrieved": retrieved, "trace": trace, "evidence": evidence, "error": None,
         "history": [{**turn, "answer": text}], "last_images": images,
