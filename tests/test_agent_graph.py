@@ -359,8 +359,10 @@ def test_missing_tools_reach_the_llm_by_name_without_their_configuration() -> No
 @pytest.mark.parametrize(
     ("lang", "title", "ocr", "expected"),
     [
-        ("zh", "棕色手提包 女 真皮", "A", "图中是棕色手提包，女，真皮。"),  # a stray letter is not quoted
-        ("zh", "白色运动鞋 低帮", "纯棉 100% COTTON", "图中是白色运动鞋，低帮，主要颜色是灰色，图上文字“纯棉 100% COTTON”。"),
+        ("zh", "棕色手提包 女 真皮", "A", "一个棕色的手提包，女，真皮。"),  # a stray letter is not quoted
+        ("zh", "白色运动鞋 低帮", "纯棉 100% COTTON", "一双白色的运动鞋，低帮，主要颜色是灰色，图上文字“纯棉 100% COTTON”。"),
+        ("zh", "虎斑猫 特写", "", "一只虎斑猫，特写，主要颜色是棕色。"),
+        ("zh", "粉色连帽卫衣 加绒", "", "一件粉色的连帽卫衣，加绒，主要颜色是棕色。"),  # a 衣 with a hood, not a 帽
         ("en", "虎斑猫 特写", "", "The image shows 虎斑猫 特写, mainly grey."),
     ],
 )
@@ -376,3 +378,22 @@ def test_without_an_llm_a_description_is_one_sentence_from_the_facts(lang: str, 
     answer = agent.invoke("请描述这张图片。", images=["a.jpg"])
     assert answer.text == expected
     assert "%" not in answer.text.replace("100%", "")  # no colour percentages
+
+
+def test_a_chinese_description_from_the_title_alone_needs_no_llm_but_a_caption_goes_to_it() -> None:
+    llm = recording_llm("一件红色连衣裙，白色背景")
+    tools = colour_tools({"a.jpg": ("红色", "red")})
+    agent = make_agent(scripted(QuestionType.describe), tools, llm=llm)
+    agent.parts.titles.update({"a.jpg": "红色无袖连衣裙 收腰"})
+    answer = agent.invoke("请描述这张图片。", images=["a.jpg"])
+    assert answer.text == "一件红色的无袖连衣裙，收腰。" and llm.prompts == []
+
+    def caption(image: str) -> tuple[str, Any]:
+        return "a red dress on a white background", {"caption": "a red dress on a white background"}
+
+    tools["caption"] = StructuredTool.from_function(caption, name="caption", description="c", response_format="content_and_artifact")
+    with_caption = make_agent(scripted(QuestionType.describe), tools, llm=llm)
+    with_caption.parts.titles.update({"a.jpg": "红色无袖连衣裙 收腰"})
+    assert with_caption.invoke("请描述这张图片。", images=["a.jpg"]).text == "一件红色连衣裙，白色背景"
+    (prompt,) = llm.prompts
+    assert "a red dress on a white background" in prompt

@@ -158,6 +158,24 @@ def readable_text(text: str) -> str:
     return text if _WORDY.search(text) else ""
 
 
+#: the measure word a product kind takes ("一双鞋", "一只猫"); the kind nearest the end of the
+#: title's head word decides
+MEASURES = (
+    ("鞋", "双"), ("靴", "双"), ("袜", "双"), ("手套", "副"), ("眼镜", "副"), ("猫", "只"), ("狗", "只"),
+    ("帽", "顶"), ("裤", "条"), ("半身裙", "条"), ("围巾", "条"), ("裙", "件"), ("衣", "件"), ("衫", "件"),
+    ("T恤", "件"), ("外套", "件"), ("夹克", "件"), ("相机", "台"), ("手机", "部"),
+)
+_COLOUR_HEAD = re.compile(r"^([\u4e00-\u9fff]{1,2}色)(?!的)(?=[\u4e00-\u9fffA-Za-z])")
+
+
+def _one_of(head: str) -> str:
+    """``红色无袖连衣裙`` → ``一件红色的无袖连衣裙``: the title's head word as a noun phrase."""
+    # a Chinese noun phrase ends with its head noun: 连帽卫衣 is a 衣 (件), not a 帽 (顶)
+    found = [(head.rfind(kind) + len(kind), m) for kind, m in MEASURES if kind in head]
+    measure = max(found)[1] if found else "个"
+    return f"一{measure}" + _COLOUR_HEAD.sub(r"\1的", head)
+
+
 def _other_fields(img: ImageFacts) -> list[str]:
     """Fields of tools beyond the built-in ones (a plugin's): stated as they are."""
     return [k for k in img.facts if k not in ("title", "colors", "ocr_text", "caption", "vqa")]
@@ -176,7 +194,7 @@ def describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str
     if lang == "zh":
         if title:
             head, *rest = title.split()
-            parts = [f"图中是{head}", *rest]
+            parts = [_one_of(head), *rest]
         elif caption or vqa:
             parts = [f"图片说明：{caption or vqa}"]
         else:
@@ -211,5 +229,10 @@ def decide(qtype: QuestionType, question: str, images: list[ImageFacts], shared:
     if qtype is QuestionType.compare:
         return which_one(question, images, lang) or colour_difference(question, images, lang)
     if qtype is QuestionType.describe:
-        return nothing_to_describe(images, shared, lang)
+        if (said := nothing_to_describe(images, shared, lang)) is not None:
+            return said
+        only_the_title = images and not images[0].get("caption") and not shared.get("vqa", "").strip()
+        if lang == "zh" and only_the_title:  # no vision model: the title restated is all there is to say
+            return describe(images, shared, lang)
+        return None  # English needs the Chinese title translated; a caption or VLM answer, the LLM
     return None
