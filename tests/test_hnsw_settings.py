@@ -21,7 +21,7 @@ def test_a_new_collection_is_built_with_the_settings(tmp_path, monkeypatch) -> N
 
 
 def test_an_existing_collection_keeps_its_graph_and_takes_the_new_search_ef(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    ImageIndex.open(Settings(home=tmp_path, hnsw_m=12, hnsw_search_ef=40), "m", 8)
+    ImageIndex.open(Settings(home=tmp_path, hnsw_m=12, hnsw_construction_ef=100, hnsw_search_ef=40), "m", 8)
     index = ImageIndex.open(Settings(home=tmp_path, hnsw_m=48, hnsw_construction_ef=300, hnsw_search_ef=77), "m", 8)
     got = hnsw_of(index)
     assert (got["max_neighbors"], got["ef_search"]) == (12, 77)  # M is fixed at creation; ef follows
