@@ -8,9 +8,9 @@ settle the question without an LLM, :func:`decide` states them:
 * "which one is the cap?" / "Which of these shows shoes?" when exactly one image's title (or
   caption) names the thing asked about;
 * "how do the colours differ?" from each image's main colour;
-* a description with no title, caption or VLM answer says that only colours/text are known.
-
-:func:`describe` writes a description from the facts when there is no LLM to write it.
+* a description with no title, caption or VLM answer says that only colours/text are known;
+* a Chinese description when the title is all there is (no caption, no VLM answer): the title
+  restated as one sentence (:func:`describe`, also the answer when there is no LLM at all).
 """
 
 from __future__ import annotations
