@@ -360,9 +360,10 @@ def test_missing_tools_reach_the_llm_by_name_without_their_configuration() -> No
     ("lang", "title", "ocr", "expected"),
     [
         ("zh", "棕色手提包 女 真皮", "A", "一个棕色的手提包，女，真皮。"),  # a stray letter is not quoted
-        ("zh", "白色运动鞋 低帮", "纯棉 100% COTTON", "一双白色的运动鞋，低帮，主要颜色是灰色，图上文字“纯棉 100% COTTON”。"),
+        # the pixels say grey: the title's own colour wins
+        ("zh", "白色运动鞋 低帮", "纯棉 100% COTTON", "一双白色的运动鞋，低帮，图上文字“纯棉 100% COTTON”。"),
         ("zh", "虎斑猫 特写", "", "一只虎斑猫，特写，主要颜色是棕色。"),
-        ("zh", "粉色连帽卫衣 加绒", "", "一件粉色的连帽卫衣，加绒，主要颜色是棕色。"),  # a 衣 with a hood, not a 帽
+        ("zh", "粉色连帽卫衣 加绒", "", "一件粉色的连帽卫衣，加绒。"),  # a 衣 with a hood, not a 帽
         ("en", "虎斑猫 特写", "", "The image shows 虎斑猫 特写, mainly grey."),
     ],
 )

@@ -183,8 +183,8 @@ def _other_fields(img: ImageFacts) -> list[str]:
 
 def describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
     """A one-sentence description built from the first image's facts alone (no LLM): what it
-    is (the title, or the caption / VLM answer), its main colour when the title does not say
-    it, and readable text on it. None when there is nothing that says what the image shows."""
+    is (the title, or the caption / VLM answer), its main colour when the title names no colour
+    (a shaded white sneaker measures grey: the seller's 白色 wins), and readable text on it. None when there is nothing that says what the image shows."""
     img = images[0] if images else None
     if img is None:
         return None
@@ -199,7 +199,7 @@ def describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str
             parts = [f"图片说明：{caption or vqa}"]
         else:
             return None
-        if colour and colour[0] and colour[0] not in title:
+        if colour and colour[0] and "色" not in title:  # a title's own colour wins over the pixels
             parts.append(f"主要颜色是{colour[0]}")
         if text:
             parts.append(f"图上文字“{text}”")
@@ -213,7 +213,7 @@ def describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str
         parts = [f"The image shows {title}"]
     else:
         return None
-    if colour and colour[1]:
+    if colour and colour[1] and "色" not in title:
         parts.append(f"mainly {colour[1]}")
     if text:
         parts.append(f'with the text "{text}"')
