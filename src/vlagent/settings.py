@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # applied to existing collections too.
     hnsw_space: Literal["cosine", "ip", "l2"] = Field("cosine", description="distance of the image index")
     hnsw_construction_ef: int = Field(200, ge=1, description="candidates kept while building the graph (200: recall@10 1.0 at 1M, see Scale out)")
-    hnsw_search_ef: int = Field(256, ge=1, description="candidates kept while searching (recall vs latency)")
+    hnsw_search_ef: int = Field(512, ge=1, description="candidates kept while searching (recall vs latency; see Scale out)")
     hnsw_m: int = Field(16, ge=2, description="links per node (Chroma's max_neighbors)")
 
     # --- Ray (vlagent index/eval --engine ray) ---
