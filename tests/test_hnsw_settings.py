@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vlagent.errors import VlagentError
 from vlagent.index.store import ImageIndex
 from vlagent.settings import Settings
 
@@ -42,7 +43,7 @@ def test_a_query_asks_for_more_than_the_index_holds_or_an_empty_index(tmp_path) 
     """No count() on the query path (it scans the table): fewer hits come back, empty is named."""
     index = ImageIndex.open(Settings(home=tmp_path), "m", 4)
     query = np.array([[1, 0, 0, 0]], dtype=np.float32)
-    with pytest.raises(Exception, match="is empty: run `vlagent index` first"):
+    with pytest.raises(VlagentError, match="is empty: run `vlagent index` first"):
         index.query(query, k=5)
     index.upsert(["a", "b"], np.eye(4, dtype=np.float32)[:2], [{"file": n} for n in "ab"])
     assert [h.image for h in index.query(query, k=5)[0]] == ["a", "b"]
