@@ -129,19 +129,28 @@ def colour_difference(question: str, images: list[ImageFacts], lang: str) -> str
     return "They differ: " + ", ".join(parts) + "."
 
 
+def _seen(img: ImageFacts, shared: dict[str, str]) -> str:
+    """What a vision model said the image shows: its caption, else the VLM's answer ("" for none)."""
+    return img.get("caption") or shared.get("vqa", "").strip()
+
+
+def _stated(img: ImageFacts, keys: list[str], lang: str) -> list[str]:
+    """``图中文字：纯棉`` / ``text in the image: cotton``: facts quoted under their label."""
+    labels = LABELS["zh" if lang == "zh" else "en"]
+    if lang == "zh":
+        return [f"{labels.get(k, k)}：{img.get(k)}" for k in keys]
+    return [f"{labels.get(k, k).lower()}: {img.get(k)}" for k in keys]
+
+
 def nothing_to_describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
     """A description needs a title, a caption or a VLM answer; say so when there is none."""
     img = images[0] if images else None
-    if img is None or img.get("title") or img.get("caption") or shared.get("vqa", "").strip():
+    if img is None or img.get("title") or _seen(img, shared):
         return None
-    labels = LABELS["zh" if lang == "zh" else "en"]
     known = []
     if img.main_color:
         known.append(f"主要颜色是{img.main_color[0]}" if lang == "zh" else f"its main colour is {img.main_color[1]}")
-    for key in img.facts:
-        if key not in ("title", "caption", "colors"):
-            label = labels.get(key, key)
-            known.append(f"{label}：{img.get(key)}" if lang == "zh" else f"{label.lower()}: {img.get(key)}")
+    known += _stated(img, [k for k in img.facts if k not in ("title", "caption", "colors")], lang)
     if lang == "zh":
         head = "无法描述商品本身：这里没有视觉模型，图片也没有标题"
         return head + ("；只知道" + "，".join(known) + "。" if known else "。")
@@ -178,46 +187,46 @@ def _one_of(head: str) -> str:
 
 def _other_fields(img: ImageFacts) -> list[str]:
     """Fields of tools beyond the built-in ones (a plugin's): stated as they are."""
-    return [k for k in img.facts if k not in ("title", "colors", "ocr_text", "caption", "vqa")]
+    return [k for k in img.facts if k not in LABELS["en"]]
 
 
 def describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
     """A one-sentence description built from the first image's facts alone (no LLM): what it
     is (the title, or the caption / VLM answer), its main colour when the title names no colour
-    (a shaded white sneaker measures grey: the seller's 白色 wins), and readable text on it. None when there is nothing that says what the image shows."""
+    (a shaded white sneaker measures grey: the seller's 白色 wins), and readable text on it.
+    None when there is nothing that says what the image shows."""
     img = images[0] if images else None
     if img is None:
         return None
-    title, caption, vqa = img.get("title"), img.get("caption"), shared.get("vqa", "").strip()
+    title, seen = img.get("title"), _seen(img, shared)
     text = readable_text(img.get("ocr_text"))
-    colour = img.main_color
+    colour = None if "色" in title else img.main_color  # a title's own colour wins over the pixels
     if lang == "zh":
         if title:
             head, *rest = title.split()
             parts = [_one_of(head), *rest]
-        elif caption or vqa:
-            parts = [f"图片说明：{caption or vqa}"]
+        elif seen:
+            parts = [f"图片说明：{seen}"]
         else:
             return None
-        if colour and colour[0] and "色" not in title:  # a title's own colour wins over the pixels
+        if colour and colour[0]:
             parts.append(f"主要颜色是{colour[0]}")
         if text:
             parts.append(f"图上文字“{text}”")
-        parts += [f"{LABELS['zh'].get(k, k)}：{img.get(k)}" for k in _other_fields(img)]
-        return "，".join(parts) + "。"
-    if caption or vqa:
-        parts = [(caption or vqa).rstrip(".")]
+        return "，".join(parts + _stated(img, _other_fields(img), lang)) + "。"
+    if seen:
+        parts = [seen.rstrip(".")]
         if title:
             parts.append(f"titled {title}")
     elif title:
         parts = [f"The image shows {title}"]
     else:
         return None
-    if colour and colour[1] and "色" not in title:
+    if colour and colour[1]:
         parts.append(f"mainly {colour[1]}")
     if text:
         parts.append(f'with the text "{text}"')
-    parts += [f"{LABELS['en'].get(k, k).lower()}: {img.get(k)}" for k in _other_fields(img)]
+    parts += _stated(img, _other_fields(img), lang)
     sentence = ", ".join(parts) + "."
     return sentence[0].upper() + sentence[1:]
 
@@ -231,8 +240,7 @@ def decide(qtype: QuestionType, question: str, images: list[ImageFacts], shared:
     if qtype is QuestionType.describe:
         if (said := nothing_to_describe(images, shared, lang)) is not None:
             return said
-        only_the_title = images and not images[0].get("caption") and not shared.get("vqa", "").strip()
-        if lang == "zh" and only_the_title:  # no vision model: the title restated is all there is to say
+        if lang == "zh" and images and not _seen(images[0], shared):  # no vision model: the title restated is all there is to say
             return describe(images, shared, lang)
         return None  # English needs the Chinese title translated; a caption or VLM answer, the LLM
     return None
