@@ -224,6 +224,11 @@ def test_compare_facts_are_given_image_by_image() -> None:
     assert "/x/" not in prompt
 
 
+def as_tool(fn: Any, name: str) -> StructuredTool:
+    """A test's own function as the tool ``name`` (content and artifact, like the real tools)."""
+    return StructuredTool.from_function(fn, name=name, description=name, response_format="content_and_artifact")
+
+
 def colour_tools(colours: dict[str, tuple[str, str]]) -> dict[str, StructuredTool]:
     """A colours tool whose answer depends on the image (name → (zh, en) main colour)."""
 
@@ -231,7 +236,7 @@ def colour_tools(colours: dict[str, tuple[str, str]]) -> dict[str, StructuredToo
         zh, en = colours[image]
         return f"主要颜色: {zh} | main colours: {en}", [{"name_zh": zh, "name_en": en, "fraction": 0.8, "rgb": [0, 0, 0]}]
 
-    return {"colors": StructuredTool.from_function(colors, name="colors", description="c", response_format="content_and_artifact")}
+    return {"colors": as_tool(colors, "colors")}
 
 
 @pytest.mark.parametrize(
@@ -338,7 +343,7 @@ def test_failure_notes_reach_the_llm_without_file_system_paths() -> None:
     def ocr(image: str) -> tuple[str, Any]:
         raise RuntimeError(f"cannot read /srv/secret/shop/{image} (looked in /srv/secret/shop)")
 
-    tools["ocr"] = StructuredTool.from_function(ocr, name="ocr", description="o", response_format="content_and_artifact")
+    tools["ocr"] = as_tool(ocr, "ocr")
     answer = make_agent(scripted(QuestionType.vqa), tools, llm=llm).invoke("什么颜色？", images=["a.jpg"])
     (prompt,) = llm.prompts
     assert "ocr failed" in prompt and "a.jpg" in prompt
@@ -373,7 +378,7 @@ def test_without_an_llm_a_description_is_one_sentence_from_the_facts(lang: str, 
     def read(image: str) -> tuple[str, Any]:
         return ocr, {"text": ocr}
 
-    tools["ocr"] = StructuredTool.from_function(read, name="ocr", description="o", response_format="content_and_artifact")
+    tools["ocr"] = as_tool(read, "ocr")
     agent = make_agent(scripted(QuestionType.describe, lang=lang), tools, llm=recording_llm(""))  # an empty reply
     agent.parts.titles.update({"a.jpg": title})
     answer = agent.invoke("请描述这张图片。", images=["a.jpg"])
@@ -392,7 +397,7 @@ def test_a_chinese_description_from_the_title_alone_needs_no_llm_but_a_caption_g
     def caption(image: str) -> tuple[str, Any]:
         return "a red dress on a white background", {"caption": "a red dress on a white background"}
 
-    tools["caption"] = StructuredTool.from_function(caption, name="caption", description="c", response_format="content_and_artifact")
+    tools["caption"] = as_tool(caption, "caption")
     with_caption = make_agent(scripted(QuestionType.describe), tools, llm=llm)
     with_caption.parts.titles.update({"a.jpg": "红色无袖连衣裙 收腰"})
     assert with_caption.invoke("请描述这张图片。", images=["a.jpg"]).text == "一件红色连衣裙，白色背景"
