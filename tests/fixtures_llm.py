@@ -20,7 +20,7 @@ Fixtures (the contract other areas build on)
     ``Settings(llm_backend="transformers", llm_model=str(tiny_causal_lm_dir), device="cpu")``.
 
 ``llama_server`` (session) -> ``str`` base URL (``http://127.0.0.1:PORT/v1``) of a REAL
-    ``python -m llama_cpp.server`` on SmolLM2, started once per session through the serving
+    ``python -m vlagent.serving.llama_server`` (llama.cpp's server, xllamacpp) on SmolLM2, started once per session through the serving
     code (``vlagent.serving.commands.llama_cpp_command`` + ``ServerProcess``: the machinery of
     ``vlagent serve llm --engine llama-cpp``) on a free port; stopped at session end.
     Its served model name is ``LLAMA_SERVER_MODEL``. Point the agent at it with

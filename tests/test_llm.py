@@ -6,16 +6,17 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import httpx
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel
 
 from vlagent.errors import BackendUnavailableError, ModelLoadError, VlagentError
 from vlagent.llm import (
-    ChatLlamaCppLocal,
     ChatTransformers,
     VlagentChatOpenAI,
     build_chat_model,
+    load_llama,
     resolve_backend,
     structured_llm,
 )
@@ -78,7 +79,7 @@ def test_openai_backend_chats_with_real_server(llama_server_settings: Settings) 
 
 
 def test_openai_structured_output_on_real_server(llama_server_settings: Settings) -> None:
-    llm = build_chat_model(llama_server_settings.model_copy(update={"llm_max_tokens": 48}))
+    llm = build_chat_model(llama_server_settings.model_copy(update={"llm_max_tokens": 128}))
     result = structured_llm(llm, Route).invoke(PROMPT)
     assert isinstance(result, Route)
 
@@ -97,20 +98,45 @@ def test_dead_url_raises_backend_unavailable_naming_it(tmp_path: Path) -> None:
         structured_llm(llm, Route).invoke(PROMPT)
 
 
-# --- llama.cpp in-process -----------------------------------------------------------------
+# --- llama.cpp in-process (xllamacpp: llama.cpp's server embedded) -------------------------
 def test_llama_cpp_in_process_chats_and_streams(smollm_settings: Settings) -> None:
     llm = build_chat_model(smollm_settings.model_copy(update={"llm_max_tokens": 16}))
-    assert isinstance(llm, ChatLlamaCppLocal)
+    # the same OpenAI client as for a server, pointed at the engine on loopback behind a key
+    assert isinstance(llm, VlagentChatOpenAI)
+    engine = load_llama(smollm_settings)
+    assert str(llm.openai_api_base) == engine.base_url and engine.base_url.startswith("http://127.0.0.1:")
+    assert engine.api_key and httpx.get(engine.base_url + "/models", timeout=10).status_code == 401
     reply = llm.invoke("Say hello.")
     assert isinstance(reply.content, str) and reply.content.strip()
     streamed = "".join(str(chunk.content) for chunk in llm.stream("Say hello."))
     assert streamed.strip()
-    # one Llama per GGUF per process
-    assert build_chat_model(smollm_settings)._loaded() is llm._loaded()
+    # one engine per GGUF and options per process; the token limit is per request
+    assert load_llama(smollm_settings.model_copy(update={"llm_max_tokens": 99})) is engine
+
+
+def test_llama_cpp_in_process_keeps_python_signal_handlers(smollm_settings: Settings) -> None:
+    """llama.cpp's server sets its own SIGINT handler when it starts; Ctrl-C must stay Python's."""
+    import signal
+
+    load_llama(smollm_settings.model_copy(update={"llm_n_ctx": 1536}))  # a fresh engine
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_llama_cpp_in_process_answers_concurrent_requests(smollm_settings: Settings) -> None:
+    """Threads share one engine; each gets its own answer (the engine's slots, no Python lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    llm = build_chat_model(smollm_settings.model_copy(update={"llm_max_tokens": 8, "llm_parallel": 4}))
+    questions = [f"Repeat this number: {n}" for n in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda q: llm.invoke(q), questions))
+    assert all(isinstance(r.content, str) and r.usage_metadata for r in replies)
+    assert len({id(r) for r in replies}) == 8
 
 
 def test_llama_cpp_structured_output_is_schema_valid(smollm_settings: Settings) -> None:
-    llm = build_chat_model(smollm_settings.model_copy(update={"llm_max_tokens": 48}))
+    llm = build_chat_model(smollm_settings.model_copy(update={"llm_max_tokens": 128}))
     runnable = structured_llm(llm, Route)
     for question in ["Describe this picture please.", "这款衬衫的面料是什么？"]:
         result = runnable.invoke([HumanMessage(content=f"Classify this question: {question}")])
@@ -149,6 +175,6 @@ def test_transformers_unknown_model_is_a_model_load_error(tmp_path: Path) -> Non
 
 
 def test_llama_cpp_prompt_longer_than_context_is_a_clear_error(smollm_settings: Settings) -> None:
-    llm = build_chat_model(smollm_settings.model_copy(update={"llm_n_ctx": 64}))
+    llm = build_chat_model(smollm_settings.model_copy(update={"llm_n_ctx": 256}))
     with pytest.raises(VlagentError, match="VLAGENT_LLM_N_CTX"):
-        llm.invoke("word " * 200)
+        llm.invoke("word " * 2000)

@@ -69,11 +69,12 @@ def test_llama_cpp_command(tmp_path: Path) -> None:
     s = Settings(home=tmp_path, llm_gguf=tmp_path / "m.gguf", llm_n_threads=3, llm_n_ctx=2048,
                  serve_llm_port=8300, llm_chat_format="chatml-function-calling")  # fmt: skip
     spec = llama_cpp_command(s, python="/py")
-    assert spec.argv[:3] == ["/py", "-m", "llama_cpp.server"]
+    assert spec.argv[:3] == ["/py", "-m", "vlagent.serving.llama_server"]
     assert _opt(spec.argv, "--model") == str(tmp_path / "m.gguf")
-    assert (_opt(spec.argv, "--n_threads"), _opt(spec.argv, "--n_ctx"), _opt(spec.argv, "--port")) == ("3", "2048", "8300")
-    assert _opt(spec.argv, "--chat_format") == "chatml-function-calling"
-    assert _opt(spec.argv, "--model_alias") == "m"  # the GGUF's stem, unless serve_llm_name
+    assert (_opt(spec.argv, "--threads"), _opt(spec.argv, "--n-ctx"), _opt(spec.argv, "--port")) == ("3", "2048", "8300")
+    assert _opt(spec.argv, "--parallel") == str(s.llm_parallel)
+    assert _opt(spec.argv, "--chat-template") == "chatml-function-calling"
+    assert _opt(spec.argv, "--alias") == "m"  # the GGUF's stem, unless serve_llm_name
     assert spec.served_name in spec.agent_env()
 
 

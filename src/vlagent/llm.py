@@ -6,38 +6,35 @@ returns a Runnable that gives a ``Schema`` instance (or raises). Backends:
 - ``openai``: any OpenAI-compatible server (vLLM, llama.cpp's server, OpenAI itself) through
   ``langchain_openai.ChatOpenAI`` with its own timeout and retries (exponential backoff).
   Connection failures and timeouts become ``BackendUnavailableError`` naming the URL.
-- ``llama-cpp``: llama.cpp in-process on a GGUF file (``ChatLlamaCppLocal`` below). Structured
-  output is a JSON-schema grammar, so the reply always parses. (langchain_community's
-  ``ChatLlamaCpp`` only offers structured output through tool calling with the
-  ``chatml-function-calling`` format and loads a new ``Llama`` per instance; this class loads
-  each GGUF once per process and uses ``response_format``.)
+- ``llama-cpp``: llama.cpp's own server embedded in this process on a GGUF file
+  (:class:`vlagent.models.llama_engine.LlamaEngine`, a prebuilt portable wheel), started once
+  per process and reached with the same OpenAI client as the servers: continuous batching over
+  ``llm_parallel`` slots, thread-safe, structured output as a JSON-schema grammar.
 - ``transformers``: a local folder or hub id with a chat template (``ChatTransformers``).
   Structured output is prompted JSON, parsed and validated (no grammar).
 - ``auto``: ``openai`` when ``llm_base_url`` is set, else ``llama-cpp`` when the GGUF file
-  exists and llama_cpp is importable, else ``transformers`` on ``llm_model``.
+  exists and xllamacpp is installed, else ``transformers`` on ``llm_model``.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
-import os
 import threading
-from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Literal, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langchain_core.messages.utils import convert_to_openai_messages
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, PrivateAttr
 
-from vlagent.errors import BackendUnavailableError, ModelLoadError, VlagentError, one_line
+from vlagent.errors import ModelLoadError, VlagentError, one_line
+from vlagent.models.llama_engine import EngineConfig, LlamaEngine
 from vlagent.models.roles import FETCH_HINT
 from vlagent.openai_errors import Server, backend_unavailable, server_errors
 from vlagent.settings import Settings
@@ -70,17 +67,9 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
     if backend == "openai":
         return openai_chat_model(settings)
     if backend == "llama-cpp":
-        path = settings.resolved_gguf
-        if not path.is_file():
-            raise ModelLoadError(f"GGUF model file {path} not found: {FETCH_HINT}")
-        return ChatLlamaCppLocal(
-            model_path=str(path),
-            n_ctx=settings.llm_n_ctx,
-            n_threads=settings.llm_n_threads,
-            chat_format=settings.llm_chat_format,
-            temperature=settings.llm_temperature,
-            max_tokens=settings.llm_max_tokens,
-        )
+        if not settings.resolved_gguf.is_file():
+            raise ModelLoadError(f"GGUF model file {settings.resolved_gguf} not found: {FETCH_HINT}")
+        return engine_chat_model(load_llama(settings), settings)
     return ChatTransformers(
         model_id=settings.llm_model,
         device=settings.device,
@@ -111,20 +100,21 @@ def openai_chat_model(settings: Settings) -> "VlagentChatOpenAI":
 def structured_llm(llm: BaseChatModel, schema: type[BaseModel]) -> Runnable[Any, Any]:
     """A Runnable: messages or prompt in, a validated ``schema`` instance out (or it raises).
 
-    - in-process llama.cpp: a JSON-schema grammar (always schema-valid JSON);
-    - OpenAI-compatible servers: ``structured_method`` of the model ("auto" = named tool call,
-      which vLLM enforces with guided decoding and llama.cpp's server with a grammar, and which
-      OpenAI supports; "json_schema" for servers that take ``response_format=json_schema``);
+    - OpenAI-compatible servers and the in-process llama.cpp engine: ``structured_method`` of the
+      model ("auto" = "json_schema": ``response_format`` json_schema, which vLLM enforces with
+      guided decoding and llama.cpp's server with a grammar, and which OpenAI supports;
+      "function_calling" = a named tool call, which llama.cpp's server does not force and vLLM
+      only with ``--tool-call-parser``);
     - transformers: the schema in the prompt, JSON parsed and validated.
     Parse/validation failures raise ``langchain_core.exceptions.OutputParserException``;
     server failures raise ``BackendUnavailableError``.
     """
-    if isinstance(llm, (ChatLlamaCppLocal, ChatTransformers)):
+    if isinstance(llm, ChatTransformers):
         return llm.with_structured_output(schema)
     if isinstance(llm, ChatOpenAI):
         method = getattr(llm, "structured_method", "auto")
         if method == "auto":
-            method = "function_calling"
+            method = "json_schema"
         return llm.with_structured_output(schema, method=method)
     return llm.with_structured_output(schema)
 
@@ -133,42 +123,90 @@ def structured_llm(llm: BaseChatModel, schema: type[BaseModel]) -> Runnable[Any,
 # OpenAI-compatible servers
 # ----------------------------------------------------------------------------------------
 class VlagentChatOpenAI(ChatOpenAI):
-    """``ChatOpenAI`` whose connection failures name the server, plus a structured-output method."""
+    """``ChatOpenAI`` whose failures name the server, plus a structured-output method.
+
+    A prompt longer than the context (llama.cpp's ``exceed_context_size_error``, vLLM's 400 on
+    ``max_model_len``) is a :class:`VlagentError` naming the context and the setting to raise.
+    """
 
     structured_method: StructuredMethod = "auto"
+    hint: str = "start it with `vlagent serve llm` or fix VLAGENT_LLM_BASE_URL"
 
-    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+    def _unavailable(self, exc: BaseException) -> VlagentError | None:
+        """The one line for ``exc``; None for a refused request that is not about the context."""
+        import openai
+
+        if isinstance(exc, openai.BadRequestError):
+            return _context_exceeded(exc)
         timeout = self.request_timeout if isinstance(self.request_timeout, (int, float)) else None
         server = Server(
             kind="LLM", url=str(self.openai_api_base), model=self.model_name, timeout=timeout,
-            retries=self.max_retries or 0, hint="start it with `vlagent serve llm` or fix VLAGENT_LLM_BASE_URL",
+            retries=self.max_retries or 0, hint=self.hint,
         )  # fmt: skip
         return backend_unavailable(exc, server)
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        """Without the URL: the in-process engine listens on a new port in every process."""
+        return {"model_name": self.model_name, "structured_method": self.structured_method}
 
     def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
         try:
             return super()._generate(*args, **kwargs)
-        except server_errors() as exc:
-            raise self._unavailable(exc) from exc
+        except _client_errors() as exc:
+            error = self._unavailable(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:
         try:
             return await super()._agenerate(*args, **kwargs)
-        except server_errors() as exc:
-            raise self._unavailable(exc) from exc
+        except _client_errors() as exc:
+            error = self._unavailable(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         try:
             yield from super()._stream(*args, **kwargs)
-        except server_errors() as exc:
-            raise self._unavailable(exc) from exc
+        except _client_errors() as exc:
+            error = self._unavailable(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         try:
             async for chunk in super()._astream(*args, **kwargs):
                 yield chunk
-        except server_errors() as exc:
-            raise self._unavailable(exc) from exc
+        except _client_errors() as exc:
+            error = self._unavailable(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+
+def _client_errors() -> tuple[type[BaseException], ...]:
+    import openai
+
+    return (*server_errors(), openai.BadRequestError)
+
+
+#: how llama.cpp's server and vLLM say that a prompt does not fit
+_CONTEXT_MARKERS = ("exceed_context_size", "exceeds the available context", "maximum context length", "max_model_len")
+
+
+def _context_exceeded(exc: BaseException) -> VlagentError | None:
+    """The one line for a prompt that does not fit the context (None for other errors)."""
+    text = f"{exc} {getattr(exc, 'body', '')}"
+    if not any(marker in text for marker in _CONTEXT_MARKERS):
+        return None
+    return VlagentError(
+        "the prompt does not fit the LLM context: raise VLAGENT_LLM_N_CTX (or the server's "
+        f"--max-model-len) or shorten the input ({one_line(exc, 160)})"
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -203,170 +241,48 @@ def _parser(schema: type[BaseModel] | dict[str, Any]) -> Runnable[Any, Any]:
 
 
 # ----------------------------------------------------------------------------------------
-# llama.cpp in-process
+# llama.cpp in-process: llama.cpp's own server embedded (xllamacpp), reached as a server
 # ----------------------------------------------------------------------------------------
-class _LoadedLlama:
-    def __init__(self, llama: Any) -> None:
-        self.llama = llama
-        self.lock = threading.Lock()  # a Llama context is not thread-safe
+def engine_config(settings: Settings) -> EngineConfig:
+    """The in-process engine's configuration, from settings (the loader's ``llm`` role)."""
+    return EngineConfig(
+        model=settings.resolved_gguf, alias=settings.resolved_gguf.name, n_ctx=settings.llm_n_ctx,
+        n_parallel=settings.llm_parallel, n_threads=settings.llm_n_threads,
+        chat_template=settings.llm_chat_format,
+    )  # fmt: skip
 
 
-PROMPT_CACHE_BYTES = 1 << 30
+def build_llama(settings: Settings) -> LlamaEngine:
+    """Start the GGUF's engine (uncached: :func:`load_llama` goes through the model loader)."""
+    if not settings.resolved_gguf.is_file():
+        raise ModelLoadError(f"GGUF model file {settings.resolved_gguf} not found: {FETCH_HINT}")
+    return LlamaEngine.embedded(engine_config(settings))
 
 
-def _prompt_cache(capacity: int) -> Any:
-    """llama.cpp's RAM prompt cache, bounded by what its entries really hold.
-
-    ``LlamaRAMCache`` counts only the KV bytes of an entry, but each entry also copies the
-    logits buffer (n_batch x n_vocab floats: ~300 MB for Qwen2.5's 152k vocabulary), so the
-    stock cache grows far past its capacity (10 GB seen). This one counts both.
-    """
-    from llama_cpp import LlamaRAMCache
-
-    class BoundedRAMCache(LlamaRAMCache):
-        @property
-        def cache_size(self) -> int:
-            return sum(s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes for s in self.cache_state.values())
-
-    return BoundedRAMCache(capacity_bytes=capacity)
-
-
-def build_llama(path: str, n_ctx: int, n_threads: int | None, chat_format: str | None) -> _LoadedLlama:
-    """Load a GGUF with llama.cpp (uncached: :func:`load_llama` goes through the model loader)."""
-    if not Path(path).is_file():
-        raise ModelLoadError(f"GGUF model file {path} not found: {FETCH_HINT}")
-    try:
-        from llama_cpp import Llama
-    except ImportError as exc:
-        raise ModelLoadError(
-            "llama-cpp-python is not installed: pip install 'vlagent[llama]' (compiles ~10 min)"
-        ) from exc
-    threads = n_threads or max(1, (os.cpu_count() or 2))
-    try:
-        llama = Llama(
-            model_path=path, n_ctx=n_ctx, n_threads=threads, chat_format=chat_format, verbose=False
-        )
-    except Exception as exc:  # llama.cpp raises ValueError with little detail
-        raise ModelLoadError(f"llama.cpp could not load {path}: {one_line(exc)}") from exc
-    # Keep the KV state of recent prompts: the classifier's and the templates' system prompts
-    # are shared prefixes, so only each question's own tokens are evaluated again.
-    llama.set_cache(_prompt_cache(PROMPT_CACHE_BYTES))
-    atexit.register(llama.close)  # free it before the interpreter tears llama_cpp down
-    return _LoadedLlama(llama)
-
-
-def load_llama(path: str, n_ctx: int, n_threads: int | None, chat_format: str | None) -> _LoadedLlama:
-    """A GGUF loaded once per process (the model loader's ``llm`` role, keyed by path and options)."""
+def load_llama(settings: Settings) -> LlamaEngine:
+    """The GGUF's engine, started once per process for the settings it depends on."""
     from vlagent.models import loader
 
-    view = Settings.model_construct(
-        llm_backend="llama-cpp", llm_gguf=Path(path), llm_n_ctx=n_ctx, llm_n_threads=n_threads,
-        llm_chat_format=chat_format,
-    )  # fmt: skip
-    return loader.load("llm", view)  # type: ignore[no-any-return]
+    return loader.load("llm", settings.model_copy(update={"llm_backend": "llama-cpp"}))  # type: ignore[no-any-return]
 
 
-class ChatLlamaCppLocal(BaseChatModel):
-    """llama.cpp in-process (llama-cpp-python), with ``response_format`` grammar support."""
+def engine_chat_model(engine: LlamaEngine, settings: Settings) -> "VlagentChatOpenAI":
+    """The same OpenAI client as for vLLM or a llama.cpp server, pointed at the embedded engine.
 
-    model_path: str
-    n_ctx: int = 4096
-    n_threads: int | None = None
-    chat_format: str | None = None
-    temperature: float = 0.0
-    max_tokens: int = 256
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    @property
-    def _llm_type(self) -> str:
-        return "llama-cpp-local"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"model_path": self.model_path, "n_ctx": self.n_ctx, "chat_format": self.chat_format}
-
-    def _loaded(self) -> _LoadedLlama:
-        return load_llama(self.model_path, self.n_ctx, self.n_threads, self.chat_format)
-
-    def _check_fits(self, llama: Any, chat: list[dict[str, Any]]) -> None:
-        """Fail fast (llama.cpp itself fails slowly and obscurely) when the prompt cannot fit."""
-        n = sum(len(llama.tokenize(str(m["content"]).encode("utf-8"), add_bos=False)) + 5 for m in chat)
-        if n >= self.n_ctx:
-            raise VlagentError(
-                f"the prompt has about {n} tokens and does not fit the LLM context of {self.n_ctx} "
-                "tokens; raise VLAGENT_LLM_N_CTX or shorten the input"
-            )
-
-    def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "temperature": kwargs.get("temperature", self.temperature),
-            "max_tokens": kwargs.get("max_tokens", self.max_tokens),
-        }
-        if stop:
-            params["stop"] = stop
-        if kwargs.get("response_format") is not None:
-            params["response_format"] = kwargs["response_format"]
-        return params
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        loaded = self._loaded()
-        chat = _text_messages(messages)
-        with loaded.lock:
-            self._check_fits(loaded.llama, chat)
-            try:
-                out = loaded.llama.create_chat_completion(messages=chat, **self._params(stop, kwargs))
-            except ValueError as exc:  # llama.cpp's way of saying the prompt is too long
-                raise VlagentError(
-                    f"llama.cpp could not answer ({one_line(exc)}): the prompt probably exceeds the context of "
-                    f"{self.n_ctx} tokens; raise VLAGENT_LLM_N_CTX or shorten the input"
-                ) from exc
-        choice = out["choices"][0]
-        usage = out.get("usage") or {}
-        message = AIMessage(
-            content=choice["message"].get("content") or "",
-            usage_metadata={
-                "input_tokens": usage.get("prompt_tokens", 0),
-                "output_tokens": usage.get("completion_tokens", 0),
-                "total_tokens": usage.get("total_tokens", 0),
-            },
-            response_metadata={"finish_reason": choice.get("finish_reason"), "model_name": Path(self.model_path).name},
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        loaded = self._loaded()
-        chat = _text_messages(messages)
-        with loaded.lock:
-            self._check_fits(loaded.llama, chat)
-            for part in loaded.llama.create_chat_completion(messages=chat, stream=True, **self._params(stop, kwargs)):
-                delta = part["choices"][0].get("delta", {}).get("content")
-                if delta:
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
-                    if run_manager:
-                        run_manager.on_llm_new_token(delta, chunk=chunk)
-                    yield chunk
-
-    def with_structured_output(  # type: ignore[override]
-        self, schema: type[BaseModel] | dict[str, Any], *, include_raw: bool = False, **kwargs: Any
-    ) -> Runnable[Any, Any]:
-        """JSON constrained by a grammar built from the schema, then validated."""
-        if include_raw:
-            raise NotImplementedError("include_raw is not supported by the llama-cpp backend")
-        fmt = {"type": "json_object", "schema": _schema_json(schema)}
-        return self.bind(response_format=fmt) | _parser(schema)
+    Structured output goes through ``response_format`` json_schema, which llama.cpp turns into a
+    grammar (always schema-valid JSON). No retries: the engine is in this process.
+    """
+    return VlagentChatOpenAI(
+        base_url=engine.base_url,
+        model=engine.alias,
+        api_key=engine.api_key or "EMPTY",
+        timeout=settings.request_timeout,
+        max_retries=0,
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+        structured_method="json_schema",
+        hint="the in-process llama.cpp engine stopped; run `vlagent doctor`",
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -487,12 +403,13 @@ class ChatTransformers(BaseChatModel):
 
 
 __all__ = [
-    "ChatLlamaCppLocal",
     "ChatTransformers",
     "VlagentChatOpenAI",
     "build_chat_model",
     "build_llama",
     "build_transformers",
+    "engine_chat_model",
+    "engine_config",
     "load_llama",
     "load_transformers",
     "openai_chat_model",

@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     llm_gguf: Path | None = Field(None, description="GGUF file for llama-cpp; default offline model")
     llm_n_ctx: int = 4096
     llm_n_threads: int | None = None
+    llm_parallel: int = Field(
+        2, ge=1, le=64,
+        description="requests the in-process llama.cpp engine decodes together (its slots; each gets llm_n_ctx)",
+    )
     llm_max_tokens: int = 256
     llm_temperature: float = 0.0
     request_timeout: float = Field(120.0, description="seconds per LLM/VLM request")

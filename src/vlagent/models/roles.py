@@ -174,16 +174,17 @@ CLIP = RoleSpec(
 
 # --- llm ------------------------------------------------------------------------------------
 FETCH_HINT = "run `vlagent models fetch offline` or set VLAGENT_LLM_GGUF"
+LLAMA_INSTALL_HINT = "pip install 'vlagent[llama]' (xllamacpp: a prebuilt wheel, nothing is compiled)"
 
 
 def _llm_backend(s: Settings) -> str:
     """``auto``: the server at ``llm_base_url`` if set, else llama.cpp when the GGUF exists and
-    llama_cpp is importable, else transformers on ``llm_model``."""
+    its engine (xllamacpp) is installed, else transformers on ``llm_model``."""
     if s.llm_backend != "auto":
         return s.llm_backend
     if s.llm_base_url:
         return "openai"
-    if s.resolved_gguf.is_file() and _importable("llama_cpp"):
+    if s.resolved_gguf.is_file() and _importable("xllamacpp"):
         return "llama-cpp"
     return "transformers"
 
@@ -214,8 +215,8 @@ def _llm_probe(s: Settings) -> Found:
         gguf = s.resolved_gguf
         if not gguf.is_file():
             return Found(reason=f"llm: GGUF model file {gguf} not found: {FETCH_HINT}")
-        if not _importable("llama_cpp"):
-            return Found(reason="llm: llama-cpp-python is not installed: pip install 'vlagent[llama]' (compiles ~10 min)")
+        if not _importable("xllamacpp"):
+            return Found(reason=f"llm: the llama.cpp engine is not installed: {LLAMA_INSTALL_HINT}")
         return Found(f"local file {gguf}")
     return locate_hf("llm", s.llm_model, "VLAGENT_LLM_MODEL", s)
 
@@ -227,7 +228,7 @@ def _llm_build(s: Settings, local_only: bool) -> Any:
     if backend == "openai":
         return llm.openai_chat_model(s)
     if backend == "llama-cpp":
-        return llm.build_llama(str(s.resolved_gguf), s.llm_n_ctx, s.llm_n_threads, s.llm_chat_format)
+        return llm.build_llama(s)
     return llm.build_transformers(s.llm_model, s.device, local_files_only=local_only)
 
 
@@ -239,7 +240,7 @@ LLM = RoleSpec(
     fields={
         "openai": ("llm_base_url", "llm_model", "serve_llm_name", "llm_api_key", "request_timeout",
                    "max_retries", "llm_temperature", "llm_max_tokens", "llm_structured_method"),
-        "llama-cpp": ("resolved_gguf", "llm_n_ctx", "llm_n_threads", "llm_chat_format"),
+        "llama-cpp": ("resolved_gguf", "llm_n_ctx", "llm_n_threads", "llm_chat_format", "llm_parallel"),
         "transformers": ("llm_model", "device"),
     },  # fmt: skip
     model=_llm_model,

