@@ -150,6 +150,9 @@ class Settings(BaseSettings):
         description="requests the in-process llama.cpp engine decodes together (its slots; each gets llm_n_ctx)",
     )
     llm_max_tokens: int = 256
+    llm_selfcheck: bool = Field(
+        True, description="run the in-process LLM once in a child process before loading it (remembered per engine build and CPU)"
+    )
     llm_temperature: float = 0.0
     request_timeout: float = Field(120.0, description="seconds per LLM/VLM request")
     max_retries: int = Field(2, description="retries with backoff for LLM/VLM requests")

@@ -166,6 +166,9 @@ def make_checkpointer(settings: Settings) -> Any:
 def _load_llm(settings: Settings) -> tuple[BaseChatModel | None, str | None]:
     if settings.llm_backend == "none":
         return None, "VLAGENT_LLM_BACKEND=none"
+    from vlagent.models.selfcheck import ensure_llm_runs
+
+    ensure_llm_runs(settings)  # an engine that crashes here stops the caller with one line
     try:
         from vlagent.llm import build_chat_model
 

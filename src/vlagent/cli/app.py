@@ -179,6 +179,7 @@ def _register_optional() -> None:
         ("vlagent.evals.cli", None),
         ("vlagent.cli.serve", "serve"),
         ("vlagent.cli.models", "models"),
+        ("vlagent.cli.doctor_cmd", None),
         ("vlagent.cli.recommend_cmd", None),
         ("vlagent.cli.finetune_cmd", None),
         ("vlagent.cli.analyze_cmd", None),

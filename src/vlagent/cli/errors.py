@@ -1,4 +1,5 @@
-"""One way every ``vlagent`` command ends on bad input: one red line and exit code 2."""
+"""One way every ``vlagent`` command ends on bad input: one red line and exit code 2 (1 for an
+engine that cannot run here: ``EngineCrashError.exit_code``)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class UserErrorGroup(TyperGroup):
             return super().invoke(ctx)
         except VlagentError as exc:
             print_error(exc)
-            raise typer.Exit(2) from None
+            raise typer.Exit(getattr(exc, "exit_code", 2)) from None
 
 
 def typer_app(**kwargs: Any) -> typer.Typer:
