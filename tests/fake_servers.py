@@ -2,8 +2,9 @@
 
 ``mode`` decides every reply (switch it between runs):
 
-* ``ok``: classification requests (they carry ``tools``) get a named tool call holding the rule
-  classifier's decision for the question (valid, deterministic); answer requests get
+* ``ok``: classification requests (they carry ``tools``, ``response_format`` or ``logprobs``) get
+  the rule classifier's decision for the question (valid, deterministic): a named tool call, JSON
+  content, or the type as the one token with its ``top_logprobs``; answer requests get
   ``ANSWER_TEXT``; VLM requests (an ``image_url`` part) get ``VLM_TEXT``;
 * ``slow``: sleeps ``delay`` seconds, then answers as ``ok`` (beyond the client's timeout);
 * ``garbage``: HTTP 200 with an HTML body (not JSON at all);
@@ -27,7 +28,7 @@ VLM_TEXT = "VLM-ANSWER"
 
 
 def _kind(body: dict[str, Any]) -> str:
-    if body.get("tools") or body.get("response_format"):
+    if body.get("tools") or body.get("response_format") or body.get("logprobs"):
         return "classify"
     for message in body.get("messages", []):
         content = message.get("content")
@@ -107,7 +108,13 @@ class FakeOpenAIServer:
 
     def reply(self, kind: str, body: dict[str, Any], broken: bool = False) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": None}
-        if kind == "classify" and body.get("tools"):
+        logprobs = None
+        if kind == "classify" and body.get("logprobs"):
+            token = "{not json" if broken else _decision(body)["type"]
+            message["content"] = token
+            alternatives = [{"token": token, "logprob": -0.1}, {"token": "The", "logprob": -3.0}]
+            logprobs = {"content": [{"token": token, "logprob": -0.1, "top_logprobs": alternatives}]}
+        elif kind == "classify" and body.get("tools"):
             name = body["tools"][0]["function"]["name"]
             args = "{not json" if broken else json.dumps(_decision(body))
             message["tool_calls"] = [
@@ -120,7 +127,7 @@ class FakeOpenAIServer:
         finish = "tool_calls" if message.get("tool_calls") else "stop"
         return {
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": "fake",
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }  # fmt: skip
 

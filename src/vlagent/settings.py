@@ -156,6 +156,14 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     request_timeout: float = Field(120.0, description="seconds per LLM/VLM request")
     max_retries: int = Field(2, description="retries with backoff for LLM/VLM requests")
+    classifier_method: Literal["logprobs", "structured"] = Field(
+        "logprobs",
+        description="logprobs: the type from one decoded token's top log-probabilities (one forward pass); "
+        "structured: the type and the query as schema-valid JSON",
+    )
+    classifier_static_examples: int = Field(
+        0, ge=0, le=10, description="labelled questions per type in the fixed (cached) prompt prefix"
+    )
     classifier_examples: int = Field(
         4, ge=0, le=16, description="labelled questions most similar to the incoming one in the classifier prompt (0: none)"
     )

@@ -50,7 +50,7 @@ import logging
 import re
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -58,7 +58,7 @@ from langchain_core.output_parsers import PydanticOutputParser
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel, Field, ValidationError
 
-from vlagent.agent.fewshot import Example, FewShotSelector, default_selector
+from vlagent.agent.fewshot import Example, FewShotSelector, default_selector, load_pool
 from vlagent.agent.rules import _COMPARE, _VISUAL_REF, classify_rules, clean_query, detect_language, merge_images
 from vlagent.agent.types import Classification, ClassifierResult, QuestionType
 from vlagent.cache import DiskCache
@@ -78,9 +78,39 @@ class LLMDecision(BaseModel):
     query: str = Field("", description="for retrieve: the product title to search for, copied from the question; else empty")
 
 
-@lru_cache(maxsize=1)
-def system_prompt() -> str:
-    return resources.files("vlagent.prompts").joinpath("classify.txt").read_text("utf-8").strip()
+Method = Literal["logprobs", "structured"]
+
+#: how each method asks for the answer (the last line of the system prompt)
+REPLY = {
+    "logprobs": "Reply with the type only, one word.",
+    "structured": 'Reply JSON {"type": ..., "query": ...}; query is "" unless type is retrieve.',
+}
+
+
+@lru_cache(maxsize=4)
+def system_prompt(method: Method = "structured", static_examples: int = 0) -> str:
+    """``prompts/classify.txt``, ``static_examples`` labelled questions per type (the same for
+    every question: the engine's prompt cache keeps this whole prefix), and the reply line."""
+    text = resources.files("vlagent.prompts").joinpath("classify.txt").read_text("utf-8").strip()
+    lines = [text]
+    if static_examples:
+        lines += ["Labelled examples:", *(_example_line(e) for e in static_pool(static_examples))]
+    lines.append(REPLY[method])
+    return "\n".join(lines)
+
+
+@lru_cache(maxsize=4)
+def static_pool(per_type: int) -> tuple[Example, ...]:
+    """``per_type`` labelled questions of each type from the suite's main split (never the
+    holdout), alternating Chinese and English in the suite's order: a fixed, cacheable set."""
+    chosen: list[Example] = []
+    for qtype in QuestionType:
+        rows = [e for e in load_pool() if e.type is qtype]
+        zh = [e for e in rows if detect_language(e.question) == "zh"]
+        en = [e for e in rows if detect_language(e.question) != "zh"]
+        mixed = [e for pair in zip(zh, en) for e in pair] + zh[len(en):] + en[len(zh):]
+        chosen += mixed[:per_type]
+    return tuple(chosen)
 
 
 def base_name(name: str) -> str:
@@ -100,12 +130,20 @@ def _example_line(ex: Example) -> str:
     return f"Q: {ex.question.strip()} images: {len(ex.images) or 'none'} -> {label}"
 
 
-def build_messages(question: str, images: list[str], examples: list[Example] | None = None) -> list[BaseMessage]:
+def build_messages(
+    question: str,
+    images: list[str],
+    examples: list[Example] | None = None,
+    method: Method = "structured",
+    static_examples: int = 0,
+) -> list[BaseMessage]:
+    """The fixed system prefix first, then what is this question's own: its similar labelled
+    questions (dynamic examples) and the question itself."""
     lines = []
     if examples:
         lines = ["Similar labelled questions:", *(_example_line(e) for e in examples), ""]
     lines.append(f"Q: {question.strip()} images: {describe_images(images)}")
-    return [SystemMessage(system_prompt()), HumanMessage("\n".join(lines))]
+    return [SystemMessage(system_prompt(method, static_examples)), HumanMessage("\n".join(lines))]
 
 
 def examples_for(question: str, fewshot: "FewShotSelector | bool", k: int | None) -> list[Example]:
@@ -119,9 +157,20 @@ def examples_for(question: str, fewshot: "FewShotSelector | bool", k: int | None
 @lru_cache(maxsize=1)
 def settings_k() -> int:
     """``Settings.classifier_examples``, read once per process."""
+    return _settings().classifier_examples
+
+
+@lru_cache(maxsize=1)
+def _settings() -> Any:
     from vlagent.settings import Settings
 
-    return Settings().classifier_examples
+    return Settings()
+
+
+def settings_method() -> tuple[Method, int]:
+    """(``Settings.classifier_method``, ``Settings.classifier_static_examples``), read once per process."""
+    s = _settings()
+    return s.classifier_method, s.classifier_static_examples
 
 
 def structured_classifier(llm: BaseChatModel) -> Runnable[Any, Any]:
@@ -135,13 +184,52 @@ def structured_classifier(llm: BaseChatModel) -> Runnable[Any, Any]:
         return llm | parser
 
 
+#: label candidates read from the first answer token (the top alternatives the engine reports)
+TOP_LOGPROBS = 20
+
+
+def reports_logprobs(llm: BaseChatModel) -> bool:
+    """OpenAI-compatible engines report ``top_logprobs`` (vLLM, llama.cpp's server, the in-process
+    engine, OpenAI); other chat models are asked for structured output."""
+    from langchain_openai import ChatOpenAI
+
+    return isinstance(llm, ChatOpenAI)
+
+
+def score_types(llm: BaseChatModel, messages: list[BaseMessage]) -> LLMDecision | None:
+    """The type whose first token the model finds most likely, from one decoded token.
+
+    One forward pass over the (mostly cached) prompt and one token out, with the engine's
+    ``top_logprobs``: each alternative that is the start of exactly one type's name counts for
+    that type; the best-scoring type wins. None when the engine reports no log-probabilities
+    (e.g. the transformers backend) or no alternative names a type: then the caller asks for
+    structured output instead."""
+    reply = llm.bind(logprobs=True, top_logprobs=TOP_LOGPROBS, max_tokens=1, temperature=0).invoke(messages)
+    content = ((getattr(reply, "response_metadata", None) or {}).get("logprobs") or {}).get("content") or []
+    if not content:
+        return None
+    scores: dict[QuestionType, float] = {}
+    for alternative in content[0].get("top_logprobs") or []:
+        token = str(alternative.get("token", "")).strip().lower()
+        named = [t for t in QuestionType if token and t.value.startswith(token)]
+        if len(named) == 1:
+            scores[named[0]] = max(scores.get(named[0], float("-inf")), float(alternative["logprob"]))
+    if not scores:
+        return None
+    return LLMDecision(type=max(scores, key=lambda t: scores[t]), query="")
+
+
 def _model_key(llm: BaseChatModel) -> str:
     params = getattr(llm, "_identifying_params", {}) or {}
     return f"{type(llm).__name__}:{sorted((str(k), str(v)) for k, v in dict(params).items())}"
 
 
 def _ask(
-    llm: BaseChatModel, messages: list[BaseMessage], timeout: float | None, reply_cache: DiskCache | None = None
+    llm: BaseChatModel,
+    messages: list[BaseMessage],
+    timeout: float | None,
+    reply_cache: DiskCache | None = None,
+    method: Method = "structured",
 ) -> LLMDecision:
     key = ""
     if reply_cache is not None:
@@ -150,13 +238,17 @@ def _ask(
         hit = reply_cache.get(key)
         if hit is not None:
             return LLMDecision.model_validate(hit)
-    runnable = structured_classifier(llm)
+
+    def ask(msgs: list[BaseMessage]) -> Any:
+        scored = score_types(llm, msgs) if method == "logprobs" and reports_logprobs(llm) else None
+        return scored if scored is not None else structured_classifier(llm).invoke(msgs)
+
     if timeout is None:
-        out = runnable.invoke(messages)
+        out = ask(messages)
     else:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
         try:
-            out = pool.submit(runnable.invoke, messages).result(timeout=timeout)
+            out = pool.submit(ask, messages).result(timeout=timeout)
         except concurrent.futures.TimeoutError as exc:
             raise TimeoutError(f"the LLM did not answer within {timeout:g} s") from exc
         finally:
@@ -251,18 +343,25 @@ def classify(
     fewshot: FewShotSelector | bool = True,
     k: int | None = None,
     reply_cache: DiskCache | None = None,
+    method: Method | None = None,
+    static_examples: int | None = None,
 ) -> ClassifierResult:
     """Classify one question: the LLM decides, the rules step in (see the module docstring).
 
     ``fewshot``: True for the shipped suite's example selector, False for none, or a
-    :class:`FewShotSelector`; ``k`` examples (default ``Settings.classifier_examples``)."""
+    :class:`FewShotSelector`; ``k`` examples (default ``Settings.classifier_examples``);
+    ``method`` and ``static_examples`` default to ``Settings.classifier_method`` and
+    ``Settings.classifier_static_examples``."""
     imgs = merge_images(list(images or []), question)
     rules = classify_rules(question, imgs)
     if llm is None:
         return ClassifierResult(classification=rules, source="rules", error="no LLM configured")
+    default_method, default_static = settings_method()
+    method = method or default_method
+    static = default_static if static_examples is None else static_examples
     try:
-        messages = build_messages(question, imgs, examples_for(question, fewshot, k))
-        decision = _ask(llm, messages, timeout, reply_cache)
+        messages = build_messages(question, imgs, examples_for(question, fewshot, k), method, static)
+        decision = _ask(llm, messages, timeout, reply_cache, method)
     except (Exception, TimeoutError) as exc:  # noqa: BLE001 - any LLM failure → rules
         reason = one_line(exc)
         if isinstance(exc, ValidationError):
@@ -272,4 +371,7 @@ def classify(
     return _reconcile(question, decision, rules, imgs)
 
 
-__all__ = ["LLMDecision", "build_messages", "describe_images", "examples_for", "classify", "classify_rules", "structured_classifier", "system_prompt"]
+__all__ = [
+    "LLMDecision", "build_messages", "describe_images", "examples_for", "classify", "classify_rules",
+    "score_types", "static_pool", "structured_classifier", "system_prompt",
+]  # fmt: skip
