@@ -67,16 +67,73 @@ def reset_cache(agent: Any, folder: Path) -> None:
         memo.clear()
 
 
-def plain_loop(agent: Any, items: list[dict[str, Any]]) -> tuple[float, int]:
+class Usage:
+    """Per LLM stage (classify / answer): calls, prompt tokens, of them served from the engine's
+    prompt cache, generated tokens (a LangChain callback on the agent's chat model)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.stage: dict[Any, str] = {}
+        self.rows: dict[str, list[int]] = {}
+
+    def handler(self) -> Any:
+        from langchain_core.callbacks import BaseCallbackHandler
+
+        usage = self
+
+        class Handler(BaseCallbackHandler):
+            def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: Any, **kwargs: Any) -> None:
+                params = kwargs.get("invocation_params") or {}
+                stage = "classify" if params.get("logprobs") or params.get("response_format") or params.get("tools") else "answer"
+                with usage.lock:
+                    usage.stage[run_id] = stage
+
+            def on_llm_end(self, response: Any, *, run_id: Any, **kwargs: Any) -> None:
+                meta = getattr(response.generations[0][0], "message", None)
+                u = getattr(meta, "usage_metadata", None) or {}
+                cached = (u.get("input_token_details") or {}).get("cache_read", 0) or 0
+                with usage.lock:
+                    row = usage.rows.setdefault(usage.stage.pop(run_id, "answer"), [0, 0, 0, 0])
+                    row[0] += 1
+                    row[1] += u.get("input_tokens", 0)
+                    row[2] += cached
+                    row[3] += u.get("output_tokens", 0)
+
+        return Handler()
+
+
+def stage_table(answers: list[Any], usage: Usage) -> None:
+    """Seconds per stage (from each answer's trace) and the LLM's token counts."""
+    stages: dict[str, list[float]] = {}
+    for answer in answers:
+        for step in getattr(answer, "trace", []):
+            stages.setdefault(step.name, []).append(step.seconds)
+    print(f"\n{'stage':<16}{'calls':>7}{'total s':>10}{'mean s':>9}{'prompt tok':>12}{'cached':>9}{'generated':>11}")
+    for name, secs in sorted(stages.items(), key=lambda kv: -sum(kv[1])):
+        key = "classify" if name == "classify" else "answer" if name == "answer_llm" else None
+        calls, prompt, cached, out = usage.rows.get(key, [0, 0, 0, 0]) if key else [0, 0, 0, 0]
+        tokens = f"{prompt:>12}{cached:>9}{out:>11}" if key else ""
+        print(f"{name:<16}{len(secs):>7}{sum(secs):>10.1f}{sum(secs) / len(secs):>9.2f}{tokens}")
+    for key, (calls, prompt, cached, out) in usage.rows.items():
+        print(f"LLM {key}: {calls} calls, {prompt / max(calls, 1):.0f} prompt tokens a call "
+              f"({cached / max(prompt, 1):.0%} from the prompt cache), {out / max(calls, 1):.1f} generated")
+
+
+def plain_loop(agent: Any, items: list[dict[str, Any]]) -> tuple[float, int, list[Any]]:
     failed = 0
+    answers: list[Any] = []
     started = time.perf_counter()
     for i, item in enumerate(items):
         images = [p.strip() for p in str(item.get("related_image") or "").split(",") if p.strip()]
         try:
-            agent.invoke({"question": item["question"], "images": images}, config={"configurable": {"thread_id": f"bench-{i}"}})
+            answers.append(agent.invoke(
+                {"question": item["question"], "images": images}, config={"configurable": {"thread_id": f"bench-{i}"}}
+            ))  # fmt: skip
         except Exception:  # noqa: BLE001
             failed += 1
-    return time.perf_counter() - started, failed
+    return time.perf_counter() - started, failed, answers
 
 
 def main() -> None:
@@ -85,7 +142,8 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=SAMPLE / "images")
     parser.add_argument("--annotations", type=Path, default=SAMPLE / "train_annotation.csv")
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="harness workers to try (default: what `vlagent eval` picks, the engine's slots)")
     parser.add_argument("--agent", choices=["real", "fake"], default="real")
     parser.add_argument("--latency", type=float, default=0.5, help="seconds a question (--agent fake)")
     parser.add_argument("--keep-home", action="store_true", help="use your VLAGENT_HOME (warm caches)")
@@ -106,10 +164,19 @@ def main() -> None:
     if unavailable is not None and getattr(unavailable, "unavailable", None):
         print("unavailable tools:", ", ".join(sorted(unavailable.unavailable)))
 
+    usage = Usage()
+    llm = getattr(getattr(agent, "parts", None), "llm", None)
+    if llm is not None:
+        llm.callbacks = [usage.handler()]
     rows: list[tuple[str, float, int]] = []
     reset_cache(agent, work / "cache-plain")
-    seconds, failed = plain_loop(agent, items)
+    seconds, failed, answers = plain_loop(agent, items)
     rows.append(("plain invoke loop", seconds, failed))
+    stage_table(answers, usage)
+    if args.workers is None:
+        from vlagent.evals.cli import auto_workers
+
+        args.workers = [auto_workers()]
     for workers in args.workers:
         reset_cache(agent, work / f"cache-w{workers}")
         run = run_eval(agent, query, work / f"answers-w{workers}.json", images=[args.images],

@@ -56,6 +56,18 @@ def print_metrics(metrics: Any, out: Console) -> None:
     out.print(table)
 
 
+def auto_workers(settings: Any = None) -> int:
+    """Questions in flight by default: enough to keep the LLM engine's batch busy."""
+    from vlagent.models import loader
+    from vlagent.settings import Settings
+
+    settings = settings or Settings()
+    backend = loader.status("llm", settings).backend
+    if backend == "llama-cpp":
+        return settings.llm_parallel
+    return 4 if backend == "openai" else 1
+
+
 def eval_command(
     query: Annotated[Path, typer.Argument(help="query.json: a list of {question, related_image, answer}")],
     images: Annotated[
@@ -71,7 +83,11 @@ def eval_command(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="with --resume: ask the failed questions again too")
     ] = False,
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="questions answered concurrently")] = 1,
+    workers: Annotated[
+        Optional[int],
+        typer.Option("--workers", "-w", min=1, help="questions answered concurrently (default: the in-process LLM engine's "
+                     "slots, VLAGENT_LLM_PARALLEL; 4 against an LLM server; 1 otherwise)"),
+    ] = None,
     report_dir: Annotated[
         Optional[Path], typer.Option("--report-dir", help="write report.json, report.md and plots here")
     ] = None,
@@ -99,6 +115,7 @@ def eval_command(
         raise VlagentError("--retry-failed goes with --resume (a run without --resume asks everything)")
     queries = read_queries(query)  # fail fast on a malformed file, before loading any model
     golds = load_gold(queries, gold)
+    workers = workers or auto_workers()
     with OutputLock(out):  # fail fast if another run writes the same output
         try:
             if engine == Engine.ray:
