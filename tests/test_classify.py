@@ -238,3 +238,67 @@ def test_eval_with_fake_llm_counts_sources() -> None:
     report = ce.evaluate("fake", items, lambda q, imgs: classify(q, imgs, llm))
     assert report.llm_answers + report.fallbacks == len(items)
     assert report.per_type["chat"]["accuracy"] == 1.0
+
+
+# ----------------------------------------------------------------------------------------
+# the type from one token's log-probabilities (an OpenAI-compatible engine, faked over httpx)
+# ----------------------------------------------------------------------------------------
+def logprob_engine(alternatives: list[tuple[str, float]] | None, requests: list[dict[str, Any]]) -> Any:
+    """A VlagentChatOpenAI whose 'server' answers one token with these top log-probabilities
+    (None: no logprobs at all), and JSON ``{"type": "chat"}`` to a structured request."""
+    import httpx
+
+    from vlagent.llm import VlagentChatOpenAI
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        requests.append(body)
+        if body.get("logprobs") and alternatives is not None:
+            top = [{"token": t, "logprob": lp, "bytes": None} for t, lp in alternatives]
+            choice = {"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": alternatives[0][0]},
+                      "logprobs": {"content": [{"token": alternatives[0][0], "logprob": alternatives[0][1], "bytes": None, "top_logprobs": top}]}}  # fmt: skip
+        else:
+            choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": '{"type": "chat", "query": ""}'}}
+        return httpx.Response(200, json={"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice],
+                                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})  # fmt: skip
+
+    return VlagentChatOpenAI(base_url="http://engine.test/v1", model="m", api_key="k", max_retries=0,
+                             http_client=httpx.Client(transport=httpx.MockTransport(handle)), structured_method="json_schema")  # fmt: skip
+
+
+def test_logprobs_pick_the_type_from_one_token() -> None:
+    requests: list[dict[str, Any]] = []
+    # "re" starts two types (retrieve, recommend): it counts for neither; "v" is vqa's alone
+    llm = logprob_engine([("re", -0.2), ("v", -0.9), ("describe", -1.5), ("The", -0.1)], requests)
+    r = classify("这件衬衫是什么颜色的？", ["a.jpg"], llm, method="logprobs", fewshot=False)
+    assert (r.source, r.classification.type) == ("llm", QuestionType.vqa)
+    (body,) = requests  # one call: one token with its alternatives
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    assert (limit, body["logprobs"], body["top_logprobs"]) == (1, True, 20)
+    assert "response_format" not in body and "tools" not in body
+
+
+def test_logprobs_retrieve_takes_the_rules_query() -> None:
+    llm = logprob_engine([("retrieve", -0.1)], [])
+    r = classify("请匹配到与 白色帆布鞋 最相关的图片。", [], llm, method="logprobs", fewshot=False)
+    assert (r.source, r.classification.type, r.classification.query) == ("llm", QuestionType.retrieve, "白色帆布鞋")
+
+
+@pytest.mark.parametrize("alternatives", [None, [("The", -0.1), ("I", -1.0)]])
+def test_no_usable_logprobs_fall_back_to_structured_output(alternatives: Any) -> None:
+    requests: list[dict[str, Any]] = []
+    r = classify("你好", [], logprob_engine(alternatives, requests), method="logprobs", fewshot=False)
+    assert (r.source, r.classification.type) == ("llm", QuestionType.chat)
+    assert [bool(b.get("logprobs")) for b in requests] == [True, False]
+    assert requests[1]["response_format"]["type"] == "json_schema"
+
+
+def test_the_prompt_prefix_is_the_same_for_every_question() -> None:
+    """The engine's prompt cache serves the fixed part: only the question's own tokens differ."""
+    first = build_messages("这条围巾是羊毛的吗？", ["a.jpg"], None, "logprobs", 2)
+    second = build_messages("What does the price tag say?", ["b.jpg"], None, "logprobs", 2)
+    assert first[0].content == second[0].content and "Labelled examples:" in str(first[0].content)
+    assert str(first[0].content).endswith("Reply with the type only, one word.")
+    assert "围巾" not in str(first[0].content) and "围巾" in str(first[1].content)
+    holdout = {i.question for i in SUITE if i.split == "holdout"}
+    assert not any(q in str(first[0].content) for q in holdout)  # static examples never from the holdout

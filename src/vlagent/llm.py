@@ -281,7 +281,7 @@ def engine_chat_model(engine: LlamaEngine, settings: Settings) -> "VlagentChatOp
         temperature=settings.llm_temperature,
         max_tokens=settings.llm_max_tokens,
         structured_method="json_schema",
-        hint="the in-process llama.cpp engine stopped; run `vlagent doctor`",
+        hint="it is the in-process llama.cpp engine (is the machine overloaded? `vlagent doctor` checks it)",
     )
 
 
