@@ -262,6 +262,7 @@ def test_a_comparison_the_facts_do_not_settle_goes_to_the_llm() -> None:
     llm = recording_llm("第一件更正式")
     tools = colour_tools({"a.jpg": ("白色", "white"), "b.jpg": ("灰色", "grey")})
     agent = make_agent(scripted(QuestionType.compare), tools, llm=llm)
+    agent.parts.titles.update({"a.jpg": "白色衬衫 商务", "b.jpg": "灰色卫衣 休闲"})  # facts that say what they are
     answer = agent.invoke("哪一件更适合上班穿？", images=["a.jpg", "b.jpg"])
     assert answer.text == "第一件更正式" and len(llm.prompts) == 1
 
@@ -403,3 +404,157 @@ def test_a_chinese_description_from_the_title_alone_needs_no_llm_but_a_caption_g
     assert with_caption.invoke("请描述这张图片。", images=["a.jpg"]).text == "一件红色连衣裙，白色背景"
     (prompt,) = llm.prompts
     assert "a red dress on a white background" in prompt
+
+
+# --- answers with no guess where nothing can see; colour answers as sentences ---------------------
+
+
+def colours_named(colours: dict[str, list[tuple[str, str, str, float]]]) -> dict[str, StructuredTool]:
+    """A colours tool with the real artifact: (zh, en, basic zh, share) per colour, per image."""
+
+    def colors(image: str, k: int = 3) -> tuple[str, Any]:
+        found = [
+            {"name_zh": zh, "name_en": en, "basic_zh": basic, "basic_en": en, "fraction": share, "rgb": [0, 0, 0]}
+            for zh, en, basic, share in colours[image]
+        ]
+        return "主要颜色: " + ", ".join(f"{c['name_zh']} ({c['fraction']:.0%})" for c in found), found
+
+    return {"colors": as_tool(colors, "colors")}
+
+
+def text_tool(texts: dict[str, str], name: str = "ocr") -> StructuredTool:
+    def read(image: str) -> tuple[str, Any]:
+        return texts.get(image, ""), {"text": texts.get(image, ""), "caption": texts.get(image, "")}
+
+    return as_tool(read, name)
+
+
+GREY_AND_BROWN = {"a.jpg": [("灰色", "grey", "灰色", 1.0)], "b.jpg": [("棕色", "brown", "棕色", 0.98)]}
+
+
+@pytest.mark.parametrize(
+    ("question", "lang", "head"),
+    [
+        ("比较这两张图片中的商品，哪一个是帽子？", "zh", "无法判断哪一张图片是帽子："),
+        ("这两张图片里哪一个是猫？", "zh", "无法判断哪一张图片是猫："),
+        ("Which of these two images shows a bag?", "en", "I cannot tell which image shows a bag: "),
+        ("Which of these two images shows shoes?", "en", "I cannot tell which image shows shoes: "),
+    ],
+)
+def test_which_one_that_no_fact_names_is_not_guessed(question: str, lang: str, head: str) -> None:
+    llm = recording_llm("第一张图片是帽子")  # what a guessing LLM says
+    tools = colours_named(GREY_AND_BROWN)
+    tools["ocr"] = text_tool({"a.jpg": "11 111K", "b.jpg": "0"})  # fragments: not text that names anything
+    answer = make_agent(scripted(QuestionType.compare, lang=lang), tools, llm=llm).invoke(question, images=["a.jpg", "b.jpg"])
+    assert answer.text.startswith(head) and llm.prompts == []
+    for named in ("第一张", "第二张", "图1", "first", "second", "a.jpg", "b.jpg", "111K"):
+        assert named not in answer.text
+    assert answer.evidence[-1] == "missing[title,caption,vqa,ocr_text]"
+    assert [t.name for t in answer.trace][-1] == "facts"
+
+
+def test_which_one_says_which_facts_were_there_and_which_were_missing() -> None:
+    tools = colours_named(GREY_AND_BROWN)
+    agent = make_agent(scripted(QuestionType.compare), tools, llm=recording_llm("第一张"))
+    agent.parts.titles.update({"a.jpg": "灰色卫衣 加绒", "b.jpg": "棕色手提包 真皮"})
+    answer = agent.invoke("哪一个是帽子？", images=["a.jpg", "b.jpg"])
+    assert answer.text == "无法判断哪一张图片是帽子：图片的标题都没有提到帽子；没有图片说明、视觉模型回答或图中文字。"
+    assert answer.evidence[-1] == "missing[caption,vqa,ocr_text]"
+    en = make_agent(scripted(QuestionType.compare, lang="en"), tools, llm=recording_llm("the first"))
+    en.parts.titles.update(agent.parts.titles)
+    assert en.invoke("Which one is the cap?", images=["a.jpg", "b.jpg"]).text == (
+        "I cannot tell which image shows a cap: no image's title mentions a cap; "
+        "there is no caption, vision-model answer or text in the image."
+    )
+
+
+def test_a_caption_naming_a_synonym_decides_and_text_or_a_vlm_answer_goes_to_the_llm() -> None:
+    tools = colours_named(GREY_AND_BROWN)
+    tools["caption"] = text_tool({"a.jpg": "a grey baseball hat", "b.jpg": "a brown leather bag"}, "caption")
+    answer = make_agent(scripted(QuestionType.compare), tools, llm=recording_llm("?")).invoke("哪一个是帽子？", images=["a.jpg", "b.jpg"])
+    assert answer.text == "第一张图片（a.jpg）是帽子。"  # the caption's "hat" is a 帽
+    for extra in ({"ocr": text_tool({"b.jpg": "BASEBALL CAP"})}, {"vqa": as_tool(lambda question, images: ("第二张", {}), "vqa")}):
+        llm = recording_llm("第二张")
+        seen = make_agent(scripted(QuestionType.compare), {**colours_named(GREY_AND_BROWN), **extra}, llm=llm)
+        assert seen.invoke("哪一个是帽子？", images=["a.jpg", "b.jpg"]).text == "第二张" and len(llm.prompts) == 1
+
+
+@pytest.mark.parametrize("question", ["哪一个更便宜？", "Which is more expensive?", "哪一件更适合上班穿？"])
+def test_which_questions_about_no_kind_of_thing_are_not_which_one_answers(question: str) -> None:
+    llm = recording_llm("第一件")
+    agent = make_agent(scripted(QuestionType.compare), colours_named(GREY_AND_BROWN), llm=llm)
+    agent.parts.titles.update({"a.jpg": "灰色棒球帽", "b.jpg": "棕色手提包"})
+    assert agent.invoke(question, images=["a.jpg", "b.jpg"]).text == "第一件" and len(llm.prompts) == 1
+
+
+def test_which_one_is_a_colour_is_read_off_the_colours() -> None:
+    agent = make_agent(scripted(QuestionType.compare), colours_named(GREY_AND_BROWN), llm=recording_llm("?"))
+    assert agent.invoke("哪一个是棕色的？", images=["a.jpg", "b.jpg"]).text == "第二张图片（b.jpg）是棕色的。"
+    en = make_agent(scripted(QuestionType.compare, lang="en"), colours_named(GREY_AND_BROWN), llm=recording_llm("?"))
+    assert en.invoke("Which one is grey?", images=["a.jpg", "b.jpg"]).text == "The first image (a.jpg) is grey."
+    each = en.invoke("What colour is each of these two items?", images=["a.jpg", "b.jpg"])
+    assert each.text == "The first (a.jpg) is grey, the second (b.jpg) is brown."
+
+
+@pytest.mark.parametrize(
+    ("question", "lang", "title", "expected"),
+    [
+        ("这件衣服是什么颜色的？", "zh", "", "这件商品的主要颜色是白色，还有灰色。"),
+        ("What colour are these shoes?", "en", "", "The main colour is white, with some grey."),
+        ("这件衣服是什么颜色的？", "zh", "米白色运动鞋 低帮", "这件商品的主要颜色是米白色，还有灰色。"),  # the seller's word
+        ("这件衣服是什么颜色的？", "zh", "女款黑色运动鞋", "商品标题写的是黑色；图片中测得的主要颜色是白色。"),
+        ("What colour is it?", "en", "黑色运动鞋", "The title says black; the image measures mainly white."),
+    ],
+)
+def test_without_an_llm_a_colour_answer_is_a_sentence_in_the_questions_language(question: str, lang: str, title: str, expected: str) -> None:
+    tools = colours_named({"a.jpg": [("白色", "white", "白色", 0.78), ("灰色", "grey", "灰色", 0.22)]})
+    agent = make_agent(scripted(QuestionType.vqa, lang=lang), tools, llm=BrokenLLM(messages=iter([])))
+    agent.parts.titles.update({"a.jpg": title} if title else {})
+    answer = agent.invoke(question, images=["a.jpg"])
+    assert answer.text == expected
+    assert "%" not in answer.text and "main colours:" not in answer.text and "主要颜色:" not in answer.text
+    llm = recording_llm("白色")  # with an LLM, the LLM writes it from the colours
+    assert make_agent(scripted(QuestionType.vqa, lang=lang), tools, llm=llm).invoke(question, images=["a.jpg"]).text == "白色"
+    assert len(llm.prompts) == 1
+
+
+def test_without_an_llm_a_colour_question_with_another_ask_or_a_vlm_answer_is_not_a_colour_sentence() -> None:
+    tools = colours_named({"a.jpg": [("红色", "red", "红色", 1.0)]})
+    broken = BrokenLLM(messages=iter([]))
+    mixed = make_agent(scripted(QuestionType.vqa), tools, llm=broken).invoke("这件衣服是什么颜色，什么面料？", images=["a.jpg"])
+    assert not mixed.text.startswith("这件商品的主要颜色是")  # the tools' results, not half an answer
+    tools["vqa"] = as_tool(lambda question, images: ("酒红色", {}), "vqa")
+    assert make_agent(scripted(QuestionType.vqa), tools, llm=broken).invoke("这件衣服是什么颜色？", images=["a.jpg"]).text == "酒红色"
+
+
+def test_a_question_that_needs_sight_with_nothing_that_sees_says_so() -> None:
+    tools = colours_named({"a.jpg": [("棕色", "brown", "棕色", 1.0)]})
+    tools["ocr"] = text_tool({"a.jpg": "m"})
+    llm = recording_llm("a cat")
+    answer = make_agent(scripted(QuestionType.vqa, lang="en"), tools, llm=llm).invoke("What animal is in the picture?", images=["a.jpg"])
+    assert answer.text == (
+        "I cannot tell: there is no vision-model answer here, and the image has no title, caption or readable text; "
+        "I only know that its main colour is brown."
+    )
+    assert llm.prompts == [] and answer.evidence[-1] == "missing[title,caption,vqa,ocr_text]"
+    titled = make_agent(scripted(QuestionType.vqa, lang="en"), tools, llm=llm)
+    titled.parts.titles.update({"a.jpg": "虎斑猫 特写"})
+    assert titled.invoke("What animal is in the picture?", images=["a.jpg"]).text == "a cat"  # the title tells
+
+
+@pytest.mark.parametrize("fragment", ["a", "A", "m", "0", "90", "11 111k", "11 111K", "XKQ"])
+def test_stray_ocr_fragments_stay_out_of_sentences(fragment: str) -> None:
+    from vlagent.agent.facts import readable_text
+
+    assert readable_text(fragment) == ""
+    tools = colours_named({"a.jpg": [("红色", "red", "红色", 1.0)]})
+    tools["ocr"] = text_tool({"a.jpg": fragment})
+    answer = make_agent(scripted(QuestionType.describe), tools, llm=recording_llm("?")).invoke("请描述这张图片。", images=["a.jpg"])
+    assert answer.text == "无法描述商品本身：这里没有视觉模型，图片也没有标题；只知道主要颜色是红色。"
+
+
+@pytest.mark.parametrize("text", ["纯棉 100% COTTON", "SIZE: XL", "特价 ¥199", "MADE IN CHINA", "洗涤说明 30°C"])
+def test_text_that_reads_as_words_is_quoted(text: str) -> None:
+    from vlagent.agent.facts import readable_text
+
+    assert readable_text(text) == text

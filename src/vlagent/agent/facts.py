@@ -6,17 +6,29 @@ once (the VLM's) follow. :func:`render` gives the LLM that fixed structure. Wher
 settle the question without an LLM, :func:`decide` states them:
 
 * "which one is the cap?" / "Which of these shows shoes?" when exactly one image's title (or
-  caption) names the thing asked about;
-* "how do the colours differ?" from each image's main colour;
+  caption) names the thing asked about — and, when no fact of any image (title, category,
+  caption, VLM answer, OCR text) names it, that nothing here can tell, and which facts were
+  missing (:class:`Decision` ``missing``), instead of an LLM's guess;
+* "which one is red?", "how do the colours differ?", "what colour is each?" from each image's
+  colours;
+* "what colour is it?" with no VLM answer and no LLM (or a failed one): the colours as a
+  sentence in the question's language, not the tool's line (:func:`fallback`; the title's
+  colour word when it names the same colour: a seller's 藏青色 is the pixels' blue);
+* a question that needs sight (what it is, what animal, which suits work) when no fact says what
+  the image shows: that it cannot be told, and what is known;
 * a description with no title, caption or VLM answer says that only colours/text are known;
 * a Chinese description when the title is all there is (no caption, no VLM answer): the title
   restated as one sentence (:func:`describe`, also the answer when there is no LLM at all).
+
+OCR text reaches a sentence, or the facts, only when it reads as words (:func:`readable_text`):
+a stray "A", "90" or "11 111K" read off a seam is not the product's text.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from vlagent.agent.types import QuestionType
 
@@ -35,8 +47,11 @@ class ImageFacts:
     name: str
     facts: dict[str, list[str]] = field(default_factory=dict)  # field → texts
     main_color: tuple[str, str] | None = None  # (zh, en) of the largest colour
+    colours: list[dict[str, Any]] = field(default_factory=list)  # the colours tool's output, largest first
 
     def add(self, key: str, text: str) -> None:
+        if key == "ocr_text":
+            text = readable_text(text)
         if text.strip():
             self.facts.setdefault(key, []).append(text.strip())
 
@@ -63,70 +78,269 @@ def render(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str:
 
 # --- answers the facts decide ---------------------------------------------------------------
 
-#: English words for the product kinds in titles → the Chinese characters that name them
+#: English words for the kinds of things in titles → the Chinese characters that name them;
+#: English words that share a Chinese word are synonyms (a caption's "hat" names the cap asked)
 KINDS = {
-    "shoe": "鞋", "shoes": "鞋", "sneaker": "鞋", "sneakers": "鞋", "boot": "靴", "boots": "靴",
-    "cap": "帽", "hat": "帽", "dress": "裙", "skirt": "裙", "shirt": "衫", "t-shirt": "T恤",
-    "tshirt": "T恤", "trousers": "裤", "pants": "裤", "jeans": "裤", "bag": "包", "handbag": "包",
-    "hoodie": "卫衣", "cat": "猫", "dog": "狗", "cup": "杯", "mug": "杯", "camera": "相机",
-    "rocket": "火箭", "label": "标签", "tag": "吊牌",
-}
+    "shoe": "鞋", "shoes": "鞋", "sneaker": "鞋", "sneakers": "鞋", "boot": "靴", "boots": "靴", "sandal": "凉鞋",
+    "cap": "帽", "hat": "帽", "dress": "裙", "skirt": "裙", "shirt": "衫", "blouse": "衫", "t-shirt": "T恤",
+    "tshirt": "T恤", "trousers": "裤", "pants": "裤", "jeans": "裤", "shorts": "短裤", "bag": "包", "handbag": "包",
+    "backpack": "背包", "wallet": "钱包", "hoodie": "卫衣", "sweater": "毛衣", "jacket": "夹克", "coat": "外套",
+    "sock": "袜", "socks": "袜", "glove": "手套", "gloves": "手套", "scarf": "围巾", "belt": "腰带",
+    "glasses": "眼镜", "sunglasses": "眼镜", "watch": "手表", "phone": "手机", "cat": "猫", "kitten": "猫",
+    "dog": "狗", "puppy": "狗", "bird": "鸟", "cup": "杯", "mug": "杯", "bottle": "瓶", "camera": "相机",
+    "rocket": "火箭", "astronaut": "宇航员", "car": "车", "label": "标签", "tag": "吊牌", "toy": "玩具",
+    "book": "书", "lamp": "灯", "chair": "椅", "flower": "花",
+}  # fmt: skip
 _WHICH_ZH = re.compile(r"(?:哪一个|哪个|哪一张|哪张|哪件|哪一件|哪款)[^，。？?]*?(?:是|有|属于)(?:一[个顶件双只张条款])?([^，。？?\s]{1,8})")
 _WHICH_EN = re.compile(
     r"which\b[^?]*?\b(?:shows?|is|has|contains?|are)\s+(?:a |an |the |some )?(?:pair of )?([a-z\-]+)", re.IGNORECASE
 )
 _COLOUR_DIFF = re.compile(r"颜色.{0,6}(?:不同|区别|差别|一样|相同)|(?:不同|区别).{0,4}颜色|colou?rs?\b.{0,30}\b(?:differ|same)|difference.{0,20}colou?r", re.IGNORECASE)
+_COLOUR_EACH = re.compile(
+    r"(?:分别|各自?|每[一]?[件张个款]).{0,4}(?:是)?(?:什么|啥|哪种)颜色|(?:什么|啥)颜色.{0,3}分别"
+    r"|what colou?rs? (?:is|are) (?:each|both|they|these|the two)|colou?rs? of (?:each|both)",
+    re.IGNORECASE,
+)
+#: what a question about one image's colour asks; one with another ask in it goes to the LLM
+_COLOUR_ASK = re.compile(
+    r"(?:什么|啥|哪种|哪些|几种)颜色|颜色是(?:什么|啥)|什么色|\b(?:what|which) colou?rs?\b|\bcolou?rs? is (?:it|this)\b",
+    re.IGNORECASE,
+)
+_OTHER_ASK = re.compile(r"什么|哪|多少|几|怎么|如何|吗|\b(?:what|which|how|where|who|why|does)\b", re.IGNORECASE)
+_ABOUT_COLOUR = re.compile(r"颜色|色|colou?r", re.IGNORECASE)
+#: a seller's colour word in a title → the basic colour it is (most by the character before 色)
+SELLER_COLOURS = {"藏青": "蓝色", "藏蓝": "蓝色", "卡其": "棕色", "咖啡": "棕色", "驼": "棕色", "米": "白色", "银": "灰色", "金": "黄色", "玫红": "粉色"}
+BASIC_BY_CHAR = {
+    "红": "红色", "橙": "橙色", "橘": "橙色", "黄": "黄色", "绿": "绿色", "青": "青色", "蓝": "蓝色", "紫": "紫色", "粉": "粉色",
+    "棕": "棕色", "褐": "棕色", "灰": "灰色", "黑": "黑色", "白": "白色",
+}  # fmt: skip
+BASIC_EN = {
+    "红色": "red", "橙色": "orange", "黄色": "yellow", "绿色": "green", "青色": "teal", "蓝色": "blue", "紫色": "purple",
+    "粉色": "pink", "棕色": "brown", "灰色": "grey", "黑色": "black", "白色": "white",
+}  # fmt: skip
+_TITLE_COLOUR = re.compile(r"([\u4e00-\u9fff]{1,2})色")
+#: the first character of a two-character colour word (深蓝色, 米白色, 藏青色), not of a word before it (女款红色)
+_COLOUR_MODIFIERS = set("深浅淡亮暗纯米藏酒军墨天宝湖玫枣卡咖驼银金土橘") | set("红橙黄绿青蓝紫粉棕褐灰黑白")
+_EN_COLOUR = re.compile(r"\b(" + "|".join(BASIC_EN.values()) + r"|gray)\b", re.IGNORECASE)
 
 
-def _kind_terms(word: str) -> list[str]:
-    word = word.strip().lower().rstrip("s") if word.isascii() else word.strip()
-    if word.isascii():
-        zh = KINDS.get(word) or KINDS.get(word + "s")
-        return [t for t in (zh, word) if t]
-    word = re.sub(r"^(?:商品|产品|东西)", "", word)
-    terms = [word]
-    if len(word) > 1:  # 帽子 → 帽, 鞋子 → 鞋
-        terms.append(word.rstrip("子"))
-    return [t for t in terms if t]
+@dataclass
+class Decision:
+    """An answer the facts settle, and the facts no image had (``title``, ``caption``, ``vqa``, ``ocr_text``)."""
+
+    text: str
+    missing: list[str] = field(default_factory=list)
 
 
-def _mentions(img: ImageFacts, terms: list[str]) -> bool:
-    text = " ".join([img.get("title"), img.get("caption")]).lower()
-    return any(t.lower() in text for t in terms)
-
-
-def which_one(question: str, images: list[ImageFacts], lang: str) -> str | None:
-    """The image that is the thing asked about, when exactly one image's facts name it."""
+def _kind(question: str) -> tuple[str, list[str]] | None:
+    """(the kind asked, the words that name it) when the question asks which image is a known
+    kind of thing ("哪一个是帽子", "Which shows shoes?"); None for anything else ("哪一个更便宜")."""
     m = _WHICH_ZH.search(question) or _WHICH_EN.search(question)
-    if not m or len(images) < 2:
+    if not m:
         return None
-    asked = m.group(1)
-    terms = _kind_terms(asked)
-    hits = [n for n, img in enumerate(images) if _mentions(img, terms)]
+    asked = m.group(1).strip()
+    if asked.isascii():
+        word = asked.lower()
+        zh = KINDS.get(word) or KINDS.get(word.rstrip("s")) or KINDS.get(word + "s")
+        if zh is None:
+            return None
+        terms = [zh, *(en for en, z in KINDS.items() if z == zh)]
+    else:
+        word = re.sub(r"^(?:商品|产品|东西)", "", asked).rstrip("的")
+        zh_kinds = {z for z in KINDS.values() if z in word}
+        if not word or not zh_kinds or _ABOUT_COLOUR.search(word):
+            return None
+        terms = [word, word.rstrip("子"), *zh_kinds, *(en for en, z in KINDS.items() if z in zh_kinds)]
+    return asked, sorted({t for t in terms if t}, key=len, reverse=True)
+
+
+def _names(text: str, terms: list[str]) -> bool:
+    text = text.lower()
+    return any((re.search(rf"\b{re.escape(t)}(?:e?s)?\b", text) if t.isascii() else t in text) for t in (t.lower() for t in terms))
+
+
+def _decisive(img: ImageFacts) -> str:
+    """The facts that say what an image is: its title (or zero-shot category) and caption."""
+    return " ".join([img.get("title"), img.get("caption")])
+
+
+#: the facts that can say what an image shows, in the order a sentence names them
+SIGHT = ("title", "caption", "vqa", "ocr_text")
+SIGHT_LABELS = {
+    "zh": {"title": "标题", "caption": "图片说明", "vqa": "视觉模型回答", "ocr_text": "图中文字"},
+    "en": {"title": "title", "caption": "caption", "vqa": "vision-model answer", "ocr_text": "text in the image"},
+}
+
+
+def _present(images: list[ImageFacts], shared: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(the sight facts some image has, those none has). A plugin tool's fact counts as seen:
+    it answers questions the built-in tools cannot (``toy_weight``: "净重 42 克")."""
+    have = [k for k in SIGHT if (shared.get(k, "").strip() if k == "vqa" else any(i.get(k) for i in images))]
+    missing = [k for k in SIGHT if k not in have]
+    return have + sorted({k for i in images for k in _other_fields(i)}), missing
+
+
+def _joined(words: list[str], lang: str, last: str) -> str:
+    if lang == "zh":
+        return "、".join(words[:-1]) + (last if len(words) > 1 else "") + words[-1]
+    return ", ".join(words[:-1]) + (f" {last} " if len(words) > 1 else "") + words[-1]
+
+
+def _a(kind: str) -> str:
+    return kind if kind.endswith("s") else f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+
+
+def _cannot_tell_which(asked: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision:
+    have, missing = _present(images, shared)
+    labels = SIGHT_LABELS["zh" if lang == "zh" else "en"]
+    if lang == "zh":
+        parts = [f"图片的{_joined([labels.get(k, k) for k in have], lang, '和')}都没有提到{asked}"] if have else []
+        if missing:
+            parts.append(f"没有{_joined([labels[k] for k in missing], lang, '或')}" + ("" if have else "可以说明图片里是什么"))
+        return Decision(f"无法判断哪一张图片是{asked}：" + "；".join(parts) + "。", missing)
+    parts = [f"no image's {_joined([labels.get(k, k) for k in have], lang, 'or')} mentions {_a(asked)}"] if have else []
+    if missing:
+        parts.append(f"there is no {_joined([labels[k] for k in missing], lang, 'or')}" + ("" if have else " to say what the images show"))
+    return Decision(f"I cannot tell which image shows {_a(asked)}: " + "; ".join(parts) + ".", missing)
+
+
+def which_one(question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
+    """The image that is the thing asked about, when exactly one image's title or caption names
+    it; that it cannot be told, when no fact of any image names it and no vision model answered."""
+    found = _kind(question)
+    if found is None or len(images) < 2:
+        return None
+    asked, terms = found
+    hits = [n for n, img in enumerate(images) if _names(_decisive(img), terms)]
+    if len(hits) == 1:
+        n = hits[0]
+        img = images[n]
+        title = img.get("title")
+        if lang == "zh":
+            return Decision(f"{ORDINALS['zh'][n]}图片（{img.name}）是{asked}" + (f"：{title}。" if title else "。"))
+        return Decision(f"The {ORDINALS['en'][n]} image ({img.name}) shows {_a(asked)}" + (f": {title}." if title else "."))
+    if hits or shared.get("vqa", "").strip():  # several name it, or a vision model saw them: the LLM reads which
+        return None
+    if any(_names(" ".join(" ".join(v) for v in img.facts.values()), terms) for img in images):
+        return None  # the text on an image (or a plugin's fact) names it: the LLM weighs that
+    return _cannot_tell_which(asked, images, shared, lang)
+
+
+def title_colour(text: str) -> tuple[str, str] | None:
+    """(the colour word, the basic colour it is) of the first colour a title names:
+    ``女款藏青色衬衫`` → (藏青色, 蓝色); None when it names none (``纯色``, ``特色`` are no colour)."""
+    for m in _TITLE_COLOUR.finditer(text):
+        word = m.group(1)
+        if len(word) == 2 and word[0] not in _COLOUR_MODIFIERS:
+            word = word[1:]
+        basic = next((b for key, b in SELLER_COLOURS.items() if word.endswith(key)), None) or BASIC_BY_CHAR.get(word[-1])
+        if basic is not None:
+            return word + "色", basic
+    return None
+
+
+def _colour_of(words: str) -> str | None:
+    """The basic colour (zh) a question's colour word names (``红色的``, ``白的``, ``black``)."""
+    if m := _EN_COLOUR.search(words):
+        en = m.group(1).lower().replace("gray", "grey")
+        return next(zh for zh, e in BASIC_EN.items() if e == en)
+    if found := title_colour(words):
+        return found[1]
+    chars = [BASIC_BY_CHAR[ch] for ch in words if ch in BASIC_BY_CHAR]
+    return chars[0] if len(chars) == 1 and len(words) <= 3 else None  # "红的", "白"
+
+
+#: a colour covering less of the object than this is not named in an answer (as in the facts)
+MINOR = 0.1
+
+
+def _basics(img: ImageFacts) -> list[str]:
+    """The basic colours (zh) the image's colours worth naming belong to."""
+    return [str(c.get("basic_zh") or c.get("name_zh") or "") for n, c in enumerate(img.colours) if n == 0 or float(c.get("fraction", 0)) >= MINOR]
+
+
+def which_colour(question: str, images: list[ImageFacts], lang: str) -> Decision | None:
+    """"哪一个是红色的？" / "Which one is black?": the image whose colours include it."""
+    m = _WHICH_ZH.search(question) or _WHICH_EN.search(question)
+    if not m or len(images) < 2 or any(not i.colours for i in images):
+        return None
+    asked = m.group(1).strip().rstrip("的")
+    basic = _colour_of(asked)
+    if basic is None:
+        return None
+    hits = [n for n, img in enumerate(images) if basic in _basics(img)]
     if len(hits) != 1:
-        return None
-    n = hits[0]
-    img = images[n]
-    title = img.get("title")
+        return None  # none or several: the LLM words it from the facts
+    n, img = hits[0], images[hits[0]]
     if lang == "zh":
-        return f"{ORDINALS['zh'][n]}图片（{img.name}）是{asked}" + (f"：{title}。" if title else "。")
-    return f"The {ORDINALS['en'][n]} image ({img.name}) shows {asked}" + (f": {title}." if title else ".")
+        return Decision(f"{ORDINALS['zh'][n]}图片（{img.name}）是{basic}的。")
+    return Decision(f"The {ORDINALS['en'][n]} image ({img.name}) is {BASIC_EN[basic]}.")
 
 
-def colour_difference(question: str, images: list[ImageFacts], lang: str) -> str | None:
-    """Each image's main colour, when the question asks how the colours differ."""
-    if not _COLOUR_DIFF.search(question) or len(images) < 2 or any(i.main_color is None for i in images):
+def colour_difference(question: str, images: list[ImageFacts], lang: str) -> Decision | None:
+    """Each image's main colour, when the question asks how the colours differ or what each is."""
+    each = _COLOUR_EACH.search(question)
+    if not (each or _COLOUR_DIFF.search(question)) or len(images) < 2 or any(i.main_color is None for i in images):
         return None
-    colours = [i.main_color for i in images]  # type: ignore[misc]
+    colours: list[tuple[str, str]] = [i.main_color for i in images]  # type: ignore[misc]
     if lang == "zh":
-        if len({c[0] for c in colours}) == 1:  # type: ignore[index]
-            return f"颜色相同：都是{colours[0][0]}。"  # type: ignore[index]
-        parts = [f"{ORDINALS['zh'][n]}（{img.name}）是{c[0]}" for n, (img, c) in enumerate(zip(images, colours))]  # type: ignore[index]
-        return "颜色不同：" + "，".join(parts) + "。"
-    if len({c[1] for c in colours}) == 1:  # type: ignore[index]
-        return f"The same colour: both are {colours[0][1]}."  # type: ignore[index]
-    parts = [f"the {ORDINALS['en'][n]} ({img.name}) is {c[1]}" for n, (img, c) in enumerate(zip(images, colours))]  # type: ignore[index]
-    return "They differ: " + ", ".join(parts) + "."
+        parts = [f"{ORDINALS['zh'][n]}（{img.name}）是{c[0]}" for n, (img, c) in enumerate(zip(images, colours))]
+        if each:
+            return Decision("，".join(parts) + "。")
+        if len({c[0] for c in colours}) == 1:
+            return Decision(f"颜色相同：都是{colours[0][0]}。")
+        return Decision("颜色不同：" + "，".join(parts) + "。")
+    parts = [f"the {ORDINALS['en'][n]} ({img.name}) is {c[1]}" for n, (img, c) in enumerate(zip(images, colours))]
+    if each:
+        sentence = ", ".join(parts) + "."
+        return Decision(sentence[0].upper() + sentence[1:])
+    if len({c[1] for c in colours}) == 1:
+        return Decision(f"The same colour: both are {colours[0][1]}.")
+    return Decision("They differ: " + ", ".join(parts) + ".")
+
+
+def colour_answer(question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
+    """"这件衣服是什么颜色的？" with no VLM answer: the measured colours as one sentence (the
+    title's colour word when it names the same colour; both, when they differ)."""
+    img = images[0] if images else None
+    if img is None or not img.colours or shared.get("vqa", "").strip() or not _COLOUR_ASK.search(question):
+        return None
+    if _OTHER_ASK.search(_COLOUR_ASK.sub("", question)):
+        return None  # "什么颜色，什么面料？": more than a colour is asked
+    key = "name_zh" if lang == "zh" else "name_en"
+    names = [str(c[key]) for n, c in enumerate(img.colours) if n == 0 or float(c.get("fraction", 0)) >= MINOR]
+    seller = title_colour(img.get("title"))
+    if seller is not None and seller[1] != _basics(img)[0]:  # the title and the pixels disagree: say both
+        if lang == "zh":
+            return Decision(f"商品标题写的是{seller[0]}；图片中测得的主要颜色是{names[0]}。")
+        return Decision(f"The title says {BASIC_EN[seller[1]]}; the image measures mainly {names[0]}.")
+    if seller is not None and lang == "zh":
+        names[0] = seller[0]  # the seller's word for the same colour: 藏青色, 米白色
+    rest = [n for n in names[1:] if n != names[0]]
+    if lang == "zh":
+        return Decision(f"这件商品的主要颜色是{names[0]}" + (f"，还有{'、'.join(rest)}" if rest else "") + "。")
+    return Decision(f"The main colour is {names[0]}" + (f", with some {' and '.join(rest)}" if rest else "") + ".")
+
+
+def cannot_see(question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
+    """A question that needs sight (not one about colours) when no image has a fact that says
+    what it shows (a title, a caption, a VLM answer, readable text): say so, and what is known."""
+    if not images or _ABOUT_COLOUR.search(question) or _present(images, shared)[0]:
+        return None
+    missing = _present(images, shared)[1]
+    coloured = [(n, i.main_color) for n, i in enumerate(images) if i.main_color]
+    if lang == "zh":
+        known = "，".join(
+            f"主要颜色是{c[0]}" if len(images) == 1 else f"{ORDINALS['zh'][n]}主要是{c[0]}" for n, c in coloured
+        )  # fmt: skip
+        head = "无法回答：这里没有视觉模型的回答，图片也没有标题、图片说明或可读的文字"
+        return Decision(head + (f"；只知道{known}。" if known else "。"), missing)
+    known = ", ".join(
+        f"its main colour is {c[1]}" if len(images) == 1 else f"the {ORDINALS['en'][n]} is mainly {c[1]}" for n, c in coloured
+    )  # fmt: skip
+    what = "the image has" if len(images) == 1 else "the images have"
+    head = f"I cannot tell: there is no vision-model answer here, and {what} no title, caption or readable text"
+    return Decision(head + (f"; I only know that {known}." if known else "."), missing)
 
 
 def _seen(img: ImageFacts, shared: dict[str, str]) -> str:
@@ -158,12 +372,14 @@ def nothing_to_describe(images: list[ImageFacts], shared: dict[str, str], lang: 
     return head + ("; I only know that " + ", and ".join(known) + "." if known else ".")
 
 
-_WORDY = re.compile(r"[A-Za-z]{3,}|[\u4e00-\u9fff]{2,}")
+#: a word: 3+ Latin letters with a vowel among them (COTTON, SIZE; not "111K", "XKQ"), or 2+
+#: Chinese characters
+_WORDY = re.compile(r"(?<![A-Za-z])(?=[A-Za-z]*[AEIOUYaeiouy])[A-Za-z]{3,}(?![A-Za-z])|[\u4e00-\u9fff]{2,}")
 
 
 def readable_text(text: str) -> str:
-    """OCR text worth quoting in a description: a word of 3+ letters or 2+ Chinese characters
-    (not a stray "A", "90" or "111K" read off a seam or a shadow)."""
+    """OCR text worth quoting in a sentence or the facts: text with a word in it (not a stray
+    "A", "m", "0", "90" or "11 111K" read off a seam, a shadow or a button)."""
     return text if _WORDY.search(text) else ""
 
 
@@ -200,7 +416,7 @@ def describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str
         return None
     title, seen = img.get("title"), _seen(img, shared)
     text = readable_text(img.get("ocr_text"))
-    colour = None if "色" in title else img.main_color  # a title's own colour wins over the pixels
+    colour = None if title_colour(title) else img.main_color  # a title's own colour wins over the pixels
     if lang == "zh":
         if title:
             head, *rest = title.split()
@@ -231,16 +447,36 @@ def describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str
     return sentence[0].upper() + sentence[1:]
 
 
-def decide(qtype: QuestionType, question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
+def decide(qtype: QuestionType, question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
     """An answer the facts settle exactly, or None (then the LLM writes it from the facts)."""
     if len(images) > len(ORDINALS["en"]):
         return None  # more images than the plan compares: the LLM answers from the facts
     if qtype is QuestionType.compare:
-        return which_one(question, images, lang) or colour_difference(question, images, lang)
+        return (
+            which_colour(question, images, lang) or which_one(question, images, shared, lang)
+            or colour_difference(question, images, lang) or cannot_see(question, images, shared, lang)
+        )  # fmt: skip
+    if qtype is QuestionType.vqa:  # a colour question goes to the LLM (and to colour_answer without one)
+        return cannot_see(question, images[:1], shared, lang)
     if qtype is QuestionType.describe:
         if (said := nothing_to_describe(images, shared, lang)) is not None:
-            return said
+            return Decision(said, _present(images[:1], shared)[1])
         if lang == "zh" and images and not _seen(images[0], shared):  # no vision model: the title restated is all there is to say
-            return describe(images, shared, lang)
+            described = describe(images, shared, lang)
+            return Decision(described) if described else None
         return None  # English needs the Chinese title translated; a caption or VLM answer, the LLM
+    return None
+
+
+def fallback(qtype: QuestionType, question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
+    """The answer from the facts when no LLM answered (there is none, or it failed): a
+    description, a colour sentence, or each image's facts for a comparison; None: the graph's
+    tool-result fallback."""
+    if qtype is QuestionType.describe:
+        return describe(images, shared, lang)
+    if qtype is QuestionType.vqa:
+        found = colour_answer(question, images, shared, lang)
+        return found.text if found else None
+    if qtype is QuestionType.compare and images:
+        return render(images, shared, lang)
     return None

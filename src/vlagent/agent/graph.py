@@ -9,7 +9,8 @@
 * ``answer``: puts each result in the template field its tool's spec names (the registry,
   :mod:`vlagent.tools.registry`), records the evidence, and answers: with an error naming the
   image and the reason when every tool the question needed failed (the LLM is never asked to
-  guess); with the facts themselves when they settle a comparison; else by rendering
+  guess); with the facts themselves when they settle the question or show that nothing here can
+  (:func:`vlagent.agent.facts.decide`: the evidence then lists ``missing[...]``); else by rendering
   ``prompts/<type>.<lang>.txt`` and asking the LLM.
 
 Memory across turns comes from the checkpointer (thread id): the state keeps ``history`` and
@@ -275,10 +276,10 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
         best=retrieved[0]["image"] if retrieved else NO_RESULT[lang],
     )  # fmt: skip
     transcript = " ".join(" ".join(values.get("ocr_text", [])).split())
-    decided: str | None = None
+    decided: facts.Decision | None = None
     per_image: list[facts.ImageFacts] = []
     shared: dict[str, str] = {}
-    if c.type in (QuestionType.describe, QuestionType.compare):
+    if c.type in FACT_TYPES:
         per_image, shared = _facts(images, image_titles, results, lang)
         filled["facts"] = facts.render(per_image, shared, lang)
         decided = facts.decide(c.type, state["question"], per_image, shared, lang)
@@ -286,15 +287,20 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
         text = fill(c.type, lang, filled)[1]
     elif c.type is QuestionType.ocr and transcript and asks_to_transcribe(state["question"]):
         text = transcript  # "what does it say?": the text as read; an LLM would only shorten it
-    elif decided is not None:  # the facts settle it: state them, no LLM needed
-        text = decided
-        trace.append({"name": "facts", "args": {"type": c.type.value}, "ok": True, "duration_s": 0.0, "output": decided})
+    elif decided is not None:  # the facts settle it (or show that nothing here can): state them, no LLM
+        text = decided.text
+        if decided.missing:  # what the answer lacked: no image had these facts
+            evidence.append(f"missing[{','.join(decided.missing)}]")
+        trace.append({
+            "name": "facts", "args": {"type": c.type.value, "missing": decided.missing}, "ok": True,
+            "duration_s": 0.0, "output": text,
+        })  # fmt: skip
     else:
         text, entry = _ask_llm(parts.llm, c.type, lang, filled)
         trace.append(entry)
-        if text is None:  # no LLM (or it failed): a description from the facts, else the tool results
-            described = facts.describe(per_image, shared, lang) if c.type is QuestionType.describe else None
-            text = described or fallback_answer(c.type, lang, filled)
+        if text is None:  # no LLM (or it failed): an answer from the facts, else the tool results
+            from_facts = facts.fallback(c.type, state["question"], per_image, shared, lang) if c.type in FACT_TYPES else None
+            text = from_facts or fallback_answer(c.type, lang, filled)
     return {
         "answer": text, "retrieved": retrieved, "trace": trace, "evidence": evidence, "error": None,
         "history": [{**turn, "answer": text}], "last_images": images,
@@ -325,11 +331,14 @@ def _facts(
         if spec.field == "colors" and output and target.main_color is None:
             top = output[0]
             target.main_color = (str(top.get("name_zh", "")), str(top.get("name_en", "")))
+            target.colours = [dict(c) for c in output if isinstance(c, dict)]
     return per_image, shared
 
 
 #: answers that are the tool's ranked list, put in their template as they are
 LIST_TYPES = (QuestionType.retrieve, QuestionType.recommend)
+#: types whose answer is written from the per-image facts (and decided by them when they settle it)
+FACT_TYPES = (QuestionType.describe, QuestionType.compare, QuestionType.vqa)
 IMAGE_TYPES = (QuestionType.describe, QuestionType.vqa, QuestionType.ocr, QuestionType.compare)
 
 
@@ -408,7 +417,7 @@ def _ask_llm(
 #: which template fields a fallback answer (no LLM) takes, best first; other tools' fields follow
 FALLBACK_FIELDS: dict[QuestionType, tuple[str, ...]] = {
     QuestionType.ocr: ("ocr_text", "vqa"),
-    QuestionType.vqa: ("vqa", "colors", "ocr_text", "title", "caption"),
+    QuestionType.vqa: ("vqa", "title", "caption", "ocr_text", "colors"),  # a colour question is decided by the facts
     QuestionType.describe: ("vqa", "caption", "title", "colors", "ocr_text"),
     QuestionType.compare: ("vqa", "colors", "caption"),
     QuestionType.recommend: ("results",),
