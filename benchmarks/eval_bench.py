@@ -176,7 +176,7 @@ def main() -> None:
     if args.workers is None:
         from vlagent.evals.cli import auto_workers
 
-        args.workers = [auto_workers()]
+        args.workers = [auto_workers(agent)]
     for workers in args.workers:
         reset_cache(agent, work / f"cache-w{workers}")
         run = run_eval(agent, query, work / f"answers-w{workers}.json", images=[args.images],

@@ -56,15 +56,18 @@ def print_metrics(metrics: Any, out: Console) -> None:
     out.print(table)
 
 
-def auto_workers(settings: Any = None) -> int:
-    """Questions in flight by default: enough to keep the LLM engine's batch busy."""
+def auto_workers(agent: Any) -> int:
+    """Questions in flight by default: enough to keep the agent's LLM engine busy (its slots
+    in-process, 4 against a server, 1 without an LLM or with an agent that says nothing)."""
     from vlagent.models import loader
-    from vlagent.settings import Settings
 
-    settings = settings or Settings()
+    llm = getattr(getattr(agent, "parts", None), "llm", None)
+    settings = getattr(getattr(agent, "ctx", None), "settings", None)
+    if llm is None or settings is None:
+        return 1
     backend = loader.status("llm", settings).backend
     if backend == "llama-cpp":
-        return settings.llm_parallel
+        return int(settings.llm_parallel)
     return 4 if backend == "openai" else 1
 
 
@@ -115,7 +118,6 @@ def eval_command(
         raise VlagentError("--retry-failed goes with --resume (a run without --resume asks everything)")
     queries = read_queries(query)  # fail fast on a malformed file, before loading any model
     golds = load_gold(queries, gold)
-    workers = workers or auto_workers()
     with OutputLock(out):  # fail fast if another run writes the same output
         try:
             if engine == Engine.ray:
@@ -123,11 +125,12 @@ def eval_command(
                 from vlagent.settings import Settings
 
                 run = run_eval_ray(make_agent, query, out, images=list(images), annotations=annotations, settings=Settings(),
-                                   resume=resume, retry_failed=retry_failed, actors=workers, address=address,
+                                   resume=resume, retry_failed=retry_failed, actors=workers or 1, address=address,
                                    progress=progress, console=err_console, lock=False)  # fmt: skip
             else:
                 with err_console.status("loading the agent ..."):
                     agent = make_agent(list(images), annotations)
+                workers = workers or auto_workers(agent)
                 run = run_eval(agent, query, out, images=list(images), resume=resume, retry_failed=retry_failed,
                                workers=workers, progress=progress, console=err_console, lock=False)  # fmt: skip
         except KeyboardInterrupt:
