@@ -6,10 +6,12 @@
 The queries (``suites/sample/retrieval.jsonl``: the sample suite's retrieval questions, label
 texts and product words, each with its gold image) are run against the sample catalogue three
 times: with its annotation titles, with every other title removed, and **untitled** (every
-title removed, as the competition's query images are). Each time it ranks with the title index alone, the image-text index alone (OCR
-text + colour names read off the images), and both fused with reciprocal rank fusion
-(:mod:`vlagent.index.fusion`); it prints hit@1, R@5 and MRR of each (rich table) and can
-write them as JSON. No CLIP model runs here (none ships offline).
+title removed, as the competition's query images are). Each time it ranks with the title index
+alone, the image-text index alone (OCR text + colour names read off the images), those two
+fused with reciprocal rank fusion, and everything fused (:func:`vlagent.index.fusion.fused_search`:
+the colour and label rankings of :mod:`vlagent.index.attributes` too, as the agent searches);
+it prints hit@1, R@5 and MRR of each (rich table) and can write them as JSON. No CLIP model
+runs here (none ships offline).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def sample_rankers(home: Path, mode: str) -> dict[str, Any]:
     """title / text / fused rankers over the shipped sample catalogue (see :data:`MODES`)."""
     from vlagent.data.annotations import Annotation, read_annotations
     from vlagent.data.images import open_source
-    from vlagent.index.fusion import FusedSearch
+    from vlagent.index.fusion import FusedSearch, fused_search
     from vlagent.index.text_index import TextIndex, index_image_texts
     from vlagent.settings import Settings
     from vlagent.tools.base import ToolContext
@@ -112,10 +114,12 @@ def sample_rankers(home: Path, mode: str) -> dict[str, Any]:
     if any(r.title.strip() for r in rows):
         rankers["title"] = TitleIndex(rows).search
     rankers["text"] = text_index.search
-    fused = FusedSearch(dict(rankers), {r.image: r.title for r in rows})
+    two = FusedSearch(dict(rankers), {r.image: r.title for r in rows})
+    everything = fused_search(settings, rows, text_index=text_index, title_index=None)
     if "title" in rankers:
         rankers["title (no text index)"] = rankers.pop("title")
-    rankers["fused"] = fused.search_text
+        rankers["fused title + text"] = two.search_text
+    rankers["fused (+ colour, label)"] = everything.search_text
     return rankers
 
 

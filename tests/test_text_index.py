@@ -86,9 +86,9 @@ def test_untitled_label_image_is_found_by_its_text(untitled_catalogue: Path, tmp
     index, summary = build(settings, untitled_catalogue)
     assert (summary.total, summary.indexed, summary.failed) == (4, 4, [])
     assert summary.with_text >= 2 and index.with_text() == summary.with_text
-    # no titles at all: only the text ranking can find anything
+    # no titles at all: only the image-text index (its passages, its colours and label words)
     search = fused_search(settings, [])
-    assert list(search.rankers) == ["text"]
+    assert list(search.rankers) == ["text", "colour", "label"]
     assert search.search_text("MACHINE WASH COLD 100% COTTON", 2)[0]["image"] == "label_en.png"
     assert search.search_text("MADE IN CHINA 纯棉", 2)[0]["image"] == "label_zh.png"
     top = index.search("grey cap 灰色", 4)
@@ -138,7 +138,7 @@ def test_fusion_never_ranks_worse_than_the_best_single_ranking_on_the_sample_sui
     settings = Settings(home=tmp_path / "home", dataset="sample", ocr_backend="none")  # colours + titles: fast
     build(settings, SAMPLE / "images", rows)
     fused = fused_search(settings, rows)
-    assert set(fused.rankers) == {"title", "text"}
+    assert set(fused.rankers) == {"title", "text", "colour", "label"}
     queries = re_eval.load_queries()
     assert len(queries) >= 12
     for q in queries:

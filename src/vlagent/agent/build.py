@@ -130,7 +130,7 @@ class VLAgent:
             type=QuestionType(c.get("type", "chat")),
             language=c.get("language", "zh"),
             images=[
-                RetrievedImage(image=h["image"], score=float(h["score"]), title=h.get("title", ""))
+                RetrievedImage(image=h["image"], score=float(h["score"]), title=h.get("title", ""), by=str(h.get("by", "")))
                 for h in state.get("retrieved", [])
             ],
             classifier=state.get("classifier", "rules"),

