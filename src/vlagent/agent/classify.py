@@ -38,8 +38,11 @@
      the rules see no retrieval wording (they say chat) → chat: advice is not a title;
   10. retrieve where the rules see recommendation wording (推荐, recommend, suggest, more like
       this) → recommend.
+  11. describe for a question with an image where the rules see no description wording (描述,
+      介绍一下, describe, what is in this picture) and say vqa → vqa: a description is asked
+      for, not inferred (the 1.5B model's commonest slip when it answers with one token).
   Guards 1-6 were written before measuring; 7-9 after the first holdout run, 10 after the first
-  main-split run (see evals/README).
+  main-split run, 11 after the first run of the log-probability method (see evals/README).
 """
 
 from __future__ import annotations
@@ -140,7 +143,9 @@ def build_messages(
     """The fixed system prefix first, then what is this question's own: its similar labelled
     questions (dynamic examples) and the question itself."""
     lines = []
-    if examples:
+    if examples and neighbour_labels_only():
+        lines = [f"Labels of the most similar labelled questions: {', '.join(e.type.value for e in examples)}"]
+    elif examples:
         lines = ["Similar labelled questions:", *(_example_line(e) for e in examples), ""]
     lines.append(f"Q: {question.strip()} images: {describe_images(images)}")
     return [SystemMessage(system_prompt(method, static_examples)), HumanMessage("\n".join(lines))]
@@ -165,6 +170,12 @@ def _settings() -> Any:
     from vlagent.settings import Settings
 
     return Settings()
+
+
+def neighbour_labels_only() -> bool:
+    import os
+
+    return os.environ.get("VLAGENT_CLASSIFIER_NEIGHBOUR_LABELS") == "1"
 
 
 def settings_method() -> tuple[Method, int]:
@@ -331,6 +342,8 @@ def _referee(question: str, decision: LLMDecision, rules: Classification, images
         return "llm said retrieve for a question with no image and no retrieval wording; rules chose chat"
     if said is QuestionType.retrieve and rules.type is QuestionType.recommend:
         return "llm said retrieve for a question with recommendation wording; rules chose recommend"
+    if said is QuestionType.describe and images and rules.type is QuestionType.vqa:
+        return "llm said describe for a question about one detail (no description wording); rules chose vqa"
     return None
 
 
