@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -90,3 +91,37 @@ def test_ask_and_chat_print_an_answers_error_as_one_line(monkeypatch: pytest.Mon
     assert "红色" in result.output  # the first question was answered
     result = CliRunner().invoke(app, ["chat"], input="/image gone.jpg\n这是什么颜色？\n/quit\n")
     assert "error: gone.jpg: image not found" in result.output and result.exit_code == 0
+
+
+LONG_QUESTION = ("这件衣服是什么颜色的？" * 20_000)[:200_000]
+
+
+def test_ask_refuses_a_200000_character_question_in_one_line_before_loading_any_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLAGENT_QUESTION_MAX_CHARS", raising=False)
+
+    def no_agent(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the agent was built for a question that is refused")
+
+    monkeypatch.setattr(agent_cmds, "_agent", no_agent)
+    for extra in ([], ["--json"]):
+        started = time.perf_counter()
+        result = CliRunner().invoke(app, ["ask", LONG_QUESTION, "-i", "a.jpg", *extra])
+        assert time.perf_counter() - started < 1.0  # no work: the old rules took minutes on it
+        assert result.exit_code == 2, result.output
+        assert [ln for ln in result.output.splitlines() if ln.strip()] == [
+            "error: the question is too long: 200,000 characters, at most 4,000 (VLAGENT_QUESTION_MAX_CHARS)"
+        ]
+    monkeypatch.setenv("VLAGENT_QUESTION_MAX_CHARS", "10")
+    result = CliRunner().invoke(app, ["ask", "这件衣服是什么颜色的？请看", "-i", "a.jpg"])
+    assert result.exit_code == 2 and "13 characters, at most 10" in result.output
+
+
+def test_chat_says_a_question_is_too_long_and_the_session_goes_on(fake: FakeTools, tmp_path: Any) -> None:
+    image = tmp_path / "shirt.jpg"
+    image.write_bytes(b"x")
+    script = f"/image {image}\n{LONG_QUESTION}\n这是什么颜色？\n/quit\n"
+    result = CliRunner().invoke(app, ["chat"], input=script)
+    assert result.exit_code == 0, result.output
+    assert "error: the question is too long: 200,000 characters, at most 4,000" in result.output
+    assert "红色" in result.output  # the next question was answered, with the image attached before
+    assert ("colors", {"image": str(image)}) in fake.calls

@@ -130,3 +130,53 @@ def test_the_agent_reads_uploads_and_the_catalogue_and_nothing_else(tmp_path: Pa
         resolver.read_bytes(str(outside))
     with pytest.raises(ImageNotAllowedError):
         service.image_args([str(outside)], service.uploads("a-thread"))
+
+
+def test_a_question_over_the_limit_is_a_413_in_every_route_before_any_work(tmp_path: Path) -> None:
+    tools = FakeTools()
+    agent = make_agent(scripted(QuestionType.vqa), tools.build(), llm=fake_llm("红色"))
+    service = AgentService(agent, Settings(home=tmp_path / "home", question_max_chars=50))
+    client = TestClient(create_app(service))
+    long = "这件衣服是什么颜色的？" * 5  # 55 characters
+    data_url = "data:image/png;base64," + base64.b64encode(_png()).decode()
+    responses = [
+        client.post("/v1/answer", json={"question": long}),
+        client.post("/v1/answer", json={"question": long, "stream": True}),
+        client.post("/v1/answer", data={"question": long}, files={"files": ("a.png", _png(), "image/png")}),
+        client.post("/v1/chat/completions", json={"model": "vlagent", "messages": [{"role": "user", "content": long}]}),
+        client.post("/v1/chat/completions", json={"model": "vlagent", "stream": True, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": long}, {"type": "image_url", "image_url": {"url": data_url}}]}]}),  # fmt: skip
+    ]
+    for response in responses:
+        assert response.status_code == 413, response.text
+        assert response.json()["error"] == {
+            "message": "the question is too long: 55 characters, at most 50 (VLAGENT_QUESTION_MAX_CHARS)",
+            "type": "request_too_large", "code": "question_too_long",
+        }  # fmt: skip
+    assert tools.calls == [] and not list(service.upload_root.rglob("*.png"))  # nothing ran, no upload kept
+    at_limit = client.post("/v1/answer", json={"question": long[:50]})  # asked: a vqa question with no image
+    assert at_limit.status_code == 422 and "needs an image" in at_limit.json()["error"]["message"]
+    with pytest.raises(Exception, match="at most 50"):
+        agent_limit = make_agent(scripted(QuestionType.vqa), FakeTools().build(), llm=fake_llm("红色"))
+        agent_limit.question_max_chars = 50
+        agent_limit.invoke(long)  # the agent refuses it too (agent.invoke from Python)
+
+
+def test_the_ui_chat_and_search_say_a_question_is_too_long(tmp_path: Path) -> None:
+    pytest.importorskip("gradio")
+    from vlagent.web.ui import do_chat, do_search
+    from vlagent.web.session import WebSession
+
+    tools = FakeTools()
+    agent = make_agent(scripted(QuestionType.vqa), tools.build(), llm=fake_llm("红色"))
+    service = AgentService(agent, Settings(home=tmp_path / "home", question_max_chars=50))
+    session = WebSession(service)
+    session.pending = ["dress_red.jpg"]
+    long = "这件衣服是什么颜色的？" * 20_000
+    (history, _box, session, message, attached), *more = list(do_chat(service, {"text": long, "files": []}, [], session))
+    assert more == [] and tools.calls == []
+    assert history[-1] == {"role": "assistant", "content": "Error: the question is too long: 220,000 characters, at most 50 (VLAGENT_QUESTION_MAX_CHARS)"}
+    assert history[0]["content"].endswith("… (220,000 characters)") and len(history[0]["content"]) < 300
+    assert "too long" in message and session.pending == ["dress_red.jpg"] and "dress_red.jpg" in attached
+    _gallery, hits, message, _session = do_search(service, long, None, 4, session)
+    assert hits == [] and "the query is too long: 220,000 characters" in message

@@ -57,6 +57,7 @@ BASE_ITEMS: list[dict[str, Any]] = [
     {"question": "这两件商品哪个颜色更深？", "related_image": "trousers_black.png,hat_green.png", "answer": ""},
 ]
 COLOUR_Q = "这件衣服是什么颜色的？"
+LONG_QUESTION = (COLOUR_Q * 20_000)[:200_000]
 
 
 # --------------------------------------------------------------------------- the workspace
@@ -350,6 +351,19 @@ def _(ws: Workspace) -> Expect:
 def _(ws: Workspace) -> Expect:
     i = ws.add("这件衣服是什么颜色的？" * 1000, "dress_red.jpg")
     return Expect(words=[f"item {i}: question too long"], invalid={i})
+
+
+@case("query-200000-character-question")
+def _(ws: Workspace) -> Expect:
+    i = ws.add(LONG_QUESTION, "dress_red.jpg")  # the old rules took minutes on it; now no work is done
+    return Expect(words=[f"item {i}: question too long (200,000 characters > 4,000, VLAGENT_QUESTION_MAX_CHARS)"], invalid={i})
+
+
+@case("query-question-over-a-lowered-limit")
+def _(ws: Workspace) -> Expect:
+    ws.env["VLAGENT_QUESTION_MAX_CHARS"] = "40"  # the base items are shorter
+    i = ws.add("这件衣服是什么颜色的？领口、袖口和下摆的颜色都一样吗？如果不一样，请分别说明每个部位的颜色。", "dress_red.jpg")
+    return Expect(words=[f"item {i}: question too long (46 characters > 40"], invalid={i})
 
 
 @case("query-duplicates")
@@ -703,6 +717,20 @@ def test_ask_a_named_file_outside_the_catalogue_is_allowed_and_answered(workspac
     # the LLM saw the image's name, never its path
     assert all(str(workspace.root) not in json.dumps(body, ensure_ascii=False) for _, body in workspace.llm.requests
                if _ == "answer")  # fmt: skip
+
+
+def test_ask_a_200000_character_question_is_one_line_and_exit_2_at_once(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in workspace.env.items():
+        monkeypatch.setenv(key, value)
+    started = time.perf_counter()
+    result = runner.invoke(app, ["ask", LONG_QUESTION, "--image", "dress_red.jpg", "-c", str(workspace.images)])
+    assert time.perf_counter() - started < 1.0  # refused before any model loads (the old rules: minutes)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2, result.output
+    assert [ln for ln in result.output.splitlines() if ln.strip()] == [
+        "error: the question is too long: 200,000 characters, at most 4,000 (VLAGENT_QUESTION_MAX_CHARS)"
+    ]
+    assert workspace.llm.kinds() == []  # nothing reached the LLM
 
 
 # --------------------------------------------------------------------------- kill -9, the lock

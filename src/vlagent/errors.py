@@ -11,6 +11,10 @@ class DataError(VlagentError):
     """Malformed input data: annotations CSV, query.json, an image source."""
 
 
+class QuestionTooLongError(VlagentError):
+    """A question longer than ``Settings.question_max_chars`` (``VLAGENT_QUESTION_MAX_CHARS``)."""
+
+
 class ImageError(DataError):
     """A missing, empty, corrupt, non-image or oversized image file."""
 

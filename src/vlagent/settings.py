@@ -212,6 +212,9 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="bearer token the HTTP API requires (unset: open)")
     upload_max_bytes: int = Field(10 * 1024 * 1024, ge=1, description="largest uploaded image")
     upload_max_images: int = Field(8, ge=1, description="images per question")
+    question_max_chars: int = Field(
+        4000, ge=1, description="longest question, in characters: longer ones are refused (HTTP 413, one line, a bad item)"
+    )
     api_max_request_bytes: int = Field(
         32 * 1024 * 1024, ge=1, description="largest HTTP request body (base64 images included)"
     )

@@ -15,6 +15,7 @@ from langchain_core.tools import BaseTool
 from vlagent.agent.graph import AgentParts, AgentState, build_graph
 from vlagent.agent.types import Answer, AnswerError, QuestionType, RetrievedImage, ToolTrace
 from vlagent.data.annotations import Annotation, read_annotations, usable_rows
+from vlagent.data.queries import check_question
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
 from vlagent.tools.base import ToolContext
@@ -25,13 +26,16 @@ log = logging.getLogger(__name__)
 class VLAgent:
     """The compiled LangGraph agent with a typed ``invoke`` and ``stream``."""
 
-    def __init__(self, graph: Any, parts: AgentParts, ctx: ToolContext | None = None) -> None:
+    def __init__(
+        self, graph: Any, parts: AgentParts, ctx: ToolContext | None = None, question_max_chars: int | None = None
+    ) -> None:
         self.graph = graph
         self.parts = parts
         self.ctx = ctx
+        #: longer questions are refused before any work (``Settings.question_max_chars``)
+        self.question_max_chars = Settings().question_max_chars if question_max_chars is None else question_max_chars
 
-    @staticmethod
-    def _input(question: str | dict[str, Any], images: list[str] | None) -> dict[str, Any]:
+    def _input(self, question: str | dict[str, Any], images: list[str] | None) -> dict[str, Any]:
         if isinstance(question, dict):
             data = dict(question)
         else:
@@ -41,9 +45,7 @@ class VLAgent:
         imgs = data.get("images") or []
         if isinstance(imgs, str):
             imgs = [p.strip() for p in imgs.replace("，", ",").split(",") if p.strip()]
-        question_text = str(data.get("question") or "").strip()
-        if not question_text:
-            raise VlagentError("the question is empty")
+        question_text = check_question(str(data.get("question") or ""), self.question_max_chars)
         return {"question": question_text, "images": [str(i) for i in imgs]}
 
     @staticmethod
@@ -68,7 +70,8 @@ class VLAgent:
         thread_id: str | None = None,
     ) -> Answer:
         """Answer one question. Pass a ``thread_id`` (or ``config={"configurable": {"thread_id": ...}}``)
-        to keep a conversation; without one each call stands alone."""
+        to keep a conversation; without one each call stands alone. An empty question, or one
+        longer than ``question_max_chars``, raises before any work (``QuestionTooLongError``)."""
         config, ephemeral = self._config(config, thread_id)
         state = self.graph.invoke(self._input(question, images), config)
         if ephemeral:
@@ -242,4 +245,5 @@ def build_agent(
         titles=title_hints(settings, ctx.titles),
         unavailable=unavailable,
     )
-    return VLAgent(build_graph(parts, checkpointer or make_checkpointer(settings)), parts, ctx)
+    graph = build_graph(parts, checkpointer or make_checkpointer(settings))
+    return VLAgent(graph, parts, ctx, question_max_chars=settings.question_max_chars)

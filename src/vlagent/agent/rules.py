@@ -25,6 +25,15 @@
 least as many CJK "words" (CJK characters / 1.5) as Latin words, else ``en``; so "What does the
 吊牌 say?" is English and "请匹配到与 Nike Air Max 90 最相关的图片" is Chinese.
 ``images`` are the given images followed by any image file names mentioned in the text.
+
+**Linear time on any input.** The rules read the question with each whitespace run folded to
+one character (:func:`fold_space`), and every pattern is a bounded run of literals (``.{0,60}``
+at most; keyword tables through :class:`Keywords`), a capture that runs to the line's end, or a
+``PREFIX (?P<q>.+?) TAIL`` title capture searched through :class:`TitlePattern`, which keeps
+``re.search`` from scanning to the end of the line from every place PREFIX matches. 200,000
+characters of any text classify in a fraction of a second (``benchmarks/rules_bench.py``
+prints the figures; the question length limit, ``Settings.question_max_chars``, is the entry
+points' job).
 """
 
 from __future__ import annotations
@@ -61,12 +70,75 @@ def mentioned_images(text: str) -> list[str]:
 
 
 def merge_images(given: list[str], text: str) -> list[str]:
-    out: list[str] = []
+    out: dict[str, None] = {}  # insertion-ordered set: a text naming thousands of files stays linear
     for name in [*given, *mentioned_images(text)]:
         name = name.strip()
-        if name and name not in out:
-            out.append(name)
-    return out
+        if name:
+            out.setdefault(name)
+    return list(out)
+
+
+_SPACE_RUN = re.compile(r"\s+")
+
+
+def fold_space(text: str) -> str:
+    r"""``text`` stripped, each whitespace run folded to one character: a line break when the
+    run holds one (``.`` still stops at line ends, as it did on the raw text), else a space.
+
+    The rules read this form, so no ``\s*`` or ``\s+`` in a pattern matches more than one
+    character and none backtracks over a long run of spaces."""
+    return _SPACE_RUN.sub(lambda m: "\n" if "\n" in m.group() else " ", text.strip())
+
+
+class TitlePattern:
+    r"""A title capture ``PREFIX (?P<q>.+?) TAIL`` that searches :func:`fold_space` text in
+    linear time and finds what ``re.search`` finds.
+
+    ``re.search`` tries every start; wherever PREFIX matches, the lazy ``.+?`` grows to the end
+    of its line when no TAIL follows, so k places on one line where PREFIX matches cost k × n
+    steps (``"和" * 20000``: seconds; 200,000 characters: hours). A title lies on one line and
+    its TAIL starts on that line (or right after its line break), so on a line where a TAIL
+    stands, every PREFIX match before that TAIL succeeds. ``search`` looks only at the lines
+    that have a TAIL, each from a little before its start (a PREFIX may end the line above) to
+    the end of its last TAIL (lines that close together are one stretch): every start that
+    fails there fails within a few characters. The first stretch with a match holds the
+    leftmost start, matched again from there over the whole text (a title may run on past a
+    line break; one more line's scan at most).
+
+    ``pattern`` is the whole regex, ``tail`` what follows the capture's ``\s*``: both bounded
+    runs of literals around the capture (no ``^``, ``\b`` or lookaround)."""
+
+    #: more than the longest PREFIX (with its ``\s*``) can be
+    SLACK = 32
+
+    def __init__(self, pattern: str, tail: str, flags: int = 0) -> None:
+        self.pattern = re.compile(pattern, flags)
+        self.tail = re.compile(f"(?=({tail}))", flags)  # every TAIL, overlapping ones too
+
+    def search(self, text: str) -> re.Match[str] | None:
+        closes: dict[int, int] = {}  # start of a title's line → end of the last TAIL that can close it
+        line_start = prev_start = scanned = 0
+        for m in self.tail.finditer(text):
+            start = m.start()
+            nl = text.rfind("\n", scanned, start)  # every character is looked at once
+            if nl >= 0:  # a new line: the one above starts after the last break before nl
+                prev_start, line_start = text.rfind("\n", scanned, nl) + 1 or line_start, nl + 1
+            scanned = start
+            # a TAIL at the very start of a line closes a title on the line above
+            key = prev_start if start == line_start > 0 else line_start
+            closes[key] = max(closes.get(key, 0), m.end(1))
+        stretches: list[list[int]] = []  # lines close together are searched in one go
+        for begin, end in closes.items():
+            begin = max(0, begin - self.SLACK)
+            if stretches and begin <= stretches[-1][1] + self.SLACK:
+                stretches[-1][1] = end
+            else:
+                stretches.append([begin, end])
+        for begin, end in stretches:
+            found = self.pattern.search(text, begin, end)
+            if found:  # from that start, the match re.search makes (it may cross a line break)
+                return self.pattern.match(text, found.start()) or found
+        return None
 
 
 def clean_query(text: str) -> str:
@@ -91,20 +163,31 @@ def clean_query(text: str) -> str:
 _PIC_ZH = r"(?:图片|图像|照片|相片|商品图|产品图|图)"
 _PIC_EN = r"(?:images?|pictures?|photos?|pics?|product (?:images?|photos?|shots?))"
 
-#: (pattern, group with the query); tried in order on the whole question
-_RETRIEVE_PATTERNS: list[re.Pattern[str]] = [
-    re.compile(
+#: what ends a title in "请匹配到与 <标题> 最相关的图片" / "和 <标题> 最相似的图" / "找 <标题> 的图片" ...
+_TITLE_TAIL = r"最(?:为)?(?:相关|相似|匹配|接近|符合|吻合|对应|贴切)的?(?:一张)?" + _PIC_ZH
+_PAIR_TAIL = r"最(?:相关|相似|匹配|接近|符合)的(?:一张)?" + _PIC_ZH
+_OF_TAIL = r"(?:相关|相符|匹配|对应)?的(?:商品)?" + _PIC_ZH
+_PIC_TAIL = r"的" + _PIC_ZH
+_WHERE_TAIL = r"的" + _PIC_ZH + r"(?:在哪|有吗|有哪些)"
+
+#: (pattern, group with the query); tried in order on the whole (folded) question. A lazy title
+#: capture followed by a tail goes through TitlePattern (linear time); a capture that runs to
+#: the end (``(?P<q>.+)``) matches at the first place its prefix does.
+_RETRIEVE_PATTERNS: list[TitlePattern | re.Pattern[str]] = [
+    TitlePattern(
         r"(?:匹配|找|检索|搜索|查找|选出|挑出|找到|找出)[到出]?(?:一张|一下)?\s*(?:与|和|跟|同)\s*(?P<q>.+?)\s*"
-        r"最(?:为)?(?:相关|相似|匹配|接近|符合|吻合|对应|贴切)的?(?:一张)?" + _PIC_ZH
+        + _TITLE_TAIL,
+        _TITLE_TAIL,
     ),
-    re.compile(r"(?:与|和|跟)\s*(?P<q>.+?)\s*最(?:相关|相似|匹配|接近|符合)的(?:一张)?" + _PIC_ZH),
-    re.compile(
+    TitlePattern(r"(?:与|和|跟)\s*(?P<q>.+?)\s*" + _PAIR_TAIL, _PAIR_TAIL),
+    TitlePattern(
         r"(?:找出|找到|找一下|找一张|检索|搜索|搜一下|搜一搜|查找|帮我找|给我找|请找|找|搜)(?:出|到)?(?:一张|一下|所有)?\s*"
-        r"(?:与|和|跟)?\s*(?P<q>.+?)\s*(?:相关|相符|匹配|对应)?的(?:商品)?" + _PIC_ZH
+        r"(?:与|和|跟)?\s*(?P<q>.+?)\s*" + _OF_TAIL,
+        _OF_TAIL,
     ),
     re.compile(r"哪(?:一)?张" + _PIC_ZH + r"?(?:是|展示了?|显示了?|里是|中是|最符合|符合|对应|拍的是)\s*(?P<q>.+)"),
-    re.compile(r"有没有\s*(?P<q>.+?)\s*的" + _PIC_ZH),
-    re.compile(r"(?:我想看看?|想看看?|给我看看?|看一下)\s*(?P<q>.+?)\s*的" + _PIC_ZH),
+    TitlePattern(r"有没有\s*(?P<q>.+?)\s*" + _PIC_TAIL, _PIC_TAIL),
+    TitlePattern(r"(?:我想看看?|想看看?|给我看看?|看一下)\s*(?P<q>.+?)\s*" + _PIC_TAIL, _PIC_TAIL),
     re.compile(
         r"\b(?:find|get|retrieve|locate|pick|select|search for|look for|looking for)\s+(?:me\s+)?"
         r"(?:the|an?|all|some)?\s*(?:best\s+)?(?:matching\s+)?" + _PIC_EN + r"\s+"
@@ -124,7 +207,7 @@ _RETRIEVE_PATTERNS: list[re.Pattern[str]] = [
         re.IGNORECASE,
     ),
     re.compile(r"\bsearch\s+(?:the\s+catalog(?:ue)?\s+)?for\s+(?P<q>.+)", re.IGNORECASE),
-    re.compile(r"(?P<q>.+?)\s*的" + _PIC_ZH + r"(?:在哪|有吗|有哪些)", re.IGNORECASE),
+    TitlePattern(r"(?P<q>.+?)\s*" + _WHERE_TAIL, _WHERE_TAIL, re.IGNORECASE),
 ]
 
 #: with no image: "帮我找一条红色连衣裙" / "find a red floral dress"
@@ -138,10 +221,27 @@ _RETRIEVE_NO_IMAGE = [
     ),
 ]
 
+
+class Keywords:
+    r"""A keyword table searched as two regexes: its CJK words (no flags, so ``re`` skips straight
+    to the places where one of their first characters stands) and its Latin words (any case,
+    mostly ``\b``-delimited, which ``re`` has to try at every position). ``search`` answers as the
+    single alternation ``cjk|latin`` would (a match, or None; not necessarily the leftmost one),
+    several times faster on long text (``benchmarks/rules_bench.py``)."""
+
+    def __init__(self, cjk: str, latin: str) -> None:
+        self.cjk = re.compile(cjk)
+        self.latin = re.compile(latin, re.IGNORECASE)
+        self.pattern = f"{cjk}|{latin}"
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.cjk.search(text) or self.latin.search(text)
+
+
 #: "find similar pictures" with an image: image-to-image search, empty query
-_SIMILAR = re.compile(
-    r"(?:相似|类似|同款|差不多)的?(?:商品|款式)?" + _PIC_ZH + r"?|\bsimilar\s+(?:images?|pictures?|photos?|products?|items?)\b",
-    re.IGNORECASE,
+_SIMILAR = Keywords(
+    r"(?:相似|类似|同款|差不多)的?(?:商品|款式)?" + _PIC_ZH + r"?",
+    r"\bsimilar\s+(?:images?|pictures?|photos?|products?|items?)\b",
 )
 #: a captured "title" that only points at the attached image ("和这张图相似的图片")
 _SELF_REF = re.compile(
@@ -151,51 +251,46 @@ _SELF_REF = re.compile(
 )
 #: "请匹配到与 <标题> 最相关的图片": a title search even when the title contains 推荐 / recommend
 _TITLE_SEARCH = _RETRIEVE_PATTERNS[0]
-_SIMILAR_VERB = re.compile(r"找|搜|检索|推荐|\bfind\b|\bsearch\b|\bshow\b|\bretrieve\b", re.IGNORECASE)
+_SIMILAR_VERB = Keywords(r"找|搜|检索|推荐", r"\bfind\b|\bsearch\b|\bshow\b|\bretrieve\b")
 
 #: recommendation wording: suggestions from the catalogue, from likes / dislikes (images or text)
-_RECOMMEND = re.compile(
+_RECOMMEND = Keywords(
     r"推荐|推介|还有(?:没有)?(?:别的|其他|其它|更多|类似)|更多(?:类似|相似|同类|这样)|再来(?:几|一)|"
-    r"类似的(?:还有|款式有|商品有)|(?:我|比较)喜欢.{0,20}(?:不喜欢|不要|别)|不喜欢.{0,20}(?:换|推|找|来)|猜我喜欢|"
+    r"类似的(?:还有|款式有|商品有)|(?:我|比较)喜欢.{0,20}(?:不喜欢|不要|别)|不喜欢.{0,20}(?:换|推|找|来)|猜我喜欢",
     r"\brecommend|\bsuggest|\bmore (?:like|items like|products like) (?:this|these|that|it)\b|"
     r"\b(?:anything|something|items?|products?) (?:similar|like (?:this|these|that))\b|"
     r"\bI (?:like|love|prefer)\b.{0,60}\b(?:don't|do not|dislike|hate|not)\b|\bwhat (?:else )?would go (?:well )?with\b|"
     r"\b(?:goes|go|pair|match) (?:well )?with (?:this|these|it)\b",
-    re.IGNORECASE,
 )
 
-_SERVICE = re.compile(
+_SERVICE = Keywords(
     r"退货|退款|退换|换货|发货|快递|物流|运费|包邮|优惠|优惠券|折扣|打折|满减|客服|订单|付款|支付|会员|积分|保修|售后|"
-    r"发票|七天无理由|到货|下单|库存|有货|尺码推荐|怎么选尺码|"
+    r"发票|七天无理由|到货|下单|库存|有货|尺码推荐|怎么选尺码",
     r"\breturn policy\b|\breturns?\b|\brefunds?\b|\bshipping\b|\bdelivery\b|\bdeliver\b|\border\b|\bdiscounts?\b|"
     r"\bcoupons?\b|\bpayment\b|\bpay\b|\bwarranty\b|\bin stock\b|\bexchange\b|\binvoice\b",
-    re.IGNORECASE,
 )
 _GREETING = re.compile(
     r"^(?:你好|您好|嗨|哈喽|早上好|晚上好|谢谢|多谢|再见|hi|hello|hey|thanks|thank you|good (?:morning|evening)|bye)\b",
     re.IGNORECASE,
 )
 
-_COMPARE = re.compile(
+_COMPARE = Keywords(
     r"比较|对比|比一比|相比|比起|区别|差别|差异|不同之处|有什么不同|有何不同|不一样|一样吗|相同吗|哪个更|哪件更|哪双更|哪条更|"
-    r"哪款更|哪只更|哪一个更|哪一件|哪一双|哪一款|两张|两件|两款|两双|两条|两个包|这几张|这几件|这些图|分别|"
+    r"哪款更|哪只更|哪一个更|哪一件|哪一双|哪一款|两张|两件|两款|两双|两条|两个包|这几张|这几件|这些图|分别",
     r"\bcompare\b|\bcomparison\b|\bdifferen(?:ce|t|ces)\b|\bdiffer\b|\bwhich one\b|\bwhich is (?:better|cheaper|more|less|lighter|warmer)|"
     r"\bversus\b|\bvs\.?\b|\bboth\b|\bthe two\b|\bthese (?:two|three|images|pictures|photos)\b|\bsame\b|\bsimilarit",
-    re.IGNORECASE,
 )
 
-_READ = re.compile(
+_READ = Keywords(
     r"上面写|上写|写(?:的|了|着)(?:是)?(?:什么|啥|哪)|写的是|写着|文字|字样|印(?:的|着|了)(?:什么|啥)?字|印的是什么|"
-    r"印着什么|什么字|多少码|几码|尺码是多少|哪些字|读一下|读出|识别.{0,6}(?:文字|字|内容)|标注(?:的|了)|显示的?(?:尺码|价格|成分|日期)|"
+    r"印着什么|什么字|多少码|几码|尺码是多少|哪些字|读一下|读出|识别.{0,6}(?:文字|字|内容)|标注(?:的|了)|显示的?(?:尺码|价格|成分|日期)",
     r"\bread\b|\bsays?\b|\bwritten\b|\bprinted\b|\btext\b|\bwords?\b|\bwording\b|\bspell",
-    re.IGNORECASE,
 )
 #: a request to transcribe the text ("识别标签上的文字", "What does the label say?"), not to use it
-_TRANSCRIBE = re.compile(
+_TRANSCRIBE = Keywords(
     r"识别.{0,8}(?:文字|字|内容)|读出|读一下|念一下|抄(?:写|下)|(?:全部|所有)(?:的)?文字|文字内容|"
-    r"(?:上面|上)?写(?:的|了|着)(?:是)?(?:什么|啥)(?:字|内容)?[？?。.]?$|"
+    r"(?:上面|上)?写(?:的|了|着)(?:是)?(?:什么|啥)(?:字|内容)?[？?。.]?$",
     r"\bwhat does .{0,40}\bsay\b|\bwhat(?: is|'s) (?:written|printed)\b|\btranscribe\b|\bread (?:out |me )?(?:the|all|what)\b",
-    re.IGNORECASE,
 )
 
 
@@ -204,35 +299,32 @@ def asks_to_transcribe(question: str) -> bool:
     return bool(_TRANSCRIBE.search(question.strip()))
 
 
-_LABEL = re.compile(
-    r"标签|吊牌|洗标|水洗标|洗涤说明|洗涤标|尺码标|尺码牌|领标|商标|品牌名|品牌|牌子|logo|LOGO|条形码|条码|二维码|价签|价格标签|"
-    r"成分表|成分标|说明书|包装上|货号|型号|"
-    r"\blabels?\b|\btags?\b|\bbrand(?:\s+name)?\b|\blogo\b|\bbarcode\b|\bcare instructions?\b|\bwashing instructions?\b|"
+_LABEL = Keywords(
+    r"标签|吊牌|洗标|水洗标|洗涤说明|洗涤标|尺码标|尺码牌|领标|商标|品牌名|品牌|牌子|条形码|条码|二维码|价签|价格标签|"
+    r"成分表|成分标|说明书|包装上|货号|型号",
+    r"logo|\blabels?\b|\btags?\b|\bbrand(?:\s+name)?\b|\blogo\b|\bbarcode\b|\bcare instructions?\b|\bwashing instructions?\b|"
     r"\bsize (?:tag|label)\b|\bprice tag\b|\bsku\b|\bmodel number\b",
-    re.IGNORECASE,
 )
 #: visual attributes of a label itself ("吊牌是什么颜色的") keep a label question a VQA question
-_ATTRIBUTE = re.compile(
-    r"颜色|什么色|哪种色|形状|材质|面料|多大|位置|在哪|挂在|几个|\bcolou?r\b|\bshape\b|\bmaterial\b|\bwhere\b|\bhow many\b",
-    re.IGNORECASE,
+_ATTRIBUTE = Keywords(
+    r"颜色|什么色|哪种色|形状|材质|面料|多大|位置|在哪|挂在|几个",
+    r"\bcolou?r\b|\bshape\b|\bmaterial\b|\bwhere\b|\bhow many\b",
 )
 
-_DESCRIBE = re.compile(
+_DESCRIBE = Keywords(
     r"描述|描写|介绍一下(?:这|图|它)|介绍(?:这张|这件|这款|图)|说说(?:这张|这件|图)|讲讲(?:这张|这件|图)|讲一下(?:这张|图)|"
     r"看看这张图|这张图(?:片)?(?:里|中|上)?(?:有什么|是什么|讲的是什么|拍的是什么|拍了什么)[？?。]?$|"
-    r"图(?:片|像)?(?:里|中|上)(?:有什么|是什么)[？?。]?$|图(?:片)?(?:的)?内容|"
+    r"图(?:片|像)?(?:里|中|上)(?:有什么|是什么)[？?。]?$|图(?:片)?(?:的)?内容",
     r"\bdescribe\b|\bdescription\b|\bdescribing\b|\bcaption\b|"
     r"\bwhat(?:'s| is) (?:in|shown in|on) (?:this|the) (?:image|picture|photo)\b|"
     r"\btell me about (?:this|the) (?:image|picture|photo|product|item)\b|\bwhat does (?:this|the) (?:image|picture|photo) show\b",
-    re.IGNORECASE,
 )
 
-_VISUAL_REF = re.compile(
+_VISUAL_REF = Keywords(
     r"这张|那张|图片|图像|照片|图中|图里|图上|这幅|该图|上图|图中的|图片中|画面|"
-    r"这件|这款|这双|这条|这只|这个包|这顶|这副|这套|它的|它是|"
+    r"这件|这款|这双|这条|这只|这个包|这顶|这副|这套|它的|它是",
     r"\bthis (?:image|picture|photo|pic|shot|shirt|dress|item|product|one|bag|shoe|shoes|jacket|coat|skirt|pair|hat)\b|"
     r"\bthe (?:image|picture|photo|pic)\b|\bin the (?:image|picture|photo)\b|\bshown\b|\bpictured\b",
-    re.IGNORECASE,
 )
 
 
@@ -244,7 +336,7 @@ def retrieval_query(question: str, images: list[str]) -> str | None:
 
     An empty string means "search by the given image" (相似图片 / similar images).
     """
-    text = question.strip()
+    text = fold_space(question)
     for pattern in _RETRIEVE_PATTERNS:
         m = pattern.search(text)
         if m:
@@ -273,7 +365,7 @@ def _looks_like_question_tail(q: str) -> bool:
 def classify_rules(question: str, images: list[str] | None = None) -> Classification:
     """Classify ``question`` (with the attached ``images``) by keywords and regexes only."""
     given = [i for i in (images or []) if i]
-    text = question.strip()
+    text = fold_space(question)
     imgs = merge_images(given, text)
     has_image = bool(imgs)
     visual = has_image or bool(_VISUAL_REF.search(text))
@@ -319,9 +411,12 @@ def classify_rules(question: str, images: list[str] | None = None) -> Classifica
 
 __all__ = [
     "IMAGE_NAME",
+    "Keywords",
+    "TitlePattern",
     "classify_rules",
     "clean_query",
     "detect_language",
+    "fold_space",
     "mentioned_images",
     "merge_images",
     "retrieval_query",

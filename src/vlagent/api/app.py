@@ -1,7 +1,8 @@
 """The FastAPI app: ``GET /health``, ``POST /v1/answer``, OpenAI-compatible ``/v1/chat/completions``.
 
 Optional bearer-token auth (``VLAGENT_API_TOKEN``), a request body limit
-(``VLAGENT_API_MAX_REQUEST_BYTES``), upload checks (type, size, decodable), and one JSON error
+(``VLAGENT_API_MAX_REQUEST_BYTES``), a question length limit (``VLAGENT_QUESTION_MAX_CHARS``,
+checked before any other work: 413), upload checks (type, size, decodable), and one JSON error
 shape for every 4xx. The agent is built once per process (:class:`AgentService`).
 """
 
@@ -73,6 +74,7 @@ def create_app(service: AgentService) -> FastAPI:
         form). Returns the Answer, or with `stream=true` server-sent events: `step`… then
         `answer` (or `error`)."""
         req, files = await _read_answer_request(request, settings.upload_max_images)
+        service.check_question(req.question)  # a 413 before any upload is written
         folder = service.uploads(req.thread_id)
         try:
             names = [str(folder.add(name, data)) for name, data in files]

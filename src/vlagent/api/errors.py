@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from vlagent.agent.types import Answer
 from vlagent.api.schemas import ErrorBody, ErrorDetail
 from vlagent.api.uploads import UploadTooLargeError
-from vlagent.errors import BackendUnavailableError, ImageError, ImageNotAllowedError, VlagentError, one_line
+from vlagent.errors import BackendUnavailableError, ImageError, ImageNotAllowedError, QuestionTooLongError, VlagentError, one_line
 
 ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -35,6 +35,8 @@ def status_of(exc: BaseException) -> tuple[int, str]:
     """(HTTP status, error code) for an exception raised while handling a request."""
     if isinstance(exc, UploadTooLargeError):
         return 413, "upload_too_large"
+    if isinstance(exc, QuestionTooLongError):
+        return 413, "question_too_long"
     if isinstance(exc, ImageNotAllowedError):
         return 403, "image_not_allowed"
     if isinstance(exc, ImageError):

@@ -95,6 +95,7 @@ def make_router(service: AgentService) -> APIRouter:
         if req.model != MODEL_NAME:
             raise HTTPException(404, f"model {req.model!r} not found: this server serves {MODEL_NAME!r}")
         question, urls = question_and_images(req)
+        service.check_question(question)  # a 413 before any image is decoded
         if len(urls) > service.settings.upload_max_images:
             raise UploadError(f"{len(urls)} images: at most {service.settings.upload_max_images} per question")
         folder = service.uploads()

@@ -18,6 +18,7 @@ from vlagent.agent.graph import display_name
 from vlagent.agent.types import Answer, RetrievedImage
 from vlagent.api.steps import Step, steps_of
 from vlagent.api.uploads import UploadError, UploadFolder
+from vlagent.data.queries import check_question
 from vlagent.errors import ImageNotAllowedError, VlagentError
 from vlagent.settings import Settings
 
@@ -103,6 +104,11 @@ class AgentService:
         return out
 
     # ------------------------------------------------------------------ answers
+    def check_question(self, question: str) -> str:
+        """The question stripped, or the one-line refusal (empty; longer than
+        ``question_max_chars``: ``QuestionTooLongError``, HTTP 413) before any other work."""
+        return check_question(question, self.settings.question_max_chars)
+
     def public(self, answer: Answer) -> Answer:
         """The answer with upload paths cut to file names (clients see names, never server paths)."""
         pattern = re.compile(re.escape(str(self.upload_root)) + r"/[^/]+/")
@@ -147,7 +153,8 @@ class AgentService:
             tool, args = self._tool("image_search"), {"image": image, "k": k}
             why = self.agent.parts.unavailable.get("image_search", "no image search tool")
         elif text and text.strip():
-            tool, args = self._tool("clip_search", "title_search"), {"text": text.strip(), "k": k}
+            text = check_question(text, self.settings.question_max_chars, what="query")
+            tool, args = self._tool("clip_search", "title_search"), {"text": text, "k": k}
             why = self.agent.parts.unavailable.get("clip_search", "no search tool")
         else:
             raise VlagentError("type a query or upload an image to search with")

@@ -16,7 +16,9 @@ from rich.table import Table
 from vlagent.agent.types import Answer
 from vlagent.cli.errors import err_console
 from vlagent.cli.options import AnnotationsOpt, CatalogueOpt
+from vlagent.data.queries import check_question
 from vlagent.errors import VlagentError, one_line
+from vlagent.settings import Settings
 
 console = Console()
 
@@ -69,7 +71,10 @@ def ask(
     """Answer one question, e.g. vlagent ask "这件衣服是什么颜色的？" --image a.jpg
 
     When nothing the question needs could be read (the image is missing, unreadable or
-    outside the allowed folders; every tool failed), prints one error line and exits 1."""
+    outside the allowed folders; every tool failed), prints one error line and exits 1. An
+    empty question, or one longer than VLAGENT_QUESTION_MAX_CHARS, is one error line and exit
+    code 2, before any model loads."""
+    check_question(question, Settings().question_max_chars)
     agent = _agent(catalogue, annotations, allow_files=list(image or []))
     answer = agent.invoke(question, images=[str(p) for p in image or []])
     if as_json:

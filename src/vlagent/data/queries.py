@@ -2,7 +2,7 @@
 without a BOM) or GB18030.
 
 Reading keeps every field of every item (extra fields included) and the input order; item-level
-problems (a missing field, an empty question, a duplicate) are reported with the item's index
+problems (a missing field, an empty or too long question, a duplicate) are reported with the item's index
 instead of aborting, so nothing is lost. Writing is atomic.
 """
 
@@ -14,8 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlagent.errors import DataError
+from vlagent.errors import DataError, QuestionTooLongError, VlagentError
 from vlagent.fileio import atomic_write_json
+from vlagent.settings import Settings
 
 REQUIRED_FIELDS = ("question", "related_image", "answer")
 
@@ -60,9 +61,31 @@ class QueryFile(BaseModel):
 
 
 ENCODINGS = ("utf-8-sig", "gb18030")
-#: longer questions are refused per item (no product question is this long; it would overflow
-#: the LLM's context)
-MAX_QUESTION_CHARS = 4000
+
+
+def question_problem(question: str, limit: int) -> str | None:
+    """Why ``question`` cannot be asked (empty, or longer than ``limit`` characters), or None.
+
+    ``limit`` is ``Settings.question_max_chars``: no product question is that long, a longer one
+    would overflow the LLM's context, and every question's work stays bounded."""
+    if not question.strip():
+        return "empty question"
+    if len(question) > limit:
+        return f"question too long ({len(question):,} characters > {limit:,}, VLAGENT_QUESTION_MAX_CHARS)"
+    return None
+
+
+def check_question(question: str, limit: int, what: str = "question") -> str:
+    """``question`` stripped, or one line saying why it cannot be asked: what every entry point
+    (agent, HTTP API, CLI, UI; ``what="query"`` for a catalogue search) refuses a question with.
+    query.json items use :func:`question_problem`."""
+    if not question.strip():
+        raise VlagentError(f"the {what} is empty")
+    if len(question) > limit:
+        raise QuestionTooLongError(
+            f"the {what} is too long: {len(question):,} characters, at most {limit:,} (VLAGENT_QUESTION_MAX_CHARS)"
+        )
+    return question.strip()
 
 
 def _decode(raw: bytes, path: Path) -> str:
@@ -75,9 +98,11 @@ def _decode(raw: bytes, path: Path) -> str:
     raise DataError(f"{path}: not UTF-8 (or GB18030) text")
 
 
-def read_queries(path: str | Path) -> QueryFile:
-    """Parse and check a query file. Whole-file problems raise :class:`DataError`."""
+def read_queries(path: str | Path, max_question_chars: int | None = None) -> QueryFile:
+    """Parse and check a query file. Whole-file problems raise :class:`DataError`; a question
+    longer than ``max_question_chars`` (default ``Settings.question_max_chars``) is an item problem."""
     path = Path(path)
+    limit = Settings().question_max_chars if max_question_chars is None else max_question_chars
     if not path.is_file():
         raise DataError(f"{path}: no such query file")
     try:
@@ -103,16 +128,9 @@ def read_queries(path: str | Path) -> QueryFile:
             kind = type(obj.get("question")).__name__
             problems.append(QueryProblem(index=i, message=f"field 'question' must be a string, not {kind}"))
             continue
-        if not obj["question"].strip():
-            problems.append(QueryProblem(index=i, message="empty question"))
-            continue
-        if len(obj["question"]) > MAX_QUESTION_CHARS:
-            problems.append(
-                QueryProblem(
-                    index=i,
-                    message=f"question too long ({len(obj['question']):,} characters > {MAX_QUESTION_CHARS:,})",
-                )
-            )
+        why = question_problem(obj["question"], limit)
+        if why:
+            problems.append(QueryProblem(index=i, message=why))
             continue
         nulls = {f: "" for f in ("related_image", "answer") if f in obj and obj[f] is None}
         if nulls:  # "related_image": null is read as "no image"; the raw item is unchanged

@@ -104,12 +104,21 @@ def do_chat(service: AgentService, message: dict[str, Any] | None, history: list
         history.append({"role": "assistant", "content": f"Error: {exc}"})
         yield history, keep, session, error_md(str(exc)), ""
         return
-    history = list(history or []) + _user_turn(text, files)
     if not text:
+        history = list(history or []) + _user_turn(text, files)
         history.append({"role": "assistant", "content": "Error: type a question (the image is kept for it)."})
         session.pending = images + session.pending
         yield history, keep, session, error_md("the question is empty"), _attached(session)
         return
+    try:
+        service.check_question(text)
+    except VlagentError as exc:  # too long: said before any step, the images wait for the next question
+        history = list(history or []) + _user_turn(_shortened(text), files)
+        history.append({"role": "assistant", "content": f"Error: {exc}"})
+        session.pending = images + session.pending
+        yield history, keep, session, error_md(str(exc)), _attached(session)
+        return
+    history = list(history or []) + _user_turn(text, files)
     images += session.pending
     session.pending = []
     thinking = {"role": "assistant", "content": "", "metadata": {"title": "Steps: classify → tools → answer", "status": "pending"}}
@@ -136,6 +145,11 @@ def do_chat(service: AgentService, message: dict[str, Any] | None, history: list
         thinking["metadata"]["status"] = "done"
         history.append({"role": "assistant", "content": f"Error: {one_line(exc)}"})
         yield history, keep, session, error_md(one_line(exc)), ""
+
+
+def _shortened(text: str, keep: int = 200) -> str:
+    """A refused question as the chat shows it: its start and its length, not all of it."""
+    return text if len(text) <= keep else f"{text[:keep]}… ({len(text):,} characters)"
 
 
 def _attached(session: WebSession) -> str:
