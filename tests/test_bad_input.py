@@ -443,7 +443,7 @@ def _llm_mode(mode: str, words: list[str]) -> None:
 
 _llm_mode("slow", ["did not answer within"])
 _llm_mode("garbage", ["answer_llm"])
-_llm_mode("invalid_json", ["classify: llm failed", "no structured output"])
+_llm_mode("invalid_json", ["classify: llm failed", "invalid LLM output"])
 _llm_mode("error", ["LLM server", "server error (500)"])
 
 

@@ -38,11 +38,13 @@
      the rules see no retrieval wording (they say chat) → chat: advice is not a title;
   10. retrieve where the rules see recommendation wording (推荐, recommend, suggest, more like
       this) → recommend.
-  11. describe for a question with an image where the rules see no description wording (描述,
-      介绍一下, describe, what is in this picture) and say vqa → vqa: a description is asked
-      for, not inferred (the 1.5B model's commonest slip when it answers with one token).
+  11. describe for a question with an image where the rules say vqa and nothing asks for a
+      description (描述, 介绍, describe, tell me about, what is in …) → vqa: a description is
+      asked for, not inferred (the 1.5B model's commonest slip when it answers with one token);
+  12. vqa or describe where the rules say compare and the question has comparison wording
+      (哪个更, 比, which one …) → compare.
   Guards 1-6 were written before measuring; 7-9 after the first holdout run, 10 after the first
-  main-split run, 11 after the first run of the log-probability method (see evals/README).
+  main-split run, 11-12 after the first run of the log-probability method (see evals/README).
 """
 
 from __future__ import annotations
@@ -342,9 +344,15 @@ def _referee(question: str, decision: LLMDecision, rules: Classification, images
         return "llm said retrieve for a question with no image and no retrieval wording; rules chose chat"
     if said is QuestionType.retrieve and rules.type is QuestionType.recommend:
         return "llm said retrieve for a question with recommendation wording; rules chose recommend"
-    if said is QuestionType.describe and images and rules.type is QuestionType.vqa:
+    if said is QuestionType.describe and images and rules.type is QuestionType.vqa and not _DESCRIBE_HINT.search(question):
         return "llm said describe for a question about one detail (no description wording); rules chose vqa"
+    if said in (QuestionType.vqa, QuestionType.describe) and rules.type is QuestionType.compare and _COMPARE.search(question):
+        return f"llm said {said.value} for a question with comparison wording; rules chose compare"
     return None
+
+
+#: any wording that asks for a description (wider than the rules' describe patterns)
+_DESCRIBE_HINT = re.compile(r"介绍|描述|描写|说说|讲讲|概括|descri|tell me about|what is (?:in|this)", re.IGNORECASE)
 
 
 def classify(
