@@ -162,10 +162,12 @@ class Settings(BaseSettings):
         "structured: the type and the query as schema-valid JSON",
     )
     classifier_static_examples: int = Field(
-        0, ge=0, le=10, description="labelled questions per type in the fixed (cached) prompt prefix"
+        3, ge=0, le=10, description="labelled questions per type in the fixed (cached) prompt prefix"
     )
     classifier_examples: int = Field(
-        4, ge=0, le=16, description="labelled questions most similar to the incoming one in the classifier prompt (0: none)"
+        0, ge=0, le=16,
+        description="labelled questions most similar to the incoming one in the classifier prompt (0: none; "
+        "each costs ~25 prompt tokens a question that no cache serves)",
     )
 
     # --- recommendations (vlagent recommend) ---

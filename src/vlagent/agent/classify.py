@@ -145,9 +145,7 @@ def build_messages(
     """The fixed system prefix first, then what is this question's own: its similar labelled
     questions (dynamic examples) and the question itself."""
     lines = []
-    if examples and neighbour_labels_only():
-        lines = [f"Labels of the most similar labelled questions: {', '.join(e.type.value for e in examples)}"]
-    elif examples:
+    if examples:
         lines = ["Similar labelled questions:", *(_example_line(e) for e in examples), ""]
     lines.append(f"Q: {question.strip()} images: {describe_images(images)}")
     return [SystemMessage(system_prompt(method, static_examples)), HumanMessage("\n".join(lines))]
@@ -172,12 +170,6 @@ def _settings() -> Any:
     from vlagent.settings import Settings
 
     return Settings()
-
-
-def neighbour_labels_only() -> bool:
-    import os
-
-    return os.environ.get("VLAGENT_CLASSIFIER_NEIGHBOUR_LABELS") == "1"
 
 
 def settings_method() -> tuple[Method, int]:
@@ -352,7 +344,7 @@ def _referee(question: str, decision: LLMDecision, rules: Classification, images
 
 
 #: any wording that asks for a description (wider than the rules' describe patterns)
-_DESCRIBE_HINT = re.compile(r"介绍|描述|描写|说说|讲讲|概括|descri|tell me about|what is (?:in|this)", re.IGNORECASE)
+_DESCRIBE_HINT = re.compile(r"介绍|描述|描写|说说|讲讲|概括|总结|\bdescri|\bsummar|\btell me about\b|\bwhat is (?:in|this)\b", re.IGNORECASE)
 
 
 def classify(
