@@ -80,13 +80,24 @@ def smollm_settings(smollm_gguf: Path, tmp_path: Path) -> Settings:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def tiny_causal_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_tiny_causal_lm(
+    out: Path,
+    *,
+    hidden_size: int = 32,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    intermediate_size: int = 64,
+    max_position_embeddings: int = 512,
+) -> Path:
+    """A tiny random ``Qwen2ForCausalLM`` + its byte-level BPE tokenizer saved in ``out``.
+
+    The defaults are ``tiny_causal_lm_dir``'s (head_dim 8); vLLM's CPU attention needs
+    head_dim 64 (``hidden_size=128, num_attention_heads=2, num_key_value_heads=1``)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    out = tmp_path_factory.mktemp("tiny-qwen2-chat")
+    out.mkdir(parents=True, exist_ok=True)
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -103,13 +114,19 @@ def tiny_causal_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     config = Qwen2Config(
-        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        vocab_size=len(fast), hidden_size=hidden_size, intermediate_size=intermediate_size, num_hidden_layers=2,
+        num_attention_heads=num_attention_heads, num_key_value_heads=num_key_value_heads,
+        max_position_embeddings=max_position_embeddings,
         eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"), tie_word_embeddings=True,
     )  # fmt: skip
     Qwen2ForCausalLM(config).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-qwen2-chat"))
 
 
 @pytest.fixture(scope="session")

@@ -118,8 +118,22 @@ QWEN2VL_CHAT_TEMPLATE = (
 )
 
 
-@pytest.fixture(scope="session")
-def tiny_qwen2vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_tiny_qwen2vl(
+    out: Path,
+    *,
+    hidden_size: int = 32,
+    num_attention_heads: int = 2,
+    num_key_value_heads: int = 1,
+    mrope_section: tuple[int, int, int] = (2, 3, 3),
+    max_pixels: int = 28 * 28 * 64,
+    max_position_embeddings: int = 2048,
+) -> Path:
+    """A tiny random ``Qwen2VLForConditionalGeneration`` + processor saved in ``out``.
+
+    The defaults are ``tiny_qwen2vl_dir``'s (text head_dim 16); vLLM's CPU attention needs
+    head_dim 64 (``hidden_size=128, num_attention_heads=2, mrope_section=(8, 12, 12)``: the
+    sections add up to head_dim / 2). ``max_pixels``: the image processor's cap (64 merged
+    patches by default: at most 64 image tokens an image)."""
     import torch
     from transformers import (
         Qwen2Tokenizer,
@@ -131,7 +145,7 @@ def tiny_qwen2vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers.convert_slow_tokenizer import bytes_to_unicode
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    out = tmp_path_factory.mktemp("tiny-qwen2vl")
+    out.mkdir(parents=True, exist_ok=True)
     byte_vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
     specials = [
         "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -143,7 +157,7 @@ def tiny_qwen2vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer.add_special_tokens({"additional_special_tokens": specials})
     ids = {s: tokenizer.convert_tokens_to_ids(s) for s in specials}
     processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 64),
+        image_processor=Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=max_pixels),
         video_processor=Qwen2VLVideoProcessor(),
         tokenizer=tokenizer,
         chat_template=QWEN2VL_CHAT_TEMPLATE,
@@ -151,14 +165,15 @@ def tiny_qwen2vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     config = Qwen2VLConfig(
         text_config={
-            "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-            "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 2048,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            "vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": 2, "num_attention_heads": num_attention_heads,
+            "num_key_value_heads": num_key_value_heads, "max_position_embeddings": max_position_embeddings,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(mrope_section)},
             "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
         },
         vision_config={
-            "depth": 1, "embed_dim": 32, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2, "patch_size": 14,
+            "depth": 1, "embed_dim": 32, "hidden_size": hidden_size, "num_heads": 2, "mlp_ratio": 2, "patch_size": 14,
             "spatial_merge_size": 2, "temporal_patch_size": 2,
         },
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
@@ -171,6 +186,11 @@ def tiny_qwen2vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     processor.save_pretrained(out)
     assert json.loads((out / "config.json").read_text())["model_type"] == "qwen2_vl"
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_qwen2vl(tmp_path_factory.mktemp("tiny-qwen2vl"))
 
 
 @pytest.fixture()

@@ -188,3 +188,36 @@ def test_cli_fetch_with_chunks_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert done.returncode == 2
     assert "sha256" in done.stderr and "Traceback" not in done.stderr
     assert os.listdir(tmp_path / "home" / "models") == []
+
+
+# --- GGUF → transformers folder (vlagent models convert) -----------------------------------
+def test_convert_is_cached_by_the_source_file(tmp_path: Path) -> None:
+    import json
+
+    from vlagent.offline_models import CONVERT_MARKER, convert_gguf, converted
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(60))
+    dest = tmp_path / "models" / "m-hf"
+    assert not converted(gguf, dest)
+    dest.mkdir(parents=True)
+    (dest / "config.json").write_text("{}")
+    stat = gguf.stat()
+    marker = {"source": str(gguf.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime)}
+    (dest / CONVERT_MARKER).write_text(json.dumps(marker))
+    assert converted(gguf, dest)
+    said: list[str] = []
+    assert convert_gguf(gguf, dest, status=said.append) == dest  # nothing is read: the folder is up to date
+    assert said == [f"{dest} is already converted from m.gguf"]
+    (dest / CONVERT_MARKER).write_text(json.dumps({**marker, "size": 1}))  # another file of that name
+    assert not converted(gguf, dest)
+
+
+def test_convert_missing_gguf_names_the_fetch_command(tmp_path: Path) -> None:
+    from vlagent.errors import ModelLoadError
+    from vlagent.offline_models import convert_offline
+
+    settings = Settings(profile="offline", home=tmp_path)
+    with pytest.raises(ModelLoadError, match="vlagent models fetch offline"):
+        convert_offline(settings)
+    assert settings.resolved_llm_hf.name == "qwen2.5-coder-1.5b-instruct-q4_k_m-hf"

@@ -39,6 +39,7 @@ def test_vllm_llm_command_hub_profile(tmp_path: Path) -> None:
     assert _opt(argv, "--dtype") == "bfloat16"
     assert _opt(argv, "--served-model-name") == "Qwen/Qwen2.5-1.5B-Instruct"
     assert "--enable-auto-tool-choice" in argv and _opt(argv, "--tool-call-parser") == "hermes"
+    assert json.loads(_opt(argv, "--structured-outputs-config")) == {"backend": "xgrammar", "disable_any_whitespace": True}
     assert "--limit-mm-per-prompt" not in argv
     assert spec.base_url == "http://127.0.0.1:8100/v1"  # 0.0.0.0 is reached via loopback
     assert "VLAGENT_LLM_BASE_URL=http://127.0.0.1:8100/v1" in spec.agent_env()
@@ -52,7 +53,7 @@ def test_vllm_vlm_command_with_tensor_parallel(tmp_path: Path) -> None:
     assert _opt(spec.argv, "--tensor-parallel-size") == "4"
     assert _opt(spec.argv, "--port") == "8201"
     assert json.loads(_opt(spec.argv, "--limit-mm-per-prompt")) == {"image": 6}
-    assert "--enable-auto-tool-choice" not in spec.argv
+    assert "--enable-auto-tool-choice" not in spec.argv and "--structured-outputs-config" not in spec.argv
     assert "VLAGENT_VQA_BASE_URL=http://127.0.0.1:8201/v1" in spec.agent_env()
 
 
@@ -79,6 +80,7 @@ def test_llama_cpp_command(tmp_path: Path) -> None:
 
 
 def test_build_specs_all_and_engine_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLAGENT_VLLM_PYTHON", raising=False)
     s = Settings(home=tmp_path)
     monkeypatch.setattr(commands, "vllm_installed", lambda: False)
     assert [x.engine for x in build_specs(s, "llm")] == ["llama-cpp"]  # auto without vLLM
@@ -91,6 +93,82 @@ def test_build_specs_all_and_engine_choice(tmp_path: Path, monkeypatch: pytest.M
         commands.resolve_engine(s, "llama-cpp", "vlm")
 
 
+def test_vllm_from_its_own_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VLAGENT_VLLM_PYTHON: vLLM's own interpreter, started with the module form; auto picks it."""
+    python = tmp_path / "vllm-env" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\necho '{\"vllm\": true, \"dist\": false}'\n")
+    python.chmod(0o755)
+    monkeypatch.setenv("VLAGENT_VLLM_PYTHON", str(python))
+    monkeypatch.setattr(commands, "vllm_installed", lambda: False)
+    s = Settings(home=tmp_path, serve_vllm_args="--enforce-eager --max-num-seqs 8", serve_vlm_max_pixels=200704)
+    assert s.vllm_python == python
+    spec = vllm_command(s, "llm")
+    assert spec.argv[:5] == [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", s.llm_model]
+    assert spec.argv[-3:] == ["--enforce-eager", "--max-num-seqs", "8"]
+    vlm = vllm_command(s, "vlm")
+    assert json.loads(_opt(vlm.argv, "--mm-processor-kwargs")) == {"max_pixels": 200704}
+    assert vlm.argv.index("--limit-mm-per-prompt") < vlm.argv.index("--enforce-eager")
+    commands.probe_python.cache_clear()
+    assert commands.resolve_engine(s, None, "llm") == "vllm"  # auto: the configured environment has vLLM
+    require_engine("vllm", s)  # no error
+    commands.probe_python.cache_clear()
+    python.write_text("#!/bin/sh\necho '{\"vllm\": false, \"dist\": false}'\n")
+    with pytest.raises(VlagentError, match=f"vLLM is not installed in {python}"):
+        require_engine("vllm", s)
+    assert commands.resolve_engine(s, None, "llm") == "llama-cpp"
+    commands.probe_python.cache_clear()
+    missing = s.model_copy(update={"vllm_python": tmp_path / "nope" / "python"})
+    with pytest.raises(VlagentError, match="VLAGENT_VLLM_PYTHON=.*does not exist"):
+        require_engine("vllm", missing)
+
+
+def test_probe_python_of_a_real_interpreter() -> None:
+    commands.probe_python.cache_clear()
+    found, _ = commands.probe_python(sys.executable)
+    assert found == commands.vllm_installed()
+    assert commands.probe_python("/nonexistent/python") == (False, False)
+
+
+def test_vllm_offline_profile_serves_the_converted_folder(tmp_path: Path) -> None:
+    s = Settings(profile="offline", home=tmp_path)
+    assert s.resolved_llm_hf == tmp_path / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m-hf"
+    s.resolved_llm_hf.mkdir(parents=True)
+    (s.resolved_llm_hf / "config.json").write_text("{}")
+    spec = vllm_command(s, "llm", use_module=True, python="/py")
+    assert _opt(spec.argv, "--model") == str(s.resolved_llm_hf)
+    assert _opt(spec.argv, "--served-model-name") == s.llm_model  # the name the offline agent asks for
+
+
+def test_stop_ends_what_the_server_left_in_its_group(tmp_path: Path) -> None:
+    """A server whose own child outlives it (vLLM's engine core) is still stopped with it."""
+    from vlagent.serving.commands import ServeSpec
+    from vlagent.serving.process import ServerProcess
+
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "import subprocess, sys, signal, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        "time.sleep(600)\n"
+    )
+    spec = ServeSpec(role="llm", engine="vllm", argv=[sys.executable, "-c", script], host="127.0.0.1",
+                     port=free_port(), served_name="x")  # fmt: skip
+    server = ServerProcess(spec, tmp_path / "log.txt")
+    server.start()
+    deadline = time.monotonic() + 30
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    assert server.stop(grace=5) == 0
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{child}").exists() and not _is_zombie(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists() or _is_zombie(child)
+
+
 def test_missing_vllm_names_the_install_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(commands, "vllm_installed", lambda: False)
     with pytest.raises(VlagentError, match=r"pip install 'vlagent\[vllm\]'"):
@@ -99,6 +177,7 @@ def test_missing_vllm_names_the_install_line(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_cli_missing_vllm_is_one_clear_line(tmp_path: Path) -> None:
     env = {**os.environ, "VLAGENT_HOME": str(tmp_path)}
+    env.pop("VLAGENT_VLLM_PYTHON", None)  # set for tests/test_vllm_server.py
     done = subprocess.run(
         [sys.executable, "-m", "vlagent.cli.app", "serve", "vlm"], capture_output=True, text=True, env=env, timeout=120
     )

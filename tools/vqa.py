@@ -9,8 +9,10 @@ else ``transformers``):
 * ``transformers``: the model in-process (``AutoProcessor`` + ``AutoModelForImageTextToText``,
   Qwen2-VL class by default), loaded once per process on first use.
 
-Images are shrunk to ``settings.vqa_max_image_side`` first. Answers are cached per
-(backend, model, images, question).
+Images are shrunk to ``settings.vqa_max_image_side`` first; all of a question's images go in one
+request (a vLLM server must allow that many: ``--limit-mm-per-prompt``, setting
+``serve_vlm_max_images``). The artifact (the trace's output) names the images, their sizes and,
+from a server, its token counts. Answers are cached per (backend, model, images, question).
 """
 
 from __future__ import annotations
@@ -99,6 +101,11 @@ class OpenAIVqa:
         return backend_unavailable(exc, server)
 
     def answer(self, images: list[Image.Image], question: str) -> str:
+        return self.answer_with_usage(images, question)[0]
+
+    def answer_with_usage(self, images: list[Image.Image], question: str) -> tuple[str, dict[str, int]]:
+        """The answer and the server's token counts (``input_tokens`` includes the image tokens:
+        all images go in this one request)."""
         import openai
         from langchain_core.messages import HumanMessage
 
@@ -111,7 +118,9 @@ class OpenAIVqa:
             reply = self.llm.invoke([HumanMessage(content=content)])
         except openai.OpenAIError as exc:
             raise self._unavailable(exc) from exc
-        return reply.text.strip() if hasattr(reply, "text") else str(reply.content).strip()
+        text = reply.text.strip() if hasattr(reply, "text") else str(reply.content).strip()
+        usage = getattr(reply, "usage_metadata", None) or {}
+        return text, {k: int(usage[k]) for k in ("input_tokens", "output_tokens") if k in usage}
 
 
 # --- backend (b): transformers in-process -----------------------------------------------------
@@ -170,14 +179,22 @@ def ask(ctx: ToolContext, images: list[str], question: str) -> dict[str, Any]:
     def compute() -> dict[str, Any]:
         eng = engine(settings)  # raises ToolUnavailable before any image work if it cannot run
         shrunk = [shrink(ctx.resolver.load(n).image, side) for n in images]
-        answer = eng.answer(shrunk, question)
-        return {
+        usage: dict[str, int] = {}
+        if isinstance(eng, OpenAIVqa):
+            answer, usage = eng.answer_with_usage(shrunk, question)
+        else:
+            answer = eng.answer(shrunk, question)
+        art = {
             "answer": answer,
             "backend": resolve_backend(settings),
             "model": settings.vqa_model,
             "images": list(images),
             "sizes": [list(im.size) for im in shrunk],
+            "requests": 1,  # every image in one request to the VLM
         }
+        if usage:
+            art["usage"] = usage
+        return art
 
     return ctx.cached("vqa", model_id(settings), images[0], extra, compute)
 

