@@ -61,7 +61,7 @@ def run(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from vlagent.errors import ModelLoadError
-    from vlagent.serving.commands import build_specs, require_engine
+    from vlagent.serving.commands import build_specs, require_engine, vllm_llm_model
     from vlagent.serving.process import ServerProcess, serve_until_stopped
 
     specs = build_specs(settings, what, engine)
@@ -72,6 +72,12 @@ def run(
         return
     for spec in specs:
         require_engine(spec.engine, settings)
+        if spec.engine == "vllm" and spec.role == "llm" and vllm_llm_model(settings).endswith(".gguf"):
+            err_console.print(
+                f"[yellow]note[/] vLLM reads {settings.resolved_gguf.name} itself but takes its tokenizer from the "
+                "hub; with no hub run `vlagent models convert offline` first (a folder vLLM loads offline)",
+                highlight=False,
+            )
         if spec.engine == "llama-cpp" and not settings.resolved_gguf.is_file():
             raise ModelLoadError(
                 f"GGUF model file {settings.resolved_gguf} not found: run `vlagent models fetch offline` "
