@@ -116,14 +116,6 @@ def probe_python(python: str) -> tuple[bool, bool]:
     return bool(found.get("vllm")), bool(found.get("dist"))
 
 
-def vllm_python(settings: Settings) -> str | None:
-    """The interpreter vLLM runs under: ``settings.vllm_python``, else this one when vllm imports
-    here; None when neither can (nothing is checked for ``vllm_python``: see require_engine)."""
-    if settings.vllm_python:
-        return str(Path(settings.vllm_python).expanduser())
-    return sys.executable if vllm_installed() else None
-
-
 def vllm_available(settings: Settings) -> bool:
     """vLLM can be started: in ``settings.vllm_python`` if set, else in this interpreter."""
     if settings.vllm_python:
