@@ -109,7 +109,7 @@ def stage_table(answers: list[Any], usage: Usage) -> None:
     stages: dict[str, list[float]] = {}
     for answer in answers:
         for step in getattr(answer, "trace", []):
-            stages.setdefault(step.name, []).append(step.seconds)
+            stages.setdefault(step.name, []).append(step.duration_s)
     print(f"\n{'stage':<16}{'calls':>7}{'total s':>10}{'mean s':>9}{'prompt tok':>12}{'cached':>9}{'generated':>11}")
     for name, secs in sorted(stages.items(), key=lambda kv: -sum(kv[1])):
         key = "classify" if name == "classify" else "answer" if name == "answer_llm" else None
@@ -150,7 +150,12 @@ def main() -> None:
     args = parser.parse_args()
 
     if not args.keep_home and args.agent == "real":
+        from vlagent.settings import Settings
+
+        gguf = Settings().resolved_gguf  # the weights stay where `models fetch` put them
         os.environ.setdefault("VLAGENT_HOME", tempfile.mkdtemp(prefix="vlagent-bench-"))
+        if gguf.is_file():
+            os.environ.setdefault("VLAGENT_LLM_GGUF", str(gguf))
     from vlagent.evals.harness import run_eval
 
     items = json.loads(args.query.read_text(encoding="utf-8"))[: args.limit]
