@@ -17,6 +17,7 @@ from vlagent.agent.types import Answer, AnswerError, QuestionType, RetrievedImag
 from vlagent.data.annotations import Annotation, read_annotations, usable_rows
 from vlagent.data.queries import check_question
 from vlagent.errors import VlagentError
+from vlagent.models.selfcheck import ensure_llm_runs
 from vlagent.settings import Settings
 from vlagent.tools.base import ToolContext
 
@@ -169,8 +170,6 @@ def make_checkpointer(settings: Settings) -> Any:
 def _load_llm(settings: Settings) -> tuple[BaseChatModel | None, str | None]:
     if settings.llm_backend == "none":
         return None, "VLAGENT_LLM_BACKEND=none"
-    from vlagent.models.selfcheck import ensure_llm_runs
-
     ensure_llm_runs(settings)  # an engine that crashes here stops the caller with one line
     try:
         from vlagent.llm import build_chat_model

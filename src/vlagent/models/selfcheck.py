@@ -86,7 +86,7 @@ def _image() -> Any:
 
 
 def _llm(settings: Settings) -> str:
-    from vlagent.llm import build_chat_model
+    from vlagent.llm import build_chat_model  # in the child only; vlagent.llm sits above models (issue 20)
 
     reply = build_chat_model(settings.model_copy(update={"llm_max_tokens": 4})).invoke("Reply with OK.")
     return f"replied {str(reply.content).strip()[:20]!r}"
