@@ -45,9 +45,12 @@ def test_server_answers_the_agents_classify_and_answer_calls(llama_server_settin
     agent.parts.llm.callbacks = [calls]  # the classifier and the answer writer share this model
     answer = agent.invoke("What does the label say?", images=[label])
     names = [t.name for t in answer.trace]
-    # the classifier's structured call reached the server and came back
-    assert names[0] == "classify" and calls.ok >= 1 and calls.errors == [], calls.errors
+    # the classifier's calls reached the server and came back; SmolLM2's JSON may run past
+    # max_tokens (a cut reply, not a transport error): then the rules decide and the trace says why
+    assert names[0] == "classify" and calls.ok >= 1
+    assert all("LengthFinishReasonError" in e or "OutputParser" in e for e in calls.errors), calls.errors
     classify = answer.trace[0]
+    assert not calls.errors or classify.error
     # the schema held: the trace holds a valid classification, the LLM's or the rules' (and then why)
     decided = Classification.model_validate({k: v for k, v in classify.output.items() if k != "source"})
     assert decided.type is answer.type and classify.output["source"] == answer.classifier

@@ -118,9 +118,13 @@ def test_llama_cpp_in_process_keeps_python_signal_handlers(smollm_settings: Sett
     """llama.cpp's server sets its own SIGINT handler when it starts; Ctrl-C must stay Python's."""
     import signal
 
-    load_llama(smollm_settings.model_copy(update={"llm_n_ctx": 1536}))  # a fresh engine
-    with pytest.raises(KeyboardInterrupt):
-        signal.raise_signal(signal.SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever earlier tests left
+    try:
+        load_llama(smollm_settings.model_copy(update={"llm_n_ctx": 1536}))  # a fresh engine
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_llama_cpp_in_process_answers_concurrent_requests(smollm_settings: Settings) -> None:
