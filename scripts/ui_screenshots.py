@@ -53,6 +53,7 @@ def main() -> None:
     env.setdefault("VLAGENT_HOME", tempfile.mkdtemp(prefix="vlagent-ui-shots-"))
     cmd = [sys.executable, "-m", "vlagent.cli.app", "ui", "--images", str(SAMPLE / "images"),
            "-a", str(SAMPLE / "train_annotation.csv"), "--port", str(args.port)]  # fmt: skip
+    Path(env["VLAGENT_HOME"]).mkdir(parents=True, exist_ok=True)
     log = open(Path(env["VLAGENT_HOME"]) / "ui.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{args.port}"
