@@ -248,7 +248,11 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
         spec = get_spec(name)
         if spec is None or spec.field is None:
             continue
-        text = str(msg.content).strip()
+        # the tool's own one-line fact in the question's language where it has one ("mainly
+        # white, also grey"): its raw line ("main colours: white (78%), grey (22%)") was copied
+        # into answers by the small LLM, percentages and all
+        summary = spec.summarize(art.get("output"), lang) if spec.summarize and art.get("output") else ""
+        text = summary.strip() or str(msg.content).strip()
         if spec.retrieves:
             retrieved = list(art.get("output") or [])
         if spec.keep == "last":  # e.g. the VLM's answer given the OCR text replaces its first one
