@@ -399,6 +399,6 @@ def summarize(colors: list[dict[str, Any]], lang: str) -> str:
 SPECS = [
     ToolSpec(
         name="colors", args=ColorsArgs, factory=make_colors_tool, probe=lambda ctx: probe(ctx.settings),
-        field="colors", images="first", summarize=summarize,
+        field="colors", images="first", summarize=summarize, summary_in_template=True,
     ),
 ]  # fmt: skip

@@ -18,7 +18,10 @@ collects them; nothing else imports a tool module by name. A spec says:
 * ``fallback_for``: offered only when every one of these tools is unavailable;
 * ``prepare(ctx, tool, calls) -> int``: optional batch work for many calls at once (the harness);
 * ``summarize(artifact, lang) -> str``: optional short text of a result for the per-image facts
-  (default: the tool's text output).
+  (default: the tool's text output);
+* ``summary_in_template``: the answer template's field gets that short text too, not the tool's
+  text output (colours: "mainly white, also grey", where the raw line's percentages were copied
+  into answers).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class ToolSpec:
     fallback_for: tuple[str, ...] = ()
     prepare: Callable[["ToolContext", "BaseTool", Sequence[dict[str, Any]]], int] | None = None
     summarize: Callable[[Any, str], str] | None = None
+    summary_in_template: bool = False
 
     @property
     def image_arg(self) -> str | None:

@@ -248,10 +248,10 @@ def _answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
         spec = get_spec(name)
         if spec is None or spec.field is None:
             continue
-        # the tool's own one-line fact in the question's language where it has one ("mainly
-        # white, also grey"): its raw line ("main colours: white (78%), grey (22%)") was copied
-        # into answers by the small LLM, percentages and all
-        summary = spec.summarize(art.get("output"), lang) if spec.summarize and art.get("output") else ""
+        # the tool's one-line fact in the question's language where its spec asks for it
+        # (colours: "mainly white, also grey"; the raw line's percentages were copied into answers)
+        wants = spec.summarize and spec.summary_in_template and art.get("output")
+        summary = spec.summarize(art.get("output"), lang) if wants else ""
         text = summary.strip() or str(msg.content).strip()
         if spec.retrieves:
             retrieved = list(art.get("output") or [])
