@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from vlagent.agent.types import Answer
-from vlagent.api.errors import answer_error, error_response, install_error_handlers, status_of
+from vlagent.api.errors import answer_error, install_error_handlers, status_of
 from vlagent.api.schemas import AnswerRequest
 from vlagent.api.service import AgentService
 from vlagent.api.steps import Step

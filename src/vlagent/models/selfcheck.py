@@ -95,7 +95,7 @@ def _llm(settings: Settings) -> str:
 def _clip(settings: Settings) -> str:
     encoder = loader.load("clip", settings)
     image, text = encoder.encode_images([_image()]), encoder.encode_texts(["a red dress"])
-    return f"embedded an image and a text ({image.shape[-1]}-d)"
+    return f"embedded an image and a text ({image.shape[-1]}-d, {text.shape[-1]}-d)"
 
 
 def _caption(settings: Settings) -> str:
