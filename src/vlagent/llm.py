@@ -35,7 +35,6 @@ from pydantic import BaseModel, PrivateAttr
 
 from vlagent.errors import ModelLoadError, VlagentError, one_line
 from vlagent.models.llama_engine import EngineConfig, LlamaEngine
-from vlagent.models.roles import FETCH_HINT
 from vlagent.openai_errors import Server, backend_unavailable, server_errors
 from vlagent.settings import Settings
 
@@ -66,9 +65,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
     backend = resolve_backend(settings)
     if backend == "openai":
         return openai_chat_model(settings)
-    if backend == "llama-cpp":
-        if not settings.resolved_gguf.is_file():
-            raise ModelLoadError(f"GGUF model file {settings.resolved_gguf} not found: {FETCH_HINT}")
+    if backend == "llama-cpp":  # the loader's probe names a missing GGUF and the fetch command
         return engine_chat_model(load_llama(settings), settings)
     return ChatTransformers(
         model_id=settings.llm_model,
@@ -253,9 +250,8 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 
 def build_llama(settings: Settings) -> LlamaEngine:
-    """Start the GGUF's engine (uncached: :func:`load_llama` goes through the model loader)."""
-    if not settings.resolved_gguf.is_file():
-        raise ModelLoadError(f"GGUF model file {settings.resolved_gguf} not found: {FETCH_HINT}")
+    """Start the GGUF's engine (uncached: :func:`load_llama` goes through the model loader,
+    whose probe has checked the file)."""
     return LlamaEngine.embedded(engine_config(settings))
 
 
