@@ -338,7 +338,7 @@ def match_image_text(
             signals.append(check)
     result = decide(signals)
     result.details["text"] = text
-    result.details["title"] = title or ""
+    result.details["image_title"] = title or ""
     return result
 
 
