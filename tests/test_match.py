@@ -200,6 +200,30 @@ def test_the_images_title_ranks_among_the_catalogue_titles(settings: Settings) -
     assert yes.verdict == "yes" and yes.by == "title" and yes.details["title"]["title_rank"] == 1
     no = match_image_text(None, "蓝色衬衫", settings, title=own, titles=titles)
     assert no.verdict == "no" and "title" in no.by and "title_colour" in no.by  # and the title's colour contradicts
+    seen = match_image_text(None, "蓝色衬衫", settings, title=own, titles=titles, colours=_red_colours())
+    assert seen.verdict == "no" and "title_colour" not in seen.by and seen.why["zh"].count("蓝色") == 1  # said once
+
+
+def test_the_match_tool_calibrates_clip_against_its_catalogue(tiny_clip_settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from vlagent.data.annotations import Annotation
+    from vlagent.tools.base import ToolContext
+    from vlagent.tools.registry import build_tools
+
+    folder = tmp_path / "catalogue"
+    folder.mkdir()
+    rows = []
+    for n, (colour, title) in enumerate([(RED, "红色无袖连衣裙"), ((30, 100, 220), "蓝色衬衫 男"), ((0, 128, 0), "绿色半身裙"),
+                                         ((20, 20, 20), "黑色西裤"), ((250, 220, 30), "黄色T恤"), ((240, 150, 180), "粉色卫衣")]):  # fmt: skip
+        _object(colour).save(folder / f"p{n}.png")
+        rows.append(Annotation(image=f"p{n}.png", title=title))
+    ctx = ToolContext.from_settings(tiny_clip_settings, [folder], annotations=rows)
+    tools, dropped = build_tools(ctx, only=["match"])
+    assert "match" in tools, dropped
+    msg = tools["match"].invoke({"type": "tool_call", "name": "match", "id": "1", "args": {"image": "p0.png", "text": "白色运动鞋"}})
+    clip = MatchResult.model_validate(msg.artifact).details["clip"]
+    assert clip["text_pool"] == 6 and clip["image_pool"] == 5  # every title a rival; the other images
+    assert 1 <= clip["text_rank"] <= 7 and 1 <= clip["image_rank"] <= 6
+    assert msg.artifact["verdict"] in {"yes", "no", "unsure"}
 
 
 # ----------------------------------------------------------------------------------------

@@ -324,16 +324,18 @@ def match_image_text(
         signals.append(Signal("blip", vote, p, zh, en, weight=2.0, numbers={"probability": round(p, 4)}))
     if clip is not None and image is not None:
         signals.append(_clip_signal(clip, image, text, s))
+    seen = colour_check(text, colours, s)
     if title and title.strip():
         if titles is not None:
             signals.append(_title_signal(titles, title, text, s))
         title_colours = colour_words().find(title)
         named = colour_words().find(text)
-        if title_colours and named and not any(colour_words().related(a, b) for a in title_colours for b in named):
+        contradicted = seen is not None and seen.vote < 0  # said once, by what was measured
+        if title_colours and named and not contradicted and not any(colour_words().related(a, b) for a in title_colours for b in named):
             signals.append(Signal("title_colour", -1, 0.1, f"标题写的是{_named(title_colours, 'zh')}，描述写的是{_named(named, 'zh')}",
                                   f"the title says {_named(title_colours, 'en')}, the description {_named(named, 'en')}",
                                   weight=1.5, numbers={"title": title_colours, "text": named}))  # fmt: skip
-    for check in (colour_check(text, colours, s), label_check(text, ocr_text)):
+    for check in (seen, label_check(text, ocr_text)):
         if check is not None:
             signals.append(check)
     result = decide(signals)
