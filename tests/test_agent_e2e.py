@@ -45,7 +45,7 @@ def agent(e2e_settings, shop, catalogue):  # type: ignore[no-untyped-def]
 
 
 def test_every_tool_is_available_with_local_models(agent) -> None:  # type: ignore[no-untyped-def]
-    assert agent.tool_names == ["caption", "clip_search", "colors", "image_search", "ocr", "recommend", "vqa"]
+    assert agent.tool_names == ["caption", "clip_search", "colors", "image_search", "match", "ocr", "recommend", "vqa"]
     assert agent.parts.unavailable == {}
 
 

@@ -43,6 +43,7 @@ BUILTIN_MODULES = (
     "vlagent.tools.vqa",
     "vlagent.tools.retrieval",
     "vlagent.tools.recommend",
+    "vlagent.tools.match",
 )
 ENTRY_POINT_GROUP = "vlagent.tools"
 

@@ -113,6 +113,36 @@ class Settings(BaseSettings):
     clip_backend: Literal["auto", "open_clip", "transformers", "none"] = "auto"
     clip_batch_size: int = Field(32, ge=1)
 
+    # --- image-text matching (the ``match`` tool, vlagent.index.matching) ---
+    # CLIP's raw cosine is not comparable across images/models: a text matches when it ranks high
+    # among the catalogue's titles for the image (and the image among the catalogue's images for it)
+    match_clip_yes_percentile: float = Field(
+        0.9, ge=0.0, le=1.0, description="match: CLIP says yes at or above this percentile among the catalogue"
+    )
+    match_clip_no_percentile: float = Field(
+        0.5, ge=0.0, le=1.0, description="match: CLIP says no at or below this percentile (between: unsure)"
+    )
+    match_min_catalogue: int = Field(
+        5, ge=1, description="match: fewer catalogue titles/images than this and a rank means nothing (unsure)"
+    )
+    match_title_yes_percentile: float = Field(
+        0.9, ge=0.0, le=1.0, description="match, no CLIP: the image's title ranks this high for the text (e5): yes"
+    )
+    match_title_no_percentile: float = Field(
+        0.5, ge=0.0, le=1.0, description="match, no CLIP: the image's title ranks this low for the text: no"
+    )
+    match_colour_yes_share: float = Field(
+        0.3, ge=0.0, le=1.0, description="match: the colours the text names cover this share of the object: agree"
+    )
+    match_colour_no_share: float = Field(
+        0.1, ge=0.0, le=1.0, description="match: they cover less than this share: the colours contradict the text"
+    )
+    match_blip_model: str | None = Field(
+        None, description="match: a BLIP image-text retrieval model (BlipForImageTextRetrieval; hub id or dir); none: not used"
+    )
+    match_blip_yes: float = Field(0.7, ge=0.0, le=1.0, description="match: BLIP ITM probability for yes")
+    match_blip_no: float = Field(0.3, ge=0.0, le=1.0, description="match: BLIP ITM probability at or below: no")
+
     # --- zero-shot categories (vlagent classify --images ... --out categories.csv) ---
     categories_path: Path | None = Field(
         None,

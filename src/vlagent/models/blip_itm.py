@@ -1,0 +1,84 @@
+"""BLIP image-text matching: ``BlipForImageTextRetrieval``'s ITM head, the probability that a
+text describes an image (optional; ``Settings.match_blip_model`` names the model, none by default).
+
+The ITM head was trained to tell matching (image, caption) pairs from hard negatives, so its
+softmax probability is a usable match score as it is (unlike CLIP's cosine, which
+:mod:`vlagent.index.matching` calibrates against the catalogue).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vlagent.errors import ModelLoadError, one_line
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+    from vlagent.settings import Settings
+
+
+def blip_itm_probe(settings: "Settings") -> str | None:
+    """Why no BLIP matcher can run here (None: it can); loads nothing."""
+    import importlib.util
+
+    name = settings.match_blip_model
+    if not name:
+        return "match: no BLIP matcher configured (VLAGENT_MATCH_BLIP_MODEL)"
+    if importlib.util.find_spec("transformers") is None:
+        return "match: transformers is not installed"
+    path = Path(name).expanduser()
+    looks_local = name.startswith(("/", ".", "~")) or path.exists()
+    if looks_local and not (path / "config.json").is_file():
+        return f"match: no BLIP model at {path} (config.json missing)"
+    if not looks_local:
+        from vlagent.models.hub import hub_offline
+
+        if hub_offline(settings):
+            return f"match: BLIP model {name!r} is a hub id and the hub is offline (give a local folder)"
+    return None
+
+
+class BlipMatcher:
+    """``probability(image, text)``: P(text matches image) from the ITM head."""
+
+    def __init__(self, name: str, device: str = "cpu", local_files_only: bool = False) -> None:
+        from transformers import BlipForImageTextRetrieval, BlipProcessor
+
+        self.model_id = f"blip-itm:{name}"
+        self.device = device
+        self.processor = BlipProcessor.from_pretrained(name, local_files_only=local_files_only)
+        self.model = BlipForImageTextRetrieval.from_pretrained(name, local_files_only=local_files_only).to(device).eval()
+
+    def probability(self, image: "Image.Image", text: str) -> float:
+        import torch
+
+        inputs = self.processor(images=image.convert("RGB"), text=text, return_tensors="pt", truncation=True).to(self.device)
+        with torch.inference_mode():
+            out = self.model(**inputs, use_itm_head=True)
+        logits = out.itm_score if hasattr(out, "itm_score") else out[0]
+        return float(torch.softmax(logits.float(), dim=-1)[0, 1])
+
+
+@functools.lru_cache(maxsize=2)
+def _load(name: str, device: str, local_files_only: bool) -> BlipMatcher:
+    return BlipMatcher(name, device, local_files_only)
+
+
+def blip_matcher(settings: "Settings") -> BlipMatcher:
+    """The configured matcher, loaded once per (model, device); ModelLoadError with one line."""
+    from vlagent.models.hub import hub_offline
+
+    name = str(settings.match_blip_model or "")
+    try:
+        local = Path(name).expanduser()
+        return _load(str(local) if local.exists() else name, settings.device, hub_offline(settings))
+    except Exception as exc:  # noqa: BLE001 - any load failure is one line
+        raise ModelLoadError(f"cannot load BLIP matcher {name!r}: {one_line(exc)}") from exc
+
+
+def itm_function(settings: "Settings") -> Any:
+    """``(image, text) -> probability`` for :func:`vlagent.index.matching.match_image_text`."""
+    return blip_matcher(settings).probability
