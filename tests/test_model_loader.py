@@ -19,7 +19,7 @@ from vlagent.errors import BackendUnavailableError, ModelLoadError, ToolUnavaila
 from vlagent.models import hub, loader, roles
 from vlagent.models.clip import clip_probe, encoder_from_settings
 from vlagent.models.roles import Found, RoleSpec
-from vlagent.openai_errors import Server, backend_unavailable
+from vlagent.models.servers import Server, backend_unavailable
 from vlagent.settings import Settings
 
 

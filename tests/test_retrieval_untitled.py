@@ -100,7 +100,7 @@ def test_the_agent_indexes_an_untitled_catalogue_and_finds_the_all_red_image(unt
 
     # a second start finds the index complete and reads nothing
     from vlagent.data.images import open_source
-    from vlagent.tools.base import ToolContext
+    from vlagent.models.context import ToolContext
 
     ctx = ToolContext.from_settings(offline, [untitled])
     with open_source(untitled) as source:

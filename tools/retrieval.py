@@ -30,8 +30,9 @@ from pydantic import BaseModel, Field
 
 from vlagent.data.annotations import Annotation
 from vlagent.index.search import Retriever
-from vlagent.tools.base import ToolContext, ToolUnavailable
-from vlagent.tools.spec import ToolSpec
+from vlagent.errors import ToolUnavailable
+from vlagent.models.context import ToolContext
+from vlagent.agent.toolspec import ToolSpec
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any
 
 from vlagent.agent.types import QuestionType
-from vlagent.tools.spec import ImagesMode
+from vlagent.agent.toolspec import ImagesMode
 
 MAX_COMPARE_IMAGES = 4
 RETRIEVE_K = 10
@@ -170,7 +170,7 @@ def _value(value: Any, inp: PlanInput) -> Any:
 
 def calls_for(qtype: QuestionType, round_: int, inp: PlanInput) -> list[tuple[str, dict[str, Any]]]:
     """The (tool, arguments) pairs of one round, for the tools usable here."""
-    from vlagent.tools.registry import get_spec
+    from vlagent.agent.registry import get_spec
 
     out: list[tuple[str, dict[str, Any]]] = []
     with _LOCK:

@@ -52,7 +52,7 @@ def index_text_side(
     """Build / refresh the image-text index of ``images`` and print a summary table."""
     from vlagent.data.images import open_source
     from vlagent.index.text_index import TextIndex, index_image_texts
-    from vlagent.tools.base import ToolContext
+    from vlagent.models.context import ToolContext
 
     ctx = ToolContext.from_settings(settings, [images])
     captioner = _captioner(settings, ctx)

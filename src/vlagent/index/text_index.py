@@ -42,7 +42,7 @@ from vlagent.index.store import ImageIndex, make_client
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.data.images import ImageSource
     from vlagent.settings import Settings
-    from vlagent.tools.base import ToolContext
+    from vlagent.models.context import ToolContext
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +184,8 @@ class TextIndex:
 
 def read_image_text(ctx: "ToolContext", name: str, colors_k: int = 3) -> ImageText:
     """OCR text and colour names of one image (both cached per content in the tools' cache)."""
-    from vlagent.tools.colors import colors_of
-    from vlagent.tools.ocr import ocr_image, probe
+    from vlagent.models.vision.colors import colors_of
+    from vlagent.models.vision.ocr import ocr_image, probe
 
     text = ""
     if probe(ctx.settings) is None:

@@ -169,7 +169,7 @@ def load(role: Role | str, settings: Settings | None = None) -> Any:
 
 
 def _server_status(url: str) -> Found:
-    from vlagent.serving.health import check_server
+    from vlagent.models.health import check_server
 
     try:
         served = check_server(url, timeout=2.0)

@@ -30,6 +30,8 @@ from vlagent.models.hub import (
     looks_like_path,
     not_cached_reason,
 )
+from vlagent.models.llama_engine import LLAMA_INSTALL_HINT
+from vlagent.models.vision.engines import CaptionEngine, OcrEngine, OpenAIVqa, TransformersVqa
 from vlagent.settings import Settings
 
 
@@ -174,7 +176,6 @@ CLIP = RoleSpec(
 
 # --- llm ------------------------------------------------------------------------------------
 FETCH_HINT = "run `vlagent models fetch offline` or set VLAGENT_LLM_GGUF"
-LLAMA_INSTALL_HINT = "pip install 'vlagent[llama]' (xllamacpp: a prebuilt wheel, nothing is compiled)"
 
 
 def _llm_backend(s: Settings) -> str:
@@ -222,7 +223,7 @@ def _llm_probe(s: Settings) -> Found:
 
 
 def _llm_build(s: Settings, local_only: bool) -> Any:
-    from vlagent import llm
+    from vlagent.models import llm
 
     backend = _llm_backend(s)
     if backend == "openai":
@@ -259,7 +260,6 @@ def _caption_probe(s: Settings) -> Found:
 
 
 def _caption_build(s: Settings, local_only: bool) -> Any:
-    from vlagent.tools.caption import CaptionEngine
 
     return CaptionEngine(
         s.caption_model, s.resolved_device(), s.caption_max_new_tokens, s.caption_num_beams,
@@ -299,7 +299,6 @@ def _vqa_probe(s: Settings) -> Found:
 
 
 def _vqa_build(s: Settings, local_only: bool) -> Any:
-    from vlagent.tools.vqa import OpenAIVqa, TransformersVqa
 
     if _vqa_backend(s) == "openai":
         return OpenAIVqa(s)
@@ -342,7 +341,6 @@ def _ocr_probe(s: Settings) -> Found:
 
 
 def _ocr_build(_s: Settings, _local_only: bool) -> Any:
-    from vlagent.tools.ocr import OcrEngine
 
     return OcrEngine()
 

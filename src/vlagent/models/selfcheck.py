@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from vlagent.errors import VlagentError, one_line
 from vlagent.models import loader
-from vlagent.models.roles import LLAMA_INSTALL_HINT
+from vlagent.models.llama_engine import LLAMA_INSTALL_HINT
 from vlagent.settings import Settings
 
 SETTINGS_ENV = "VLAGENT_SELFCHECK_SETTINGS"
@@ -86,7 +86,7 @@ def _image() -> Any:
 
 
 def _llm(settings: Settings) -> str:
-    from vlagent.llm import build_chat_model  # in the child only; vlagent.llm sits above models (issue 20)
+    from vlagent.models.llm import build_chat_model  # in the child only; vlagent.models.llm sits above models (issue 20)
 
     reply = build_chat_model(settings.model_copy(update={"llm_max_tokens": 4})).invoke("Reply with OK.")
     return f"replied {str(reply.content).strip()[:20]!r}"

@@ -118,8 +118,9 @@ def caption_catalogue(
     progress: Callable[[int], None] | None = None,
 ) -> CaptionSummary:
     from vlagent.tools import vqa
-    from vlagent.tools.base import ImageResolver, ToolContext
-    from vlagent.tools.caption import CaptionTool
+    from vlagent.data.resolver import ImageResolver
+    from vlagent.models.context import ToolContext
+    from vlagent.models.vision.caption import CaptionTool
 
     captioner = choose_captioner(settings, lang, style)
     out = Path(out)

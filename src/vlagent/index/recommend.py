@@ -30,7 +30,8 @@ from vlagent.data.annotations import Annotation
 from vlagent.data.images import is_image_name
 from vlagent.errors import ImageError, ImageNotAllowedError, VlagentError, one_line
 from vlagent.settings import Settings
-from vlagent.tools.base import ImageResolver, ToolContext
+from vlagent.data.resolver import ImageResolver
+from vlagent.models.context import ToolContext
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.index.store import ImageIndex
@@ -441,7 +442,7 @@ class Recommender:
         n = self.settings.recommend_colors
         if n <= 0:
             return []
-        from vlagent.tools.colors import colors_of
+        from vlagent.models.vision.colors import colors_of
 
         try:
             found = colors_of(self.ctx, name, n)

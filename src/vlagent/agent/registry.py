@@ -1,4 +1,4 @@
-"""Every tool the agent can call, declared once (:class:`~vlagent.tools.spec.ToolSpec`).
+"""Every tool the agent can call, declared once (:class:`~vlagent.agent.toolspec.ToolSpec`).
 
 The built-in tool modules each end with ``SPECS = [...]``; the registry imports them by module
 name from :data:`BUILTIN_MODULES`, then any ``vlagent.tools`` entry point of an installed package
@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.tools import BaseTool
 
 from vlagent.errors import VlagentError, one_line
-from vlagent.tools.spec import ToolSpec
+from vlagent.agent.toolspec import ToolSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.agent.plan import Call
     from vlagent.agent.types import QuestionType
-    from vlagent.tools.base import ToolContext
+    from vlagent.models.context import ToolContext
 
 log = logging.getLogger(__name__)
 

@@ -216,8 +216,8 @@ def model_roles(settings: Settings, *, check_network: bool = True) -> list[Model
     the hub gets one HEAD request), plus every registered tool that has no model role (e.g.
     ``colors``), from the tool registry."""
     from vlagent.models import loader
-    from vlagent.tools.base import ToolContext
-    from vlagent.tools.registry import tool_specs
+    from vlagent.models.context import ToolContext
+    from vlagent.agent.registry import tool_specs
 
     rows = loader.statuses(settings, check_network=check_network)
     ctx = ToolContext(settings=settings)
@@ -235,8 +235,8 @@ def model_roles(settings: Settings, *, check_network: bool = True) -> list[Model
 
 def tool_statuses(settings: Settings) -> list[tuple[str, str | None, str | None]]:
     """(tool, model role, None if usable here else why) for every registered tool, no weights loaded."""
-    from vlagent.tools.base import ToolContext
-    from vlagent.tools.registry import probe_all, tool_specs
+    from vlagent.models.context import ToolContext
+    from vlagent.agent.registry import probe_all, tool_specs
 
     reasons = probe_all(ToolContext(settings=settings))
     return [(spec.name, spec.role, reasons.get(spec.name)) for spec in tool_specs()]
