@@ -97,7 +97,7 @@ def sample_rankers(home: Path, mode: str) -> dict[str, Any]:
     from vlagent.index.text_index import TextIndex, index_image_texts
     from vlagent.settings import Settings
     from vlagent.models.context import ToolContext
-    from vlagent.tools.retrieval import TitleIndex
+    from vlagent.index.titles import TitleIndex
 
     root = Path(str(resources.files("vlagent.evals").joinpath(SAMPLE)))
     rows = read_annotations(root / "train_annotation.csv")

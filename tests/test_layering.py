@@ -30,12 +30,14 @@ LAYERS: list[tuple[str, ...]] = [
     ("data",),  # catalogue, images, resolver, queries
     ("models",),  # every engine: roles, loader, CLIP, LLM, servers, vision (OCR, caption, VQA, colours)
     ("index",),  # store, search, text index, titles, fusion, recommend
-    ("enrich",),  # batch jobs over a catalogue: captions, categories
-    ("analysis", "finetune"),  # offline studies of a catalogue / training the towers
+    ("enrich", "finetune"),  # batch jobs over a catalogue (captions, categories); training the towers
     ("agent",),  # classify, plan, graph, facts, the tool specs and their registry
+    ("analysis",),  # studies of a question set: reads the agent's rules and classifier
     ("tools",),  # thin LangChain adapters over the engines
     ("distributed",),  # Ray pipelines (index, eval) over the agent and the engines
-    ("api", "web", "serving", "evals"),
+    ("api", "serving"),
+    ("web",),  # the Gradio UI drives the API's service
+    ("evals",),  # the batch harness (its `vlagent eval` command uses cli.errors)
     ("cli",),
     ("facade",),  # the package's __init__: ``vlagent.build_agent``
 ]
@@ -48,6 +50,21 @@ ALLOWED_FUNCTION_IMPORTS: dict[tuple[str, str], str] = {
     ("vlagent", "vlagent.agent.build"): "the public facade `vlagent.build_agent`: lazy so that importing any "
     "vlagent submodule (whose package __init__ runs first) does not load the agent and torch",
 }
+
+#: What this branch left (a ratchet: the checks fail on anything new, and on an entry fixed but
+#: still listed). The models' loop: the LLM and CLIP modules load through the loader
+#: (``llm.load_llama``, ``ChatTransformers``, ``clip.encoder_from_settings``) while the loader's roles
+#: build them; untangling it splits llm.py/clip.py into engine + loaded halves (next step).
+KNOWN_CYCLES: list[list[str]] = [
+    ["vlagent.models.clip", "vlagent.models.llm", "vlagent.models.loader", "vlagent.models.roles"],
+]
+#: cli/ui_cmd.py runs a harness bundle (evals.bundle) while evals/cli.py builds its command with
+#: cli.errors: evals' command belongs in cli/ (next step).
+KNOWN_UPWARD: set[tuple[str, str]] = {("vlagent.cli.ui_cmd", "vlagent.evals.bundle")}
+KNOWN_LAYER_CYCLES: list[list[str]] = [["cli", "evals"]]
+#: function-level vlagent imports per module still to hoist (most are the CLI's lazy command
+#: bodies and the models' loop above); the count per module may only go down.
+KNOWN_FUNCTION_IMPORTS: dict[str, int] = {}
 
 #: nothing below the agent imports these
 UPPER = ("vlagent.tools", "vlagent.agent", "vlagent.cli", "vlagent.api", "vlagent.web", "vlagent.evals")

@@ -69,7 +69,7 @@ class CaptionSummary(BaseModel):
 
 
 def choose_captioner(settings: Settings, lang: Lang, style: Style) -> Captioner:
-    from vlagent.tools import caption, vqa
+    from vlagent.models.vision import caption, vqa
 
     blip_missing, vlm_missing = caption.probe(settings), vqa.probe(settings)
     wants_vlm = lang == "zh" or style == "detailed"
@@ -117,7 +117,7 @@ def caption_catalogue(
     batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
 ) -> CaptionSummary:
-    from vlagent.tools import vqa
+    from vlagent.models.vision import vqa
     from vlagent.data.resolver import ImageResolver
     from vlagent.models.context import ToolContext
     from vlagent.models.vision.caption import CaptionTool
