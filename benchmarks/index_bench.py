@@ -172,7 +172,7 @@ def bench_text_side(work: Path, n_images: int, queries: int = 40) -> dict[str, f
     from vlagent.data.annotations import Annotation
     from vlagent.index.fusion import fused_search
     from vlagent.index.text_index import TextIndex, index_image_texts
-    from vlagent.tools import ocr
+    from vlagent.models.vision import ocr
     from vlagent.models.context import ToolContext
 
     folder = work / "text_images"

@@ -58,13 +58,42 @@ ALLOWED_FUNCTION_IMPORTS: dict[tuple[str, str], str] = {
 KNOWN_CYCLES: list[list[str]] = [
     ["vlagent.models.clip", "vlagent.models.llm", "vlagent.models.loader", "vlagent.models.roles"],
 ]
-#: cli/ui_cmd.py runs a harness bundle (evals.bundle) while evals/cli.py builds its command with
-#: cli.errors: evals' command belongs in cli/ (next step).
-KNOWN_UPWARD: set[tuple[str, str]] = {("vlagent.cli.ui_cmd", "vlagent.evals.bundle")}
+#: evals/cli.py builds the `vlagent eval` command with cli.errors while cli/ui_cmd.py runs a
+#: harness bundle (evals.bundle): the eval command belongs in cli/ (next step).
+KNOWN_UPWARD: set[tuple[str, str]] = {("vlagent.evals.cli", "vlagent.cli.errors")}
 KNOWN_LAYER_CYCLES: list[list[str]] = [["cli", "evals"]]
 #: function-level vlagent imports per module still to hoist (most are the CLI's lazy command
 #: bodies and the models' loop above); the count per module may only go down.
-KNOWN_FUNCTION_IMPORTS: dict[str, int] = {}
+KNOWN_FUNCTION_IMPORTS: dict[str, int] = {
+    "vlagent.agent.build": 8,
+    "vlagent.agent.classify": 2,
+    "vlagent.agent.fewshot": 2,
+    "vlagent.agent.prompts": 1,
+    "vlagent.api.app": 1,
+    "vlagent.api.langgraph_app": 3,
+    "vlagent.api.server": 2,
+    "vlagent.api.service": 1,
+    "vlagent.cli.agent_cmds": 1,
+    "vlagent.cli.analyze_cmd": 7,
+    "vlagent.cli.app": 11,
+    "vlagent.cli.caption_cmd": 5,
+    "vlagent.cli.categories_cmd": 10,
+    "vlagent.cli.doctor_cmd": 1,
+    "vlagent.cli.finetune_cmd": 10,
+    "vlagent.cli.index_text": 8,
+    "vlagent.cli.models": 3,
+    "vlagent.cli.ray_index_cmd": 1,
+    "vlagent.cli.recommend_cmd": 3,
+    "vlagent.cli.serve": 8,
+    "vlagent.cli.ui_cmd": 4,
+    "vlagent.distributed.ray_index": 3,
+    "vlagent.evals.classifier_eval": 5,
+    "vlagent.evals.cli": 15,
+    "vlagent.evals.ray_eval": 1,
+    "vlagent.evals.retrieval_eval": 11,
+    "vlagent.models.clip": 2,
+    "vlagent.models.llm": 3,
+}
 
 #: nothing below the agent imports these
 UPPER = ("vlagent.tools", "vlagent.agent", "vlagent.cli", "vlagent.api", "vlagent.web", "vlagent.evals")
@@ -285,12 +314,15 @@ def test_every_module_is_in_a_known_layer() -> None:
 
 def test_no_import_cycles_between_modules() -> None:
     found = cycles(GRAPH.edges())
-    assert found == [], "import circles (counting function-level and TYPE_CHECKING imports):" + _fmt(found)
+    new = [c for c in found if c not in KNOWN_CYCLES]
+    fixed = [c for c in KNOWN_CYCLES if c not in found]
+    assert new == [], "import circles (counting function-level and TYPE_CHECKING imports):" + _fmt(new)
+    assert fixed == [], "circles gone: drop them from KNOWN_CYCLES:" + _fmt(fixed)
 
 
 def test_no_cycles_between_layers() -> None:
     found = cycles(layer_edges(GRAPH))
-    assert found == [], "circles between folders:" + _fmt(found)
+    assert found == KNOWN_LAYER_CYCLES, "circles between folders:" + _fmt(found)
 
 
 def test_nothing_below_the_agent_imports_the_agent_tools_or_front_ends() -> None:
@@ -299,13 +331,21 @@ def test_nothing_below_the_agent_imports_the_agent_tools_or_front_ends() -> None
 
 
 def test_imports_point_down_the_layer_table() -> None:
-    offenders = upward_imports(GRAPH)
+    offenders = [o for o in upward_imports(GRAPH) if tuple(o.split(" ")[i] for i in (0, 3)) not in KNOWN_UPWARD]
     assert offenders == [], "imports against the layer order:" + _fmt(offenders)
 
 
 def test_no_function_level_imports_of_vlagent_modules() -> None:
-    offenders = function_level_imports(GRAPH)
-    assert offenders == [], "function-level vlagent imports (move the code, or list it with a reason):" + _fmt(offenders)
+    counts: dict[str, int] = {}
+    for line in function_level_imports(GRAPH):
+        counts[line.split(" ")[0]] = counts.get(line.split(" ")[0], 0) + 1
+    grew = [
+        line for line in function_level_imports(GRAPH)
+        if counts[line.split(" ")[0]] > KNOWN_FUNCTION_IMPORTS.get(line.split(" ")[0], 0)
+    ]  # fmt: skip
+    shrank = sorted(m for m, n in KNOWN_FUNCTION_IMPORTS.items() if counts.get(m, 0) < n)
+    assert grew == [], "function-level vlagent imports (move the code, or list it with a reason):" + _fmt(grew)
+    assert shrank == [], "fewer function-level imports than listed: lower KNOWN_FUNCTION_IMPORTS for" + _fmt(shrank)
 
 
 def test_the_allow_list_is_still_needed() -> None:

@@ -12,8 +12,10 @@ from typing import Any, Literal
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
-from vlagent.models.context import ToolContext
 from vlagent.agent.toolspec import ToolSpec
+from vlagent.index.recommend import Recommender
+from vlagent.index.recommend import probe as engine_probe
+from vlagent.models.context import ToolContext
 
 
 class RecommendArgs(BaseModel):
@@ -25,16 +27,10 @@ class RecommendArgs(BaseModel):
 
 def recommender(ctx: ToolContext) -> Any:
     """The recommendation engine this context shares (built once)."""
-    from vlagent.index.recommend import Recommender
-
     return ctx.once("recommender", lambda: Recommender.from_context(ctx))
 
 
 def probe(ctx: ToolContext) -> str | None:
-    try:
-        from vlagent.index.recommend import probe as engine_probe
-    except ImportError as exc:  # pragma: no cover - an install without the engine
-        return f"recommend: the recommendation engine is not installed ({exc})"
     return engine_probe(ctx)
 
 

@@ -35,6 +35,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vlagent.errors import VlagentError
+from vlagent.index.text_index import TextIndex
+from vlagent.index.titles import TitleIndex
+from vlagent.index.attributes import AttributeTable
+
 RRF_K0 = 60
 DEPTH = 50
 
@@ -199,14 +204,9 @@ def fused_search(
     rows = list(annotations)
     if any(a.title.strip() for a in rows):
         if title_index is None:
-            from vlagent.index.titles import TitleIndex
-
             title_index = TitleIndex(rows)
         rankers["title"] = title_index.search
     if text_index is None and open_index:
-        from vlagent.errors import VlagentError
-        from vlagent.index.text_index import TextIndex
-
         try:
             text_index = TextIndex.open(settings)
         except VlagentError:
@@ -214,8 +214,6 @@ def fused_search(
     if text_index is not None and text_index.count() > 0:
         rankers["text"] = text_index.search
         if attributes is None:
-            from vlagent.index.attributes import AttributeTable
-
             attributes = AttributeTable.from_index(text_index)
     if attributes is not None and len(attributes):
         words = attributes.words

@@ -33,6 +33,8 @@ from vlagent.models.hub import (
 from vlagent.models.llama_engine import LLAMA_INSTALL_HINT
 from vlagent.models.vision.engines import CaptionEngine, OcrEngine, OpenAIVqa, TransformersVqa
 from vlagent.settings import Settings
+from vlagent.models.clip import _is_open_clip_name, _load_hint
+from vlagent.models import clip, llm
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,6 @@ def _clip_backend(s: Settings) -> str:
 
 
 def _clip_probe(s: Settings) -> Found:
-    from vlagent.models.clip import _is_open_clip_name, _load_hint
-
     name, pretrained = s.clip_model, s.clip_pretrained
     if _clip_backend(s) == "none":
         return Found(reason="clip: disabled (VLAGENT_CLIP_BACKEND=none or VLAGENT_CLIP_MODEL=none)")
@@ -152,9 +152,7 @@ def _clip_probe(s: Settings) -> Found:
 
 
 def _clip_build(s: Settings, local_only: bool) -> Any:
-    from vlagent.models.clip import load_clip_encoder
-
-    return load_clip_encoder(
+    return clip.load_clip_encoder(
         s.clip_model, s.clip_pretrained, s.clip_backend, s.resolved_device(), s.clip_batch_size,
         local_files_only=local_only,
     )  # fmt: skip
@@ -223,8 +221,6 @@ def _llm_probe(s: Settings) -> Found:
 
 
 def _llm_build(s: Settings, local_only: bool) -> Any:
-    from vlagent.models import llm
-
     backend = _llm_backend(s)
     if backend == "openai":
         return llm.openai_chat_model(s)
