@@ -38,7 +38,7 @@ from vlagent.data.annotations import read_annotations
 from vlagent.index.shared import clip_retriever
 from vlagent.index.shared import title_index as shared_title_index
 from vlagent.models.clip import clip_probe, encoder_from_settings
-from vlagent.index.build import index_images
+from vlagent.index import build as index_build
 from vlagent.index.store import ImageIndex
 from vlagent.models.vision.colors import colors_of
 
@@ -295,7 +295,7 @@ class Recommender:
         if auto_index and sources and index.count() < total:
             advance = self.index_progress(total) if self.index_progress else None
             for source in sources:
-                index_images(
+                index_build.index_images(
                     source, index, encoder, self.rows,
                     batch_size=self.settings.clip_batch_size, max_pixels=self.settings.max_image_pixels,
                     progress=advance,

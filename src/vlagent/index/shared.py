@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vlagent.errors import ToolUnavailable, VlagentError
-from vlagent.index.build import index_images
+from vlagent.index import build as index_build
 from vlagent.index.fusion import fused_search
 from vlagent.index.progress import progress_bar
 from vlagent.index.search import Retriever
@@ -42,7 +42,7 @@ def _open_retriever(ctx: ToolContext) -> Retriever:
         if index.count() < sum(len(s) for s in sources):
             for source in sources:
                 with progress_bar(f"CLIP index {Path(str(source.root)).name}", len(source)) as advance:
-                    summary = index_images(
+                    summary = index_build.index_images(
                         source, index, encoder, ctx.annotations or None,
                         batch_size=settings.clip_batch_size, max_pixels=settings.max_image_pixels, progress=advance,
                     )  # fmt: skip
