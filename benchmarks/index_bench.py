@@ -172,8 +172,8 @@ def bench_text_side(work: Path, n_images: int, queries: int = 40) -> dict[str, f
     from vlagent.data.annotations import Annotation
     from vlagent.index.fusion import fused_search
     from vlagent.index.text_index import TextIndex, index_image_texts
-    from vlagent.tools import ocr
-    from vlagent.tools.base import ToolContext
+    from vlagent.models.vision import ocr
+    from vlagent.models.context import ToolContext
 
     folder = work / "text_images"
     rows = [Annotation(image=f, title=t) for f, t in make_text_catalogue(folder, n_images)]

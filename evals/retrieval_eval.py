@@ -96,8 +96,8 @@ def sample_rankers(home: Path, mode: str) -> dict[str, Any]:
     from vlagent.index.fusion import FusedSearch, fused_search
     from vlagent.index.text_index import TextIndex, index_image_texts
     from vlagent.settings import Settings
-    from vlagent.tools.base import ToolContext
-    from vlagent.tools.retrieval import TitleIndex
+    from vlagent.models.context import ToolContext
+    from vlagent.index.titles import TitleIndex
 
     root = Path(str(resources.files("vlagent.evals").joinpath(SAMPLE)))
     rows = read_annotations(root / "train_annotation.csv")

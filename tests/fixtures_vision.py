@@ -33,7 +33,8 @@ import pytest
 
 from vlagent.cache import DiskCache
 from vlagent.settings import Settings
-from vlagent.tools.base import ImageResolver, ToolContext
+from vlagent.data.resolver import ImageResolver
+from vlagent.models.context import ToolContext
 
 ASSETS = Path(__file__).parent / "assets"
 CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")

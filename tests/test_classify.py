@@ -248,7 +248,7 @@ def logprob_engine(alternatives: list[tuple[str, float]] | None, requests: list[
     (None: no logprobs at all), and JSON ``{"type": "chat"}`` to a structured request."""
     import httpx
 
-    from vlagent.llm import VlagentChatOpenAI
+    from vlagent.models.llm import VlagentChatOpenAI
 
     def handle(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)

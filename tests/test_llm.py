@@ -12,7 +12,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel
 
 from vlagent.errors import BackendUnavailableError, ModelLoadError, VlagentError
-from vlagent.llm import (
+from vlagent.models.llm import (
     ChatTransformers,
     VlagentChatOpenAI,
     build_chat_model,

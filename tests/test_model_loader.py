@@ -19,7 +19,7 @@ from vlagent.errors import BackendUnavailableError, ModelLoadError, ToolUnavaila
 from vlagent.models import hub, loader, roles
 from vlagent.models.clip import clip_probe, encoder_from_settings
 from vlagent.models.roles import Found, RoleSpec
-from vlagent.openai_errors import Server, backend_unavailable
+from vlagent.models.servers import Server, backend_unavailable
 from vlagent.settings import Settings
 
 
@@ -159,7 +159,7 @@ def test_a_status_for_every_role_without_loading_or_network(profile: str, tmp_pa
         assert "VLAGENT_CLIP_MODEL" in (by_role["clip"].reason or "")
     assert loader.loaded_keys() == before
     # the tools' probes and clip_probe are the same answers
-    from vlagent.tools import caption, ocr, vqa
+    from vlagent.models.vision import caption, ocr, vqa
 
     assert caption.probe(settings) == by_role["caption"].reason and vqa.probe(settings) == by_role["vqa"].reason
     assert ocr.probe(settings) is None and clip_probe(settings) == by_role["clip"].reason

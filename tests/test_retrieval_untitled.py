@@ -78,7 +78,7 @@ def test_the_agent_indexes_an_untitled_catalogue_and_finds_the_all_red_image(unt
     # the UI's gallery: each score is the similarity of the ranking that placed the image highest
     hits = AgentService(agent, offline, [untitled]).search(text="红色连衣裙", k=4)
     assert hits[0].image == "all_red.png"
-    from vlagent.tools.retrieval import text_search
+    from vlagent.index.shared import text_search
 
     per = text_search(agent.ctx, with_clip=False).rankings("红色连衣裙")
     colour = {h["image"]: h["score"] for h in per["colour"]}
@@ -100,7 +100,7 @@ def test_the_agent_indexes_an_untitled_catalogue_and_finds_the_all_red_image(unt
 
     # a second start finds the index complete and reads nothing
     from vlagent.data.images import open_source
-    from vlagent.tools.base import ToolContext
+    from vlagent.models.context import ToolContext
 
     ctx = ToolContext.from_settings(offline, [untitled])
     with open_source(untitled) as source:

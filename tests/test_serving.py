@@ -16,7 +16,7 @@ import pytest
 from vlagent.errors import BackendUnavailableError, VlagentError
 from vlagent.serving import commands
 from vlagent.serving.commands import build_specs, llama_cpp_command, require_engine, vllm_command
-from vlagent.serving.health import check_server, models_url
+from vlagent.models.health import check_server, models_url
 from vlagent.serving.process import free_port
 from vlagent.settings import Settings
 

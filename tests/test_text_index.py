@@ -18,7 +18,7 @@ from vlagent.evals.metrics import rank_of
 from vlagent.index.fusion import FusedSearch, fused_search, reciprocal_rank_fusion
 from vlagent.index.text_index import ImageText, TextIndex, index_image_texts
 from vlagent.settings import Settings
-from vlagent.tools.base import ToolContext
+from vlagent.models.context import ToolContext
 
 SAMPLE = Path(str(resources.files("vlagent.evals").joinpath("suites/sample")))
 

@@ -20,9 +20,9 @@ from vlagent import build_agent
 from vlagent.agent.plan import Call
 from vlagent.agent.types import QuestionType
 from vlagent.settings import Settings
-from vlagent.tools.base import ToolContext
-from vlagent.tools.registry import register_tool, tool_specs, unregister_tool
-from vlagent.tools.spec import ToolSpec
+from vlagent.models.context import ToolContext
+from vlagent.agent.registry import register_tool, tool_specs, unregister_tool
+from vlagent.agent.toolspec import ToolSpec
 
 
 class ToyArgs(BaseModel):
@@ -124,7 +124,7 @@ def test_unregistering_removes_the_tool_and_its_plan_calls(catalogue: Path, tmp_
 
 def test_replacing_a_builtin_tool_keeps_its_plan_calls() -> None:
     from vlagent.agent.plan import PLAN
-    from vlagent.tools.registry import get_spec
+    from vlagent.agent.registry import get_spec
 
     original = get_spec("colors")
     assert original is not None

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vlagent.tools import caption
-from vlagent.tools.base import ToolUnavailable
-from vlagent.tools.caption import CaptionTool, make_caption_tool
+from vlagent.models.vision import caption
+from vlagent.errors import ToolUnavailable
+from vlagent.models.vision.caption import CaptionTool
+from vlagent.tools.caption import make_caption_tool
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from vlagent.tools.colors import (
-    TERMS, References, dominant_colors, make_colors_tool, name_color, name_term, references, term_for_name,
+from vlagent.tools.colors import make_colors_tool
+from vlagent.models.vision.colors import (
+    TERMS, References, dominant_colors, name_color, name_term, references, term_for_name,
 )
 
 WHITE = (255, 255, 255)
@@ -250,7 +251,7 @@ def test_cached_per_image_and_k(vision_ctx, tmp_path: Path) -> None:
 
 
 def test_the_facts_name_colours_without_percentages_and_drop_specks() -> None:
-    from vlagent.tools.colors import summarize
+    from vlagent.models.vision.colors import summarize
 
     found = [
         {"name_zh": "粉色", "name_en": "pink", "fraction": 0.8},

@@ -10,8 +10,9 @@ from fixtures_vision import ASSETS, COMMITTED, LABEL_TEXTS
 from langchain_core.messages import ToolMessage
 
 from vlagent.errors import ImageError
-from vlagent.tools import ocr
-from vlagent.tools.ocr import OcrLine, make_ocr_tool, reading_order
+from vlagent.models.vision import ocr
+from vlagent.models.vision.engines import OcrLine, reading_order
+from vlagent.tools.ocr import make_ocr_tool
 
 
 def norm(text: str) -> str:

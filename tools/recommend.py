@@ -1,6 +1,6 @@
 """The ``recommend`` tool: more like these (likes and dislikes: catalogue images or text).
 
-It wraps :class:`vlagent.recommend.Recommender`: one preference vector in the CLIP space (or in
+It wraps :class:`vlagent.index.recommend.Recommender`: one preference vector in the CLIP space (or in
 the title text-embedding space when no CLIP model is here), liked and disliked items never come
 back, and each result carries its score and a one-line reason (its title, its colours).
 """
@@ -12,8 +12,10 @@ from typing import Any, Literal
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
-from vlagent.tools.base import ToolContext
-from vlagent.tools.spec import ToolSpec
+from vlagent.agent.toolspec import ToolSpec
+from vlagent.index.recommend import Recommender
+from vlagent.index.recommend import probe as engine_probe
+from vlagent.models.context import ToolContext
 
 
 class RecommendArgs(BaseModel):
@@ -25,16 +27,10 @@ class RecommendArgs(BaseModel):
 
 def recommender(ctx: ToolContext) -> Any:
     """The recommendation engine this context shares (built once)."""
-    from vlagent.recommend import Recommender
-
     return ctx.once("recommender", lambda: Recommender.from_context(ctx))
 
 
 def probe(ctx: ToolContext) -> str | None:
-    try:
-        from vlagent.recommend import probe as engine_probe
-    except ImportError as exc:  # pragma: no cover - an install without the engine
-        return f"recommend: the recommendation engine is not installed ({exc})"
     return engine_probe(ctx)
 
 

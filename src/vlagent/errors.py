@@ -35,10 +35,6 @@ class ToolUnavailable(VlagentError):
     """A tool's model cannot be loaded here; the agent drops the tool and says so once."""
 
 
-class NoEvidenceError(VlagentError):
-    """Every tool an answer needed failed: the answer is this error, never an LLM guess."""
-
-
 class ImageNotAllowedError(ImageError):
     """An image name that resolves outside the allowed roots (catalogue, named files, settings)."""
 

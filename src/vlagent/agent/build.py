@@ -19,7 +19,7 @@ from vlagent.data.queries import check_question
 from vlagent.errors import VlagentError
 from vlagent.models.selfcheck import ensure_llm_runs
 from vlagent.settings import Settings
-from vlagent.tools.base import ToolContext
+from vlagent.models.context import ToolContext
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class VLAgent:
         tools read. Returns {tool: items prepared}."""
         from vlagent.agent.plan import PlanInput, calls_for
         from vlagent.agent.rules import classify_rules
-        from vlagent.tools.registry import prepare
+        from vlagent.agent.registry import prepare
 
         if self.ctx is None:
             return {}
@@ -172,7 +172,7 @@ def _load_llm(settings: Settings) -> tuple[BaseChatModel | None, str | None]:
         return None, "VLAGENT_LLM_BACKEND=none"
     ensure_llm_runs(settings)  # an engine that crashes here stops the caller with one line
     try:
-        from vlagent.llm import build_chat_model
+        from vlagent.models.llm import build_chat_model
 
         return build_chat_model(settings), None
     except VlagentError as exc:
@@ -184,7 +184,7 @@ def title_hints(settings: Settings, titles: dict[str, str]) -> dict[str, str]:
     (``vlagent classify --images ... --out categories.csv``; setting ``categories_path``)."""
     if not settings.categories_path:
         return titles
-    from vlagent.categories import read_categories
+    from vlagent.enrich.categories import read_categories
 
     hints = dict(titles)
     for image, category in read_categories(settings.categories_path).items():
@@ -229,7 +229,7 @@ def build_agent(
         if why:
             unavailable["llm"] = why
     if tools is None:
-        from vlagent.tools.registry import build_tools
+        from vlagent.agent.registry import build_tools
 
         built, dropped = build_tools(ctx)
         tools = list(built.values())

@@ -6,7 +6,7 @@
   a small CPU model answers in a few tokens. ``language`` and ``images`` are deterministic
   (:func:`vlagent.agent.rules.detect_language`, the given images plus file names in the text)
   and never asked of the model. The system prompt is ``prompts/classify.txt``
-  (``vlagent.prompts``). Structured output goes through :func:`vlagent.llm.structured_llm`
+  (``vlagent.prompts``). Structured output goes through :func:`vlagent.models.llm.structured_llm`
   (grammar for llama.cpp, tool call / json_schema for OpenAI-compatible servers); a chat model
   without tool calling falls back to prompted JSON parsed with ``PydanticOutputParser``.
 * Dynamic few-shot: the user message lists the ``k`` labelled questions most similar to this one
@@ -181,7 +181,7 @@ def settings_method() -> tuple[Method, int]:
 def structured_classifier(llm: BaseChatModel) -> Runnable[Any, Any]:
     """messages → :class:`LLMDecision` (raises on failure)."""
     try:
-        from vlagent.llm import structured_llm
+        from vlagent.models.llm import structured_llm
 
         return structured_llm(llm, LLMDecision)
     except NotImplementedError:  # a chat model without tool calling: prompted JSON

@@ -7,7 +7,7 @@
   VLM with the text as context);
 * ``tools``: LangGraph's ``ToolNode`` runs them (in parallel);
 * ``answer``: puts each result in the template field its tool's spec names (the registry,
-  :mod:`vlagent.tools.registry`), records the evidence, and answers: with an error naming the
+  :mod:`vlagent.agent.registry`), records the evidence, and answers: with an error naming the
   image and the reason when every tool the question needed failed (the LLM is never asked to
   guess); with the facts themselves when they settle the question or show that nothing here can
   (:func:`vlagent.agent.facts.decide`: the evidence then lists ``missing[...]``); else by rendering
@@ -41,8 +41,8 @@ from vlagent.agent.prompts import fill, render_messages
 from vlagent.agent.rules import asks_to_transcribe
 from vlagent.agent.types import AnswerError, Classification, ClassifierResult, QuestionType
 from vlagent.errors import ImageError, one_line
-from vlagent.tools.registry import fields as tool_fields
-from vlagent.tools.registry import get_spec
+from vlagent.agent.registry import fields as tool_fields
+from vlagent.agent.registry import get_spec
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from vlagent.agent.registry import connect_plan, get_spec
+from vlagent.agent.toolspec import ImagesMode
 from vlagent.agent.types import QuestionType
-from vlagent.tools.spec import ImagesMode
 
 MAX_COMPARE_IMAGES = 4
 RETRIEVE_K = 10
@@ -170,8 +171,6 @@ def _value(value: Any, inp: PlanInput) -> Any:
 
 def calls_for(qtype: QuestionType, round_: int, inp: PlanInput) -> list[tuple[str, dict[str, Any]]]:
     """The (tool, arguments) pairs of one round, for the tools usable here."""
-    from vlagent.tools.registry import get_spec
-
     out: list[tuple[str, dict[str, Any]]] = []
     with _LOCK:
         table = list(PLAN.get(qtype, []))
@@ -197,3 +196,6 @@ def calls_for(qtype: QuestionType, round_: int, inp: PlanInput) -> list[tuple[st
         else:  # "all", or "first" for a tool that takes a list
             out.append((spec.name, {arg: images if mode == "all" else images[:1], **args}))
     return out
+
+
+connect_plan(add_calls, remove_calls)  # the registry edits PLAN through these (it never imports this module)

@@ -17,7 +17,7 @@ BASE_FIELDS = ("question", "history", "title", "notes", "query", "best", "facts"
 
 
 def fields() -> tuple[str, ...]:
-    from vlagent.tools.registry import fields as tool_fields
+    from vlagent.agent.registry import fields as tool_fields
 
     return BASE_FIELDS + tuple(f for f in tool_fields() if f not in BASE_FIELDS)
 

@@ -184,7 +184,7 @@ def _register_optional() -> None:
         ("vlagent.cli.finetune_cmd", None),
         ("vlagent.cli.analyze_cmd", None),
         ("vlagent.cli.caption_cmd", None),
-        ("vlagent.cli.classify_cmd", None),
+        ("vlagent.cli.categories_cmd", None),
         ("vlagent.cli.ui_cmd", None),
     ]:
         try:

@@ -29,7 +29,7 @@ def caption(
     Cached per image content (the agent's cache): a rerun or the agent recomputes nothing."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from vlagent.captioning import caption_catalogue, choose_captioner
+    from vlagent.enrich.captions import caption_catalogue, choose_captioner
     from vlagent.cli.errors import err_console
     from vlagent.data.images import open_source
     from vlagent.settings import Settings

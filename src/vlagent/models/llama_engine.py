@@ -27,7 +27,9 @@ from typing import Iterator
 from pydantic import BaseModel, Field
 
 from vlagent.errors import ModelLoadError, one_line
-from vlagent.models.roles import LLAMA_INSTALL_HINT
+
+#: how to get the engine (also in the model loader's reasons)
+LLAMA_INSTALL_HINT = "pip install 'vlagent[llama]' (xllamacpp: a prebuilt wheel, nothing is compiled)"
 
 #: llama.cpp's log threshold (3 info, 2 warnings, 1 errors): its errors reach the caller as
 #: exceptions and answers, so its own log stays quiet

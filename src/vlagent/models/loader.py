@@ -30,6 +30,7 @@ from vlagent.errors import BackendUnavailableError, VlagentError, one_line
 from vlagent.models.hub import cached, forget, hub_offline, hub_unreachable, not_cached_reason
 from vlagent.models.roles import SPECS, Found, RoleSpec
 from vlagent.settings import Settings, get_settings
+from vlagent.models.health import check_server
 
 __all__ = [
     "ROLES",
@@ -169,8 +170,6 @@ def load(role: Role | str, settings: Settings | None = None) -> Any:
 
 
 def _server_status(url: str) -> Found:
-    from vlagent.serving.health import check_server
-
     try:
         served = check_server(url, timeout=2.0)
     except BackendUnavailableError as exc:

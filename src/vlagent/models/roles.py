@@ -30,7 +30,11 @@ from vlagent.models.hub import (
     looks_like_path,
     not_cached_reason,
 )
+from vlagent.models.llama_engine import LLAMA_INSTALL_HINT
+from vlagent.models.vision.engines import CaptionEngine, OcrEngine, OpenAIVqa, TransformersVqa
 from vlagent.settings import Settings
+from vlagent.models.clip import _is_open_clip_name, _load_hint
+from vlagent.models import clip, llm
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,6 @@ def _clip_backend(s: Settings) -> str:
 
 
 def _clip_probe(s: Settings) -> Found:
-    from vlagent.models.clip import _is_open_clip_name, _load_hint
-
     name, pretrained = s.clip_model, s.clip_pretrained
     if _clip_backend(s) == "none":
         return Found(reason="clip: disabled (VLAGENT_CLIP_BACKEND=none or VLAGENT_CLIP_MODEL=none)")
@@ -150,9 +152,7 @@ def _clip_probe(s: Settings) -> Found:
 
 
 def _clip_build(s: Settings, local_only: bool) -> Any:
-    from vlagent.models.clip import load_clip_encoder
-
-    return load_clip_encoder(
+    return clip.load_clip_encoder(
         s.clip_model, s.clip_pretrained, s.clip_backend, s.resolved_device(), s.clip_batch_size,
         local_files_only=local_only,
     )  # fmt: skip
@@ -174,7 +174,6 @@ CLIP = RoleSpec(
 
 # --- llm ------------------------------------------------------------------------------------
 FETCH_HINT = "run `vlagent models fetch offline` or set VLAGENT_LLM_GGUF"
-LLAMA_INSTALL_HINT = "pip install 'vlagent[llama]' (xllamacpp: a prebuilt wheel, nothing is compiled)"
 
 
 def _llm_backend(s: Settings) -> str:
@@ -222,8 +221,6 @@ def _llm_probe(s: Settings) -> Found:
 
 
 def _llm_build(s: Settings, local_only: bool) -> Any:
-    from vlagent import llm
-
     backend = _llm_backend(s)
     if backend == "openai":
         return llm.openai_chat_model(s)
@@ -259,7 +256,6 @@ def _caption_probe(s: Settings) -> Found:
 
 
 def _caption_build(s: Settings, local_only: bool) -> Any:
-    from vlagent.tools.caption import CaptionEngine
 
     return CaptionEngine(
         s.caption_model, s.resolved_device(), s.caption_max_new_tokens, s.caption_num_beams,
@@ -299,7 +295,6 @@ def _vqa_probe(s: Settings) -> Found:
 
 
 def _vqa_build(s: Settings, local_only: bool) -> Any:
-    from vlagent.tools.vqa import OpenAIVqa, TransformersVqa
 
     if _vqa_backend(s) == "openai":
         return OpenAIVqa(s)
@@ -342,7 +337,6 @@ def _ocr_probe(s: Settings) -> Found:
 
 
 def _ocr_build(_s: Settings, _local_only: bool) -> Any:
-    from vlagent.tools.ocr import OcrEngine
 
     return OcrEngine()
 

@@ -29,8 +29,10 @@ from pydantic import BaseModel
 
 from vlagent.errors import VlagentError, one_line
 from vlagent.models import loader
-from vlagent.models.roles import LLAMA_INSTALL_HINT
+from vlagent.models.llama_engine import LLAMA_INSTALL_HINT
 from vlagent.settings import Settings
+from vlagent.models.llm import build_chat_model
+from vlagent.models.llama_engine import engine_version
 
 SETTINGS_ENV = "VLAGENT_SELFCHECK_SETTINGS"
 SECRET_FIELDS = {"web_auth", "api_token"}  # never handed to the child; no role needs them
@@ -86,8 +88,6 @@ def _image() -> Any:
 
 
 def _llm(settings: Settings) -> str:
-    from vlagent.llm import build_chat_model  # in the child only; vlagent.llm sits above models (issue 20)
-
     reply = build_chat_model(settings.model_copy(update={"llm_max_tokens": 4})).invoke("Reply with OK.")
     return f"replied {str(reply.content).strip()[:20]!r}"
 
@@ -229,8 +229,6 @@ def _cpu() -> str:
 
 def llm_fingerprint(settings: Settings) -> str:
     """Engine build + CPU + model file: what decides whether the in-process LLM can run here."""
-    from vlagent.models.llama_engine import engine_version
-
     gguf = settings.resolved_gguf
     stat = gguf.stat()
     parts = [engine_version(), _cpu(), str(gguf.resolve()), str(stat.st_size), str(int(stat.st_mtime))]

@@ -15,7 +15,7 @@ from typing import Callable
 
 from vlagent.errors import BackendUnavailableError, VlagentError
 from vlagent.serving.commands import ServeSpec
-from vlagent.serving.health import check_server
+from vlagent.models.health import check_server
 
 
 def _die_with_parent() -> None:

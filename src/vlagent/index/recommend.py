@@ -30,12 +30,22 @@ from vlagent.data.annotations import Annotation
 from vlagent.data.images import is_image_name
 from vlagent.errors import ImageError, ImageNotAllowedError, VlagentError, one_line
 from vlagent.settings import Settings
-from vlagent.tools.base import ImageResolver, ToolContext
+from vlagent.data.resolver import ImageResolver
+from vlagent.models.context import ToolContext
+from vlagent.models.clip import clip_probe
+from vlagent.index.titles import TitleIndex
+from vlagent.data.annotations import read_annotations
+from vlagent.index.shared import clip_retriever
+from vlagent.index.shared import title_index as shared_title_index
+from vlagent.models.clip import clip_probe, encoder_from_settings
+from vlagent.index import build as index_build
+from vlagent.index.store import ImageIndex
+from vlagent.models.vision.colors import colors_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.index.store import ImageIndex
     from vlagent.models.clip import ClipEncoder
-    from vlagent.tools.retrieval import TitleIndex
+    from vlagent.index.titles import TitleIndex
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +142,6 @@ class _TitleSpace:
     name: Space = "text"
 
     def __init__(self, rows: list[Annotation], title_index: "TitleIndex | None" = None) -> None:
-        from vlagent.tools.retrieval import TitleIndex
-
         self.index = title_index or TitleIndex(rows)
         self.rows = self.index.rows
         self.titles = {r.image: r.title for r in reversed(self.rows)}  # first row wins
@@ -232,8 +240,6 @@ class Recommender:
         """``images``: the catalogue (folders or zips); ``annotations``: its CSV; ``allow_files``:
         image files named explicitly (likes and dislikes given as paths), allowed besides the
         catalogue and ``settings.image_roots``."""
-        from vlagent.data.annotations import read_annotations
-
         rows = read_annotations(annotations) if annotations else []
         ctx = ToolContext.from_settings(settings, list(images), allow_files=list(allow_files), annotations=rows)
         return cls(settings, ctx.resolver, rows, ctx=ctx, **kwargs)
@@ -243,20 +249,14 @@ class Recommender:
         """The agent's recommender: it shares the context's CLIP retriever (encoder and index,
         the ones ``clip_search`` uses) or, with no CLIP model, its title index. (The tool builds
         it inside ``ctx.once``, which is re-entrant: the retriever is another ``once``.)"""
-        from vlagent.models.clip import clip_probe
-
         encoder = index = title_index = None
         if clip_probe(ctx.settings) is None:
-            from vlagent.tools.retrieval import clip_retriever
-
             try:
                 retriever = clip_retriever(ctx)
                 encoder, index = retriever.encoder, retriever.index
             except VlagentError as exc:  # the constructor says why and falls back to the titles
                 log.info("recommend: no CLIP retriever: %s", one_line(exc))
         if encoder is None and any(a.title.strip() for a in ctx.annotations):
-            from vlagent.tools.retrieval import title_index as shared_title_index
-
             title_index = shared_title_index(ctx)
         return cls(
             ctx.settings, ctx.resolver, ctx.annotations, encoder=encoder, index=index,
@@ -271,8 +271,6 @@ class Recommender:
         title_index: "TitleIndex | None",
         auto_index: bool,
     ) -> _ClipSpace | _TitleSpace:
-        from vlagent.models.clip import clip_probe, encoder_from_settings
-
         reason = None if encoder is not None else clip_probe(self.settings)
         if reason is None:
             try:
@@ -291,16 +289,13 @@ class Recommender:
         return _TitleSpace(rows, title_index)
 
     def _clip_index(self, encoder: "ClipEncoder", auto_index: bool) -> "ImageIndex":
-        from vlagent.index.build import index_images
-        from vlagent.index.store import ImageIndex
-
         index = ImageIndex.open(self.settings, encoder.model_id, encoder.dim)
         sources = self.resolver.sources
         total = sum(len(s) for s in sources)
         if auto_index and sources and index.count() < total:
             advance = self.index_progress(total) if self.index_progress else None
             for source in sources:
-                index_images(
+                index_build.index_images(
                     source, index, encoder, self.rows,
                     batch_size=self.settings.clip_batch_size, max_pixels=self.settings.max_image_pixels,
                     progress=advance,
@@ -441,7 +436,6 @@ class Recommender:
         n = self.settings.recommend_colors
         if n <= 0:
             return []
-        from vlagent.tools.colors import colors_of
 
         try:
             found = colors_of(self.ctx, name, n)
@@ -454,8 +448,6 @@ class Recommender:
 
 def probe(ctx: ToolContext) -> str | None:
     """Can the engine recommend here? ``None``, or one line saying why not (loads nothing)."""
-    from vlagent.models.clip import clip_probe
-
     reason = clip_probe(ctx.settings)
     if reason is None or any(a.title.strip() for a in ctx.annotations):
         return None

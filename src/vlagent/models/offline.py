@@ -206,43 +206,6 @@ def fetch_offline(settings: Settings, **kwargs: object) -> Path:
 
 
 # ----------------------------------------------------------------------------------------
-# roles → models → availability
-# ----------------------------------------------------------------------------------------
-def model_roles(settings: Settings, *, check_network: bool = True) -> list[ModelStatus]:
-    """Every role's model under the current profile and whether it is here (``vlagent models list``).
-
-    The model loader's statuses (no weights loaded; with ``check_network`` a configured
-    OpenAI-compatible server is asked ``/v1/models`` and, for a hub id not in the local cache,
-    the hub gets one HEAD request), plus every registered tool that has no model role (e.g.
-    ``colors``), from the tool registry."""
-    from vlagent.models import loader
-    from vlagent.tools.base import ToolContext
-    from vlagent.tools.registry import tool_specs
-
-    rows = loader.statuses(settings, check_network=check_network)
-    ctx = ToolContext(settings=settings)
-    for spec in tool_specs():
-        if spec.role is None:
-            why = spec.probe(ctx)
-            rows.append(
-                ModelStatus(
-                    role=spec.name, backend="builtin", model=f"{spec.name} tool (no model weights)", available=why is None,
-                    reason=why, where="runs in-process",
-                )  # fmt: skip
-            )
-    return rows
-
-
-def tool_statuses(settings: Settings) -> list[tuple[str, str | None, str | None]]:
-    """(tool, model role, None if usable here else why) for every registered tool, no weights loaded."""
-    from vlagent.tools.base import ToolContext
-    from vlagent.tools.registry import probe_all, tool_specs
-
-    reasons = probe_all(ToolContext(settings=settings))
-    return [(spec.name, spec.role, reasons.get(spec.name)) for spec in tool_specs()]
-
-
-# ----------------------------------------------------------------------------------------
 # GGUF → a transformers folder (what vLLM loads without a hub)
 # ----------------------------------------------------------------------------------------
 CONVERT_MARKER = "vlagent-convert.json"

@@ -1,4 +1,4 @@
-"""Every tool the agent can call, declared once (:class:`~vlagent.tools.spec.ToolSpec`).
+"""Every tool the agent can call, declared once (:class:`~vlagent.agent.toolspec.ToolSpec`).
 
 The built-in tool modules each end with ``SPECS = [...]``; the registry imports them by module
 name from :data:`BUILTIN_MODULES`, then any ``vlagent.tools`` entry point of an installed package
@@ -19,23 +19,24 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.tools import BaseTool
 
 from vlagent.errors import VlagentError, one_line
-from vlagent.tools.spec import ToolSpec
+from vlagent.agent.toolspec import ToolSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vlagent.agent.plan import Call
     from vlagent.agent.types import QuestionType
-    from vlagent.tools.base import ToolContext
+    from vlagent.models.context import ToolContext
 
 log = logging.getLogger(__name__)
 
-#: the built-in tools, in the order the agent lists them
+#: The built-in tools, in the order the agent lists them. They are loaded by module name with
+#: importlib, as plugins are from their entry points: a tool module sits above the agent (it imports
+#: the engines and this registry's ToolSpec), so the registry never imports one statically.
 BUILTIN_MODULES = (
     "vlagent.tools.ocr",
     "vlagent.tools.colors",
@@ -71,29 +72,51 @@ def _load_builtins() -> None:
                 log.warning("tool plugin %s not loaded: %s", ep.name, one_line(exc))
 
 
-def register_tool(spec: ToolSpec, plan: Mapping["QuestionType", Sequence["Call"]] | None = None) -> ToolSpec:
+#: The plan's table edits, ``(add_calls, remove_calls)``: :mod:`vlagent.agent.plan` connects them
+#: when it loads (the plan reads the registry; the registry never imports the plan). Edits made
+#: before that wait in ``_plan_pending``, in order.
+_plan_hooks: tuple[Callable[[Any, Sequence[Any]], None], Callable[[str], None]] | None = None
+_plan_pending: list[tuple[str, Mapping[Any, Sequence[Any]] | None]] = []
+
+
+def connect_plan(add_calls: Callable[[Any, Sequence[Any]], None], remove_calls: Callable[[str], None]) -> None:
+    """Called once by the plan module: from now on tool (un)registrations edit its table."""
+    global _plan_hooks
+    with _LOCK:
+        _plan_hooks = (add_calls, remove_calls)
+        pending, _plan_pending[:] = list(_plan_pending), []
+        for name, plan in pending:
+            _edit_plan(name, plan)
+
+
+def _edit_plan(name: str, plan: Mapping[Any, Sequence[Any]] | None) -> None:
+    """Drop the calls of ``name``, then add ``plan``'s (None: only drop them)."""
+    if _plan_hooks is None:
+        _plan_pending.append((name, plan))
+        return
+    add_calls, remove_calls = _plan_hooks
+    remove_calls(name)
+    for qtype, calls in (plan or {}).items():
+        add_calls(qtype, calls)
+
+
+def register_tool(spec: ToolSpec, plan: Mapping["QuestionType", Sequence[Any]] | None = None) -> ToolSpec:
     """Add a tool (replacing one of the same name) and, optionally, the calls the plan makes of it.
 
     With ``plan``, those calls replace the plan's earlier calls of this tool; without it, a
     replaced tool keeps the calls the plan already makes of it."""
-    from vlagent.agent.plan import add_calls, remove_calls
-
     _load_builtins()
     with _LOCK:
         _SPECS[spec.name] = spec
         if plan is not None:
-            remove_calls(spec.name)
-            for qtype, calls in plan.items():
-                add_calls(qtype, calls)
+            _edit_plan(spec.name, plan)
     return spec
 
 
 def unregister_tool(name: str) -> None:
-    from vlagent.agent.plan import remove_calls
-
     with _LOCK:
         _SPECS.pop(name, None)
-        remove_calls(name)
+        _edit_plan(name, None)
 
 
 def tool_specs() -> list[ToolSpec]:

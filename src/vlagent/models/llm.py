@@ -35,7 +35,7 @@ from pydantic import BaseModel, PrivateAttr
 
 from vlagent.errors import ModelLoadError, VlagentError, one_line
 from vlagent.models.llama_engine import EngineConfig, LlamaEngine
-from vlagent.openai_errors import Server, backend_unavailable, server_errors
+from vlagent.models.servers import Server, backend_unavailable, server_errors
 from vlagent.settings import Settings
 
 log = logging.getLogger(__name__)

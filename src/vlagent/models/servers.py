@@ -1,6 +1,6 @@
 """OpenAI client errors → one :class:`BackendUnavailableError` line naming the server.
 
-Used by the LLM (``vlagent.llm``) and the VLM behind the ``vqa`` tool: a server that is down,
+Used by the LLM (``vlagent.models.llm``) and the VLM behind the ``vqa`` tool: a server that is down,
 too slow, serves another model or refuses the request ends as one line that says which URL,
 what happened, and how to fix it.
 """

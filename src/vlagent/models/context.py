@@ -2,7 +2,7 @@
 
 Tools take image *names* (strings the LLM and the user can write): a file name inside the
 configured catalogue (image folder or zip), or a path inside the allowed roots.
-:class:`~vlagent.data.resolver.ImageResolver` (re-exported here) turns a name into a decoded
+:class:`~vlagent.data.resolver.ImageResolver` turns a name into a decoded
 RGB image plus the content hash that keys the cache, and refuses names outside the roots.
 """
 
@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 
 from vlagent.cache import DiskCache
 from vlagent.data.annotations import Annotation
-from vlagent.data.resolver import ImageResolver, LoadedImage  # noqa: F401 - re-exported
-from vlagent.errors import ImageError, ToolUnavailable  # noqa: F401 - re-exported
+from vlagent.data.resolver import ImageResolver
 from vlagent.settings import Settings
 
 T = TypeVar("T")

@@ -30,7 +30,7 @@ def classify(
 
     The CSV (image,category,score) is what VLAGENT_CATEGORIES points the agent at: a title hint
     for images without a title."""
-    from vlagent.categories import DEFAULT_CATEGORIES, parse_labels
+    from vlagent.enrich.categories import DEFAULT_CATEGORIES, parse_labels
     from vlagent.models.clip import encoder_from_settings
     from vlagent.settings import Settings
 
@@ -48,7 +48,7 @@ def classify(
         raise VlagentError("give the catalogue once: --images DIR_OR_ZIP")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from vlagent.categories import classify_catalogue
+    from vlagent.enrich.categories import classify_catalogue
     from vlagent.cli.errors import err_console
     from vlagent.data.images import open_source
 

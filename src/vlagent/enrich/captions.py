@@ -29,6 +29,11 @@ from vlagent.data.images import ImageSource
 from vlagent.errors import BackendUnavailableError, DataError, ToolUnavailable, one_line
 from vlagent.fileio import atomic_write_text
 from vlagent.settings import Settings
+from vlagent.models.vision import caption, vqa
+from vlagent.models.vision import vqa
+from vlagent.data.resolver import ImageResolver
+from vlagent.models.context import ToolContext
+from vlagent.models.vision.caption import CaptionTool
 
 Lang = Literal["zh", "en"]
 Style = Literal["concise", "detailed"]
@@ -69,8 +74,6 @@ class CaptionSummary(BaseModel):
 
 
 def choose_captioner(settings: Settings, lang: Lang, style: Style) -> Captioner:
-    from vlagent.tools import caption, vqa
-
     blip_missing, vlm_missing = caption.probe(settings), vqa.probe(settings)
     wants_vlm = lang == "zh" or style == "detailed"
     if vlm_missing is None and (wants_vlm or blip_missing is not None):
@@ -117,10 +120,6 @@ def caption_catalogue(
     batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
 ) -> CaptionSummary:
-    from vlagent.tools import vqa
-    from vlagent.tools.base import ImageResolver, ToolContext
-    from vlagent.tools.caption import CaptionTool
-
     captioner = choose_captioner(settings, lang, style)
     out = Path(out)
     names = source.names()

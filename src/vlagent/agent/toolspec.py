@@ -1,6 +1,6 @@
 """One declaration per tool: what the agent, the plan, the answer writer and the fakes need to know.
 
-A tool module ends with ``SPECS = [ToolSpec(...)]``. The registry (:mod:`vlagent.tools.registry`)
+A tool module ends with ``SPECS = [ToolSpec(...)]``. The registry (:mod:`vlagent.agent.registry`)
 collects them; nothing else imports a tool module by name. A spec says:
 
 * ``name`` / ``args``: the LangChain tool's name and its typed arguments (a pydantic model);
@@ -35,7 +35,7 @@ from pydantic import BaseModel
 if TYPE_CHECKING:  # pragma: no cover
     from langchain_core.tools import BaseTool
 
-    from vlagent.tools.base import ToolContext
+    from vlagent.models.context import ToolContext
 
 ImagesMode = Literal["none", "first", "each", "all"]
 

@@ -1,0 +1,1 @@
+"""Batch jobs over a catalogue: captions, categories."""

@@ -1,0 +1,1 @@
+"""The vision engines: OCR, captioning, VQA, colours, and what they do to images first."""
