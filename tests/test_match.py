@@ -26,7 +26,7 @@ def _object(colour: tuple[int, int, int]) -> Image.Image:
 
 
 def _red_colours() -> list[dict[str, Any]]:
-    from vlagent.tools.colors import dominant_colors
+    from vlagent.models.vision.colors import dominant_colors
 
     return [c.model_dump() for c in dominant_colors(_object(RED))]
 
@@ -206,8 +206,8 @@ def test_the_images_title_ranks_among_the_catalogue_titles(settings: Settings) -
 
 def test_the_match_tool_calibrates_clip_against_its_catalogue(tiny_clip_settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from vlagent.data.annotations import Annotation
-    from vlagent.tools.base import ToolContext
-    from vlagent.tools.registry import build_tools
+    from vlagent.models.context import ToolContext
+    from vlagent.agent.registry import build_tools
 
     folder = tmp_path / "catalogue"
     folder.mkdir()
@@ -230,8 +230,9 @@ def test_the_match_tool_calibrates_clip_against_its_catalogue(tiny_clip_settings
 # the tool, through the registry
 # ----------------------------------------------------------------------------------------
 def test_the_match_tool_through_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vlagent.tools.base import ImageResolver, ToolContext
-    from vlagent.tools.registry import build_tools, get_spec
+    from vlagent.data.resolver import ImageResolver
+    from vlagent.models.context import ToolContext
+    from vlagent.agent.registry import build_tools, get_spec
 
     for key in ("CLIP", "OCR", "CAPTION", "VQA", "LLM"):
         monkeypatch.setenv(f"VLAGENT_{key}_BACKEND", "none")
@@ -348,8 +349,9 @@ def test_the_sample_items_are_answered_by_the_match_tool(monkeypatch: pytest.Mon
     pytest.importorskip("rapidocr")
     from vlagent.evals.metrics import gold_contained  # the harness's own scorer
     from vlagent.data.annotations import read_annotations
-    from vlagent.tools.base import ToolContext
-    from vlagent.tools.match import match_of, summarize
+    from vlagent.models.context import ToolContext
+    from vlagent.index.match_inputs import match_of
+    from vlagent.tools.match import summarize
 
     monkeypatch.setenv("VLAGENT_CLIP_BACKEND", "none")
     sample = SUITES / "sample"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlagent.errors import ModelLoadError, one_line
+from vlagent.models.hub import hub_offline
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -34,8 +35,6 @@ def blip_itm_probe(settings: "Settings") -> str | None:
     if looks_local and not (path / "config.json").is_file():
         return f"match: no BLIP model at {path} (config.json missing)"
     if not looks_local:
-        from vlagent.models.hub import hub_offline
-
         if hub_offline(settings):
             return f"match: BLIP model {name!r} is a hub id and the hub is offline (give a local folder)"
     return None
@@ -69,8 +68,6 @@ def _load(name: str, device: str, local_files_only: bool) -> BlipMatcher:
 
 def blip_matcher(settings: "Settings") -> BlipMatcher:
     """The configured matcher, loaded once per (model, device); ModelLoadError with one line."""
-    from vlagent.models.hub import hub_offline
-
     name = str(settings.match_blip_model or "")
     try:
         local = Path(name).expanduser()
