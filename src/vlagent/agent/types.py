@@ -85,7 +85,8 @@ class QuestionType(str, metaclass=_Registered):
     def __str__(self) -> str:
         return f"QuestionType.{self.value}"
 
-    __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731 - as a str Enum formats
+    def __format__(self, spec: str) -> str:  # as a str Enum formats (``f"{t}"``: QuestionType.vqa)
+        return format(str(self), spec)
 
     def __repr__(self) -> str:
         return f"<QuestionType.{self.value}: {self.value!r}>"
@@ -128,7 +129,8 @@ def _validate(value: Any) -> QuestionType:
     try:
         return QuestionType(value)
     except ValueError:
-        expected = " or ".join(repr(t.value) for t in QuestionType)
+        names = [repr(t.value) for t in QuestionType]  # as pydantic words an Enum's error
+        expected = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
         raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected}) from None
 
 
