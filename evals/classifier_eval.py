@@ -33,7 +33,12 @@ from rich.table import Table
 
 from vlagent.agent.types import ClassifierResult, QuestionType
 
-TYPES = [t.value for t in QuestionType]
+
+
+def type_names() -> list[str]:
+    """The registered question types (one per card, :mod:`vlagent.agent.questions`)."""
+    return [t.value for t in QuestionType]
+
 SUITE = "suites/classifier/questions.jsonl"
 
 
@@ -139,9 +144,9 @@ def evaluate(
 
 
 def summarise(name: str, preds: list[Prediction]) -> Report:
-    per_type = {t: TypeScore() for t in TYPES}
+    per_type = {t: TypeScore() for t in type_names()}
     per_split: dict[str, TypeScore] = {}
-    confusion = {t: {u: 0 for u in TYPES} for t in TYPES}
+    confusion = {t: {u: 0 for u in type_names()} for t in type_names()}
     for p in preds:
         ok = p.expected == p.predicted
         per_type[p.expected].n += 1
@@ -174,7 +179,7 @@ def render_versus(reports: list[Report], console: Console) -> None:
     t.add_column("")
     for r in reports:
         t.add_column(r.name, justify="right")
-    for name in TYPES:
+    for name in type_names():
         t.add_row(name, *[_cell(r.per_type.get(name)) for r in reports])
     for split in sorted({k for r in reports for k in r.per_split}):
         t.add_row(f"split: {split}", *[_cell(r.per_split.get(split)) for r in reports])
@@ -206,11 +211,11 @@ def render(report: Report, console: Console) -> None:
     )
     m = Table(title=f"{report.name}: confusion (rows expected, columns predicted)")
     m.add_column("")
-    for name in TYPES:
+    for name in type_names():
         m.add_column(name[:8], justify="right")
-    for exp in TYPES:
+    for exp in type_names():
         row = report.confusion[exp]
-        m.add_row(exp, *[(f"[bold]{row[p]}[/bold]" if p == exp else (str(row[p]) if row[p] else "·")) for p in TYPES])
+        m.add_row(exp, *[(f"[bold]{row[p]}[/bold]" if p == exp else (str(row[p]) if row[p] else "·")) for p in type_names()])
     console.print(m)
     wrong = [p for p in report.predictions if p.expected != p.predicted]
     if wrong:
@@ -259,9 +264,9 @@ def main(
         items = [i for i in items if i.split == split]
     if types:
         wanted = {t.strip() for t in types.split(",") if t.strip()}
-        unknown = wanted - set(TYPES)
+        unknown = wanted - set(type_names())
         if unknown:
-            raise typer.BadParameter(f"unknown type(s) {', '.join(sorted(unknown))}; known: {', '.join(TYPES)}")
+            raise typer.BadParameter(f"unknown type(s) {', '.join(sorted(unknown))}; known: {', '.join(type_names())}")
         items = [i for i in items if i.type.value in wanted]
     if sample:
         items = stratified(items, sample)

@@ -35,7 +35,12 @@ from vlagent.errors import DataError
 
 from vlagent.evals.journal import JournalEntry
 
-TYPES = [t.value for t in QuestionType]
+
+
+def type_names() -> list[str]:
+    """The registered question types (one per card, :mod:`vlagent.agent.questions`)."""
+    return [t.value for t in QuestionType]
+
 NO_TYPE = "none"  # predicted type of a failed question
 
 
@@ -68,8 +73,8 @@ def gold_of(obj: dict[str, Any], query_images: list[str] | None = None) -> Gold:
     competition's own format (a filled answers file used as gold), from ``related_image`` (when
     the question had none: a retrieval) and ``answer``."""
     gtype = obj.get("gold_type")
-    if gtype is not None and str(gtype) not in TYPES:
-        raise DataError(f"gold_type {gtype!r} is not one of {', '.join(TYPES)}")
+    if gtype is not None and str(gtype) not in type_names():
+        raise DataError(f"gold_type {gtype!r} is not one of {', '.join(type_names())}")
     gold = Gold(
         type=str(gtype) if gtype is not None else None,
         images=_as_list(obj.get("gold_image")),
@@ -338,11 +343,11 @@ def score_run(entries: dict[int, JournalEntry], golds: dict[int, Gold]) -> Metri
 
         gold_t = [r.gold_type for r in typed]
         pred_t = [r.predicted_type for r in typed]
-        labels = TYPES + ([NO_TYPE] if NO_TYPE in pred_t else [])
+        labels = type_names() + ([NO_TYPE] if NO_TYPE in pred_t else [])
         metrics.classification_accuracy = float(accuracy_score(gold_t, pred_t))
         metrics.classification_by_type = {
             t: float(accuracy_score([g for g in gold_t if g == t], [p for g, p in zip(gold_t, pred_t) if g == t]))
-            for t in TYPES
+            for t in type_names()
             if t in gold_t
         }
         metrics.confusion_labels = labels

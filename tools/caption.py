@@ -35,6 +35,7 @@ SPECS = [
     ToolSpec(
         name="caption", args=CaptionArgs, factory=make_caption_tool, probe=lambda ctx: probe(ctx.settings),
         field="caption", images="first", role="caption", prepare=_prepare,
+        fact="seen", label={"zh": "图片说明（英文）", "en": "Caption"},
         summarize=lambda art, lang: str((art or {}).get("caption") or ""),
     ),
 ]  # fmt: skip

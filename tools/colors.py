@@ -35,9 +35,18 @@ def make_colors_tool(ctx: ToolContext) -> BaseTool:
     )
 
 
+def structured(output: Any) -> dict[str, Any]:
+    """The largest colour as (zh, en) and every colour, largest first (the facts decide with them)."""
+    if not output:
+        return {}
+    top = output[0]
+    return {"main_color": (str(top.get("name_zh", "")), str(top.get("name_en", ""))), "colours": [dict(c) for c in output if isinstance(c, dict)]}
+
+
 SPECS = [
     ToolSpec(
         name="colors", args=ColorsArgs, factory=make_colors_tool, probe=lambda ctx: probe(ctx.settings),
         field="colors", images="first", summarize=summarize, summary_in_template=True,
+        fact="colours", label={"zh": "颜色", "en": "Colours"}, structured=structured,
     ),
 ]  # fmt: skip

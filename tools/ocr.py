@@ -54,6 +54,7 @@ SPECS = [
     ToolSpec(
         name="ocr", args=OcrArgs, factory=make_ocr_tool, probe=lambda ctx: probe(ctx.settings),
         field="ocr_text", images="first", role="ocr", prepare=_prepare,
+        fact="read", label={"zh": "图中文字", "en": "Text in the image"},
         summarize=lambda art, lang: " ".join(str((art or {}).get("text") or "").split()),
     ),
 ]  # fmt: skip

@@ -41,5 +41,6 @@ SPECS = [
     ToolSpec(
         name="vqa", args=VqaArgs, factory=make_vqa_tool, probe=lambda ctx: probe(ctx.settings),
         field="vqa", images="all", per_image=False, keep="last", role="vqa",
+        fact="answer", label={"zh": "视觉模型回答", "en": "Vision model answer"},
     ),
 ]  # fmt: skip

@@ -61,9 +61,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.output_parsers import PydanticOutputParser
 from langchain_core.runnables import Runnable
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from vlagent.agent.fewshot import Example, FewShotSelector, default_selector, load_pool
+from vlagent.agent.questions import get_card, on_change, question_cards
 from vlagent.agent.rules import _COMPARE, _VISUAL_REF, classify_rules, clean_query, detect_language, merge_images
 from vlagent.agent.types import Classification, ClassifierResult, QuestionType
 from vlagent.cache import DiskCache
@@ -71,16 +72,35 @@ from vlagent.errors import one_line
 
 log = logging.getLogger(__name__)
 
-IMAGE_TYPES = {QuestionType.describe, QuestionType.vqa, QuestionType.ocr, QuestionType.compare}
+def image_types() -> set[QuestionType]:
+    """The types whose card needs an image (``min_images >= 1``)."""
+    return {c.type for c in question_cards() if c.needs_image}
+
+
+def prompt_cards() -> list[Any]:
+    """The cards in the classifier prompt's order (``prompt_rank``, then registration)."""
+    return sorted(question_cards(), key=lambda c: c.prompt_rank)
 
 
 class LLMDecision(BaseModel):
-    """What the LLM is asked for (language and images are decided without it)."""
+    """What the LLM is asked for (language and images are decided without it); the schema sent
+    is :func:`decision_model`'s, which lists the registered types."""
 
     type: QuestionType = Field(
         description="retrieve | recommend | describe | vqa | ocr | compare | chat (see the system prompt)"
     )
     query: str = Field("", description="for retrieve: the product title to search for, copied from the question; else empty")
+
+
+def decision_model() -> type[LLMDecision]:
+    """:class:`LLMDecision` for the types registered now (its schema enumerates them)."""
+    return _decision_model(tuple(c.name for c in prompt_cards()))
+
+
+@lru_cache(maxsize=16)
+def _decision_model(names: tuple[str, ...]) -> type[LLMDecision]:
+    described = Field(description=" | ".join(names) + " (see the system prompt)")
+    return create_model("LLMDecision", __base__=LLMDecision, type=(QuestionType, described))  # type: ignore[call-overload]
 
 
 Method = Literal["logprobs", "structured"]
@@ -96,8 +116,8 @@ REPLY = {
 def system_prompt(method: Method = "structured", static_examples: int = 0) -> str:
     """``prompts/classify.txt``, ``static_examples`` labelled questions per type (the same for
     every question: the engine's prompt cache keeps this whole prefix), and the reply line."""
-    text = resources.files("vlagent.prompts").joinpath("classify.txt").read_text("utf-8").strip()
-    lines = [text]
+    template = resources.files("vlagent.prompts").joinpath("classify.txt").read_text("utf-8").strip()
+    lines = [template.replace("$types", "\n".join(f"{c.name}: {c.prompt_line}" for c in prompt_cards()))]
     if static_examples:
         lines += ["Labelled examples:", *(_example_line(e) for e in static_pool(static_examples))]
     lines.append(REPLY[method])
@@ -131,7 +151,7 @@ def describe_images(images: list[str]) -> str:
 
 
 def _example_line(ex: Example) -> str:
-    label = ex.type.value + (f", query: {ex.query}" if ex.type is QuestionType.retrieve and ex.query else "")
+    label = ex.type.value + (f", query: {ex.query}" if get_card(ex.type).query and ex.query else "")
     return f"Q: {ex.question.strip()} images: {len(ex.images) or 'none'} -> {label}"
 
 
@@ -183,9 +203,9 @@ def structured_classifier(llm: BaseChatModel) -> Runnable[Any, Any]:
     try:
         from vlagent.models.llm import structured_llm
 
-        return structured_llm(llm, LLMDecision)
+        return structured_llm(llm, decision_model())
     except NotImplementedError:  # a chat model without tool calling: prompted JSON
-        parser = PydanticOutputParser(pydantic_object=LLMDecision)
+        parser = PydanticOutputParser(pydantic_object=decision_model())
         return llm | parser
 
 
@@ -276,7 +296,7 @@ def _reconcile(question: str, decision: LLMDecision, rules: Classification, imag
     """Apply the post-checks listed in the module docstring to an LLM decision."""
     lang = detect_language(question)  # an LLM query on a non-retrieve type must not sway this
     visual = bool(images) or bool(_VISUAL_REF.search(question))
-    if decision.type in IMAGE_TYPES and not visual and rules.type is not decision.type:
+    if decision.type in image_types() and not visual and rules.type is not decision.type:
         return ClassifierResult(
             classification=rules,
             source="rules",
@@ -307,9 +327,9 @@ def _reconcile(question: str, decision: LLMDecision, rules: Classification, imag
     if why:
         return ClassifierResult(classification=rules, source="rules", error=why)
     query = ""
-    if decision.type is QuestionType.retrieve:
+    if get_card(decision.type).query:  # retrieve: the search text
         query = clean_query(decision.query)
-        rule_query = rules.query if rules.type is QuestionType.retrieve else ""
+        rule_query = rules.query if rules.type is decision.type else ""
         if not query:
             query = rule_query or ("" if images else clean_query(question))
         elif _norm(query) not in _norm(question) and rule_query and _norm(rule_query) in _norm(question):
@@ -385,6 +405,11 @@ def classify(
 
 
 __all__ = [
-    "LLMDecision", "build_messages", "describe_images", "examples_for", "classify", "classify_rules",
+    "LLMDecision", "build_messages", "decision_model", "image_types", "describe_images", "examples_for", "classify", "classify_rules",
     "score_types", "static_pool", "structured_classifier", "system_prompt",
 ]  # fmt: skip
+
+
+# a card registered or removed changes the prompt, the static examples and the schema
+on_change(system_prompt.cache_clear)
+on_change(static_pool.cache_clear)

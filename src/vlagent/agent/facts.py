@@ -31,11 +31,33 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlagent.agent.types import QuestionType
+from vlagent.agent.registry import tool_specs
 
-LABELS = {
-    "zh": {"title": "标题", "colors": "颜色", "ocr_text": "图中文字", "caption": "图片说明（英文）", "vqa": "视觉模型回答"},
-    "en": {"title": "Title", "colors": "Colours", "ocr_text": "Text in the image", "caption": "Caption", "vqa": "Vision model answer"},
-}
+#: the answer writer's own fact (the catalogue title); the tools' facts are named by their specs
+TITLE = "title"
+TITLE_LABEL = {"zh": "标题", "en": "Title"}
+
+
+def field_of(kind: str) -> str:
+    """The template field of the tool whose spec's ``fact`` is ``kind`` (``read``: the text
+    reader's), else ``kind`` itself."""
+    return next((s.field for s in tool_specs() if s.fact == kind and s.field), kind)
+
+
+def fact_fields() -> set[str]:
+    """The fields of the tools that declare a kind of fact (the others are stated as they are)."""
+    return {s.field for s in tool_specs() if s.fact and s.field}
+
+
+def labels(lang: str) -> dict[str, str]:
+    """{field: its facts line label} in ``lang`` (zh, else en): the title's and the tools' specs'."""
+    lang = "zh" if lang == "zh" else "en"
+    out = {TITLE: TITLE_LABEL[lang]}
+    for spec in tool_specs():
+        if spec.field and spec.label and spec.field not in out:
+            out[spec.field] = spec.label.get(lang) or spec.label.get("en") or spec.field
+    return out
+
 ORDINALS = {
     "zh": ["第一张", "第二张", "第三张", "第四张"],
     "en": ["first", "second", "third", "fourth"],
@@ -50,7 +72,7 @@ class ImageFacts:
     colours: list[dict[str, Any]] = field(default_factory=list)  # the colours tool's output, largest first
 
     def add(self, key: str, text: str) -> None:
-        if key == "ocr_text":
+        if key == field_of("read"):
             text = readable_text(text)
         if text.strip():
             self.facts.setdefault(key, []).append(text.strip())
@@ -58,20 +80,26 @@ class ImageFacts:
     def get(self, key: str) -> str:
         return "；".join(self.facts.get(key, []))
 
+    def measure(self, found: dict[str, Any]) -> None:
+        """A tool's structured facts (``ToolSpec.structured``): the first colours found stay."""
+        if found and self.main_color is None:
+            self.main_color = found.get("main_color")
+            self.colours = list(found.get("colours") or [])
+
 
 def render(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str:
     """The facts in a fixed structure, image by image."""
-    labels = LABELS["zh" if lang == "zh" else "en"]
+    names = labels(lang)
     lines: list[str] = []
     for n, img in enumerate(images, 1):
         lines.append(f"图{n}（{img.name}）：" if lang == "zh" else f"Image {n} ({img.name}):")
         if not img.facts:
             lines.append("  - （没有可用信息）" if lang == "zh" else "  - (nothing known)")
         for key, texts in img.facts.items():
-            lines.append(f"  - {labels.get(key, key)}：{'；'.join(texts)}" if lang == "zh" else f"  - {labels.get(key, key)}: {'; '.join(texts)}")
+            lines.append(f"  - {names.get(key, key)}：{'；'.join(texts)}" if lang == "zh" else f"  - {names.get(key, key)}: {'; '.join(texts)}")
     for key, text in shared.items():
         if text.strip():
-            head = labels.get(key, key)
+            head = names.get(key, key)
             lines.append(f"{head}（所有图片）：{text}" if lang == "zh" else f"{head} (all images): {text}")
     return "\n".join(lines)
 
@@ -126,7 +154,7 @@ _EN_COLOUR = re.compile(r"\b(" + "|".join(BASIC_EN.values()) + r"|gray)\b", re.I
 
 @dataclass
 class Decision:
-    """An answer the facts settle, and the facts no image had (``title``, ``caption``, ``vqa``, ``ocr_text``)."""
+    """An answer the facts settle, and the facts no image had (the title's and the sight tools' fields)."""
 
     text: str
     missing: list[str] = field(default_factory=list)
@@ -161,23 +189,40 @@ def _names(text: str, terms: list[str]) -> bool:
 
 def _decisive(img: ImageFacts) -> str:
     """The facts that say what an image is: its title (or zero-shot category) and caption."""
-    return " ".join([img.get("title"), img.get("caption")])
+    return " ".join([img.get(TITLE), img.get(field_of("seen"))])
 
 
-#: the facts that can say what an image shows, in the order a sentence names them
-SIGHT = ("title", "caption", "vqa", "ocr_text")
+#: the kinds of facts that can say what an image shows, in the order a sentence names them
+SIGHT = (TITLE, "seen", "answer", "read")
 SIGHT_LABELS = {
-    "zh": {"title": "标题", "caption": "图片说明", "vqa": "视觉模型回答", "ocr_text": "图中文字"},
-    "en": {"title": "title", "caption": "caption", "vqa": "vision-model answer", "ocr_text": "text in the image"},
+    "zh": {TITLE: "标题", "seen": "图片说明", "answer": "视觉模型回答", "read": "图中文字"},
+    "en": {TITLE: "title", "answer": "vision-model answer", "read": "text in the image"},
 }
 
 
+def _sight_labels(lang: str) -> dict[str, str]:
+    """The sight kinds' words in a sentence (English: what a model saw, by its tool's label)."""
+    if lang == "zh":
+        return SIGHT_LABELS["zh"]
+    return {**SIGHT_LABELS["en"], "seen": labels("en").get(field_of("seen"), "description").lower()}
+
+
+def _shared_answer(shared: dict[str, str]) -> str:
+    """The vision model's answer about all the images ("" for none)."""
+    return shared.get(field_of("answer"), "").strip()
+
+
 def _present(images: list[ImageFacts], shared: dict[str, str]) -> tuple[list[str], list[str]]:
-    """(the sight facts some image has, those none has). A plugin tool's fact counts as seen:
-    it answers questions the built-in tools cannot (``toy_weight``: "净重 42 克")."""
-    have = [k for k in SIGHT if (shared.get(k, "").strip() if k == "vqa" else any(i.get(k) for i in images))]
-    missing = [k for k in SIGHT if k not in have]
-    return have + sorted({k for i in images for k in _other_fields(i)}), missing
+    """(the sight facts some image has, those none has: fields). A plugin tool's fact counts as
+    seen: it answers questions the built-in tools cannot (``toy_weight``: "净重 42 克")."""
+    have, missing = _sight(images, shared)
+    return [field_of(k) for k in have] + sorted({k for i in images for k in _other_fields(i)}), [field_of(k) for k in missing]
+
+
+def _sight(images: list[ImageFacts], shared: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(the sight kinds some image has, those none has)."""
+    have = [k for k in SIGHT if (_shared_answer(shared) if k == "answer" else any(i.get(field_of(k)) for i in images))]
+    return have, [k for k in SIGHT if k not in have]
 
 
 def _joined(words: list[str], lang: str, last: str) -> str:
@@ -191,16 +236,19 @@ def _a(kind: str) -> str:
 
 
 def _cannot_tell_which(asked: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision:
+    kinds, missing_kinds = _sight(images, shared)
     have, missing = _present(images, shared)
-    labels = SIGHT_LABELS["zh" if lang == "zh" else "en"]
+    names = _sight_labels(lang)
+    said = [names[k] for k in kinds] + have[len(kinds):]  # a plugin's field, by its name
+    lacking = [names[k] for k in missing_kinds]
     if lang == "zh":
-        parts = [f"图片的{_joined([labels.get(k, k) for k in have], lang, '和')}都没有提到{asked}"] if have else []
+        parts = [f"图片的{_joined(said, lang, '和')}都没有提到{asked}"] if have else []
         if missing:
-            parts.append(f"没有{_joined([labels[k] for k in missing], lang, '或')}" + ("" if have else "可以说明图片里是什么"))
+            parts.append(f"没有{_joined(lacking, lang, '或')}" + ("" if have else "可以说明图片里是什么"))
         return Decision(f"无法判断哪一张图片是{asked}：" + "；".join(parts) + "。", missing)
-    parts = [f"no image's {_joined([labels.get(k, k) for k in have], lang, 'or')} mentions {_a(asked)}"] if have else []
+    parts = [f"no image's {_joined(said, lang, 'or')} mentions {_a(asked)}"] if have else []
     if missing:
-        parts.append(f"there is no {_joined([labels[k] for k in missing], lang, 'or')}" + ("" if have else " to say what the images show"))
+        parts.append(f"there is no {_joined(lacking, lang, 'or')}" + ("" if have else " to say what the images show"))
     return Decision(f"I cannot tell which image shows {_a(asked)}: " + "; ".join(parts) + ".", missing)
 
 
@@ -215,11 +263,11 @@ def which_one(question: str, images: list[ImageFacts], shared: dict[str, str], l
     if len(hits) == 1:
         n = hits[0]
         img = images[n]
-        title = img.get("title")
+        title = img.get(TITLE)
         if lang == "zh":
             return Decision(f"{ORDINALS['zh'][n]}图片（{img.name}）是{asked}" + (f"：{title}。" if title else "。"))
         return Decision(f"The {ORDINALS['en'][n]} image ({img.name}) shows {_a(asked)}" + (f": {title}." if title else "."))
-    if hits or shared.get("vqa", "").strip():  # several name it, or a vision model saw them: the LLM reads which
+    if hits or _shared_answer(shared):  # several name it, or a vision model saw them: the LLM reads which
         return None
     if any(_names(" ".join(" ".join(v) for v in img.facts.values()), terms) for img in images):
         return None  # the text on an image (or a plugin's fact) names it: the LLM weighs that
@@ -303,13 +351,13 @@ def colour_answer(question: str, images: list[ImageFacts], shared: dict[str, str
     """"这件衣服是什么颜色的？" with no VLM answer: the measured colours as one sentence (the
     title's colour word when it names the same colour; both, when they differ)."""
     img = images[0] if images else None
-    if img is None or not img.colours or shared.get("vqa", "").strip() or not _COLOUR_ASK.search(question):
+    if img is None or not img.colours or _shared_answer(shared) or not _COLOUR_ASK.search(question):
         return None
     if _OTHER_ASK.search(_COLOUR_ASK.sub("", question)):
         return None  # "什么颜色，什么面料？": more than a colour is asked
     key = "name_zh" if lang == "zh" else "name_en"
     names = [str(c[key]) for n, c in enumerate(img.colours) if n == 0 or float(c.get("fraction", 0)) >= MINOR]
-    seller = title_colour(img.get("title"))
+    seller = title_colour(img.get(TITLE))
     if seller is not None and seller[1] != _basics(img)[0]:  # the title and the pixels disagree: say both
         if lang == "zh":
             return Decision(f"商品标题写的是{seller[0]}；图片中测得的主要颜色是{names[0]}。")
@@ -345,26 +393,26 @@ def cannot_see(question: str, images: list[ImageFacts], shared: dict[str, str], 
 
 def _seen(img: ImageFacts, shared: dict[str, str]) -> str:
     """What a vision model said the image shows: its caption, else the VLM's answer ("" for none)."""
-    return img.get("caption") or shared.get("vqa", "").strip()
+    return img.get(field_of("seen")) or _shared_answer(shared)
 
 
 def _stated(img: ImageFacts, keys: list[str], lang: str) -> list[str]:
     """``图中文字：纯棉`` / ``text in the image: cotton``: facts quoted under their label."""
-    labels = LABELS["zh" if lang == "zh" else "en"]
+    names = labels(lang)
     if lang == "zh":
-        return [f"{labels.get(k, k)}：{img.get(k)}" for k in keys]
-    return [f"{labels.get(k, k).lower()}: {img.get(k)}" for k in keys]
+        return [f"{names.get(k, k)}：{img.get(k)}" for k in keys]
+    return [f"{names.get(k, k).lower()}: {img.get(k)}" for k in keys]
 
 
 def nothing_to_describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
     """A description needs a title, a caption or a VLM answer; say so when there is none."""
     img = images[0] if images else None
-    if img is None or img.get("title") or _seen(img, shared):
+    if img is None or img.get(TITLE) or _seen(img, shared):
         return None
     known = []
     if img.main_color:
         known.append(f"主要颜色是{img.main_color[0]}" if lang == "zh" else f"its main colour is {img.main_color[1]}")
-    known += _stated(img, [k for k in img.facts if k not in ("title", "caption", "colors")], lang)
+    known += _stated(img, [k for k in img.facts if k not in (TITLE, field_of("seen"), field_of("colours"))], lang)
     if lang == "zh":
         head = "无法描述商品本身：这里没有视觉模型，图片也没有标题"
         return head + ("；只知道" + "，".join(known) + "。" if known else "。")
@@ -402,8 +450,9 @@ def _one_of(head: str) -> str:
 
 
 def _other_fields(img: ImageFacts) -> list[str]:
-    """Fields of tools beyond the built-in ones (a plugin's): stated as they are."""
-    return [k for k in img.facts if k not in LABELS["en"]]
+    """Fields of tools that declare no kind of fact (a plugin's): stated as they are."""
+    kinds = fact_fields()
+    return [k for k in img.facts if k != TITLE and k not in kinds]
 
 
 def describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
@@ -414,8 +463,8 @@ def describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str
     img = images[0] if images else None
     if img is None:
         return None
-    title, seen = img.get("title"), _seen(img, shared)
-    text = readable_text(img.get("ocr_text"))
+    title, seen = img.get(TITLE), _seen(img, shared)
+    text = readable_text(img.get(field_of("read")))
     colour = None if title_colour(title) else img.main_color  # a title's own colour wins over the pixels
     if lang == "zh":
         if title:

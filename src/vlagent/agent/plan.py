@@ -1,6 +1,7 @@
 """The plan as data: question type → the tool calls that answer it.
 
-:data:`PLAN` is the one table. The plan node (:mod:`vlagent.agent.graph`) asks
+:data:`PLAN` is the one table, filled from the question cards' ``plan``
+(:mod:`vlagent.agent.cards`, :mod:`vlagent.agent.questions`). The plan node (:mod:`vlagent.agent.graph`) asks
 :func:`calls_for` for each round's calls, and ``VLAgent.prepare`` walks the same table to batch
 work before a harness run. A :class:`Call` names a tool (or alternatives: the first one usable
 here), its arguments (constants, per-language constants, or values of the question), which
@@ -114,44 +115,28 @@ class Call:
 
 DESCRIBE_PROMPT = ByLang("请描述这张图片中的商品。", "Describe the product in this image.")
 
-PLAN: dict[QuestionType, list[Call]] = {
-    QuestionType.retrieve: [
-        Call(("clip_search", "title_search"), {"text": Q.query, "k": RETRIEVE_K}, when=has_query_or_no_image),
-        Call("image_search", {"k": RETRIEVE_K}, images="first", when=image_without_query),
-    ],
-    QuestionType.describe: [
-        Call("caption", {"style": "detailed", "lang": Q.lang}),
-        Call("colors"),
-        Call("ocr"),
-        Call("vqa", {"question": DESCRIBE_PROMPT}, images="first"),
-    ],
-    QuestionType.vqa: [
-        Call("vqa", {"question": Q.question}, images="all"),
-        Call("colors"),
-        Call("ocr"),
-        Call("caption", {"style": "concise", "lang": Q.lang}, when=missing("vqa")),
-    ],
-    QuestionType.ocr: [
-        Call("ocr", images="each", limit=2),
-        Call("vqa", {"question": Q.ocr_question}, images="all", limit=2, round=1, when=has_ocr_text),
-    ],
-    QuestionType.compare: [
-        Call("colors", images="each", limit=MAX_COMPARE_IMAGES),
-        Call("caption", {"style": "concise", "lang": Q.lang}, images="each", limit=MAX_COMPARE_IMAGES),
-        Call("ocr", images="each", limit=MAX_COMPARE_IMAGES),
-        Call("vqa", {"question": Q.question}, images="all", limit=MAX_COMPARE_IMAGES),
-    ],
-    QuestionType.recommend: [
-        Call("recommend", {"likes": Q.likes, "k": 5, "lang": Q.lang}, images="none"),
-    ],
-    QuestionType.chat: [],
-}
+#: question type → its calls: each card's ``plan`` (:mod:`vlagent.agent.cards`), then the calls
+#: tools add with ``register_tool(spec, plan=...)``
+PLAN: dict[QuestionType, list[Call]] = {}
 _LOCK = threading.Lock()
 
 
 def add_calls(qtype: QuestionType, calls: Sequence[Call]) -> None:
     with _LOCK:
         PLAN.setdefault(qtype, []).extend(calls)
+
+
+def set_calls(qtype: QuestionType, calls: Sequence[Call], replaces: Sequence[Call] = ()) -> None:
+    """A question card's own calls first (``replaces``: the calls of the card it replaces);
+    the calls tools added stay."""
+    with _LOCK:
+        added = [c for c in PLAN.get(qtype, []) if c not in replaces and c not in calls]
+        PLAN[qtype] = [*calls, *added]
+
+
+def drop_calls(qtype: QuestionType) -> None:
+    with _LOCK:
+        PLAN.pop(qtype, None)
 
 
 def remove_calls(tool: str) -> None:

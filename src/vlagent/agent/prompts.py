@@ -1,4 +1,5 @@
-"""Answer templates from the ``prompts/`` folder (shipped as ``vlagent.prompts``)."""
+"""Answer templates: a question card's inline ``templates``, else the ``prompts/`` folder
+(``prompts/<type>.<lang>.txt``, shipped as ``vlagent.prompts``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from string import Template
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
+from vlagent.agent.questions import get_card, on_change
 from vlagent.agent.types import Language, QuestionType
 
 SEPARATOR = "=== user ==="
@@ -25,7 +27,9 @@ def fields() -> tuple[str, ...]:
 @lru_cache(maxsize=None)
 def load_template(qtype: QuestionType, lang: Language) -> tuple[Template, Template]:
     """(system, user) templates of one type and language."""
-    text = resources.files("vlagent.prompts").joinpath(f"{qtype.value}.{lang}.txt").read_text("utf-8")
+    text = get_card(qtype).templates.get(lang)
+    if text is None:
+        text = resources.files("vlagent.prompts").joinpath(f"{qtype.value}.{lang}.txt").read_text("utf-8")
     if SEPARATOR in text:
         system, user = text.split(SEPARATOR, 1)
     else:
@@ -64,3 +68,6 @@ def render_messages(qtype: QuestionType, lang: Language, values: dict[str, str])
     messages: list[BaseMessage] = [SystemMessage(system)] if system else []
     messages.append(HumanMessage(user))
     return messages
+
+
+on_change(load_template.cache_clear)  # a card registered again may bring other templates

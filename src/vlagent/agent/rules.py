@@ -1,6 +1,7 @@
 """The rule-based question classifier: keywords and regexes, Chinese and English, no model.
 
-``classify_rules(question, images)`` decides in this order (first match wins):
+``classify_rules(question, images)`` tries the question cards' rules (``QuestionCard.rule``, the
+detectors below) by their ``rule_priority``; the built-in ones decide in this order (first match wins):
 
 0. **recommend** — a request for suggestions from the catalogue, from liked / disliked images or
    text: "推荐几款类似的", "根据这张图推荐一款相配的地毯", "我喜欢…不喜欢…", "show me more like this",
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import re
 
+from vlagent.agent.questions import RuleHit, RuleInput, question_cards
 from vlagent.agent.types import Classification, Language, QuestionType
 
 # ----------------------------------------------------------------------------------------
@@ -362,51 +364,87 @@ def _looks_like_question_tail(q: str) -> bool:
     return bool(re.fullmatch(r"(?:什么|啥|哪|多少|谁|what|which|how).*", q, flags=re.IGNORECASE))
 
 
-def classify_rules(question: str, images: list[str] | None = None) -> Classification:
-    """Classify ``question`` (with the attached ``images``) by keywords and regexes only."""
-    given = [i for i in (images or []) if i]
+# each detector is one question card's step (``QuestionCard.rule``, :mod:`vlagent.agent.cards`);
+# the card's ``rule_priority`` gives the order of the list in the module docstring
+def recommend_rule(r: RuleInput) -> RuleHit | None:
+    """0: recommendation wording, not shop service, not a title search."""
+    if _RECOMMEND.search(r.text) and not _SERVICE.search(r.text) and not _TITLE_SEARCH.search(r.text):
+        return RuleHit("recommend")
+    return None
+
+
+def retrieve_rule(r: RuleInput) -> RuleHit | None:
+    """1: a search request (with two or more images, "which picture shows …" compares)."""
+    query = retrieval_query(r.text, r.images)
+    if query is None:
+        return None
+    if len(r.images) >= 2 and re.search(r"哪(?:一)?张|\bwhich\b", r.text, re.IGNORECASE):
+        return RuleHit("compare")
+    return RuleHit("retrieve", query)
+
+
+def service_rule(r: RuleInput) -> RuleHit | None:
+    """2: shop-service words: chat."""
+    return RuleHit("chat") if _SERVICE.search(r.text) else None
+
+
+def compare_rule(r: RuleInput) -> RuleHit | None:
+    """3: comparison wording with something to look at, or two or more images (not reading)."""
+    if (r.compare_words and r.visual) or (len(r.images) >= 2 and not r.reading):
+        return RuleHit("compare")
+    return None
+
+
+def ocr_rule(r: RuleInput) -> RuleHit | None:
+    """4: reading wording, or label wording (a visual attribute of the label itself: vqa)."""
+    if r.reading and (r.visual or r.label):
+        return RuleHit("ocr")
+    if r.label and (r.visual or not _GREETING.search(r.text)):
+        if _ATTRIBUTE.search(r.text) and r.images:
+            return RuleHit("vqa")
+        if r.visual or re.search(r"这|那|\bthis\b|\bthe\b", r.text, re.IGNORECASE):
+            return RuleHit("ocr")
+    return None
+
+
+def describe_rule(r: RuleInput) -> RuleHit | None:
+    """5: description wording: describe with something to look at, else chat."""
+    if _DESCRIBE.search(r.text):
+        return RuleHit("describe" if r.visual else "chat")
+    return None
+
+
+def vqa_rule(r: RuleInput) -> RuleHit | None:
+    """6: anything else with an image or a visual reference."""
+    return RuleHit("vqa") if r.visual else None
+
+
+#: 7: what no card's rule claims
+DEFAULT_TYPE = "chat"
+
+
+def rule_input(question: str, images: list[str] | None = None) -> RuleInput:
+    """The question folded, its images merged, and the wording every rule may ask about."""
     text = fold_space(question)
-    imgs = merge_images(given, text)
-    has_image = bool(imgs)
-    visual = has_image or bool(_VISUAL_REF.search(text))
+    imgs = merge_images([i for i in (images or []) if i], text)
+    return RuleInput(
+        text=text, images=imgs, visual=bool(imgs) or bool(_VISUAL_REF.search(text)), reading=bool(_READ.search(text)),
+        label=bool(_LABEL.search(text)), compare_words=bool(_COMPARE.search(text)),
+    )  # fmt: skip
 
-    def result(qtype: QuestionType, query: str = "") -> Classification:
-        lang_text = text.replace(query, " ") if query else text
-        return Classification(type=qtype, language=detect_language(lang_text), query=query, images=imgs)
 
-    if _RECOMMEND.search(text) and not _SERVICE.search(text) and not _TITLE_SEARCH.search(text):
-        return result(QuestionType.recommend)
-
-    query = retrieval_query(text, imgs)
-    if query is not None:
-        which = re.search(r"哪(?:一)?张|\bwhich\b", text, re.IGNORECASE)
-        if len(imgs) >= 2 and which:
-            return result(QuestionType.compare)
-        return result(QuestionType.retrieve, query)
-
-    if _SERVICE.search(text):
-        return result(QuestionType.chat)
-
-    reading = bool(_READ.search(text))
-    label = bool(_LABEL.search(text))
-    compare_words = bool(_COMPARE.search(text))
-
-    if compare_words and visual:
-        return result(QuestionType.compare)
-    if len(imgs) >= 2 and not reading:
-        return result(QuestionType.compare)
-    if reading and (visual or label):
-        return result(QuestionType.ocr)
-    if label and (visual or not _GREETING.search(text)):
-        if _ATTRIBUTE.search(text) and has_image:
-            return result(QuestionType.vqa)
-        if visual or re.search(r"这|那|\bthis\b|\bthe\b", text, re.IGNORECASE):
-            return result(QuestionType.ocr)
-    if _DESCRIBE.search(text):
-        return result(QuestionType.describe if visual else QuestionType.chat)
-    if visual:
-        return result(QuestionType.vqa)
-    return result(QuestionType.chat)
+def classify_rules(question: str, images: list[str] | None = None) -> Classification:
+    """Classify ``question`` (with the attached ``images``) by keywords and regexes only: the
+    registered cards' rules by ascending ``rule_priority``, the first hit wins."""
+    r = rule_input(question, images)
+    hit = RuleHit(DEFAULT_TYPE)
+    for card in sorted((c for c in question_cards() if c.rule is not None), key=lambda c: c.rule_priority):
+        found = card.rule(r)  # type: ignore[misc]
+        if found is not None:
+            hit = found
+            break
+    lang_text = r.text.replace(hit.query, " ") if hit.query else r.text
+    return Classification(type=QuestionType(hit.type), language=detect_language(lang_text), query=hit.query, images=r.images)
 
 
 __all__ = [
@@ -414,6 +452,14 @@ __all__ = [
     "Keywords",
     "TitlePattern",
     "classify_rules",
+    "compare_rule",
+    "describe_rule",
+    "ocr_rule",
+    "recommend_rule",
+    "retrieve_rule",
+    "rule_input",
+    "service_rule",
+    "vqa_rule",
     "clean_query",
     "detect_language",
     "fold_space",

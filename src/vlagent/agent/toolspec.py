@@ -21,13 +21,21 @@ collects them; nothing else imports a tool module by name. A spec says:
   (default: the tool's text output);
 * ``summary_in_template``: the answer template's field gets that short text too, not the tool's
   text output (colours: "mainly white, also grey", where the raw line's percentages were copied
-  into answers).
+  into answers);
+* ``fact``: what kind of fact about an image its result is, for the per-image facts
+  (:mod:`vlagent.agent.facts`): ``read`` (text read off the image), ``seen`` (what a model says
+  the image shows), ``answer`` (a vision model's answer about all the images), ``colours``
+  (measured colours); None: a fact stated as it is (a plugin's);
+* ``label``: {lang: the facts line's label} (``{"zh": "颜色", "en": "Colours"}``; default: the field);
+* ``structured(artifact) -> dict``: optional structured facts of a result for the facts that
+  decide answers (colours: ``{"main_color": (zh, en), "colours": [...]}``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as _field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -38,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vlagent.models.context import ToolContext
 
 ImagesMode = Literal["none", "first", "each", "all"]
+FactKind = Literal["read", "seen", "answer", "colours"]
 
 
 def always_available(ctx: "ToolContext") -> str | None:  # noqa: ARG001 - the probe signature
@@ -61,6 +70,9 @@ class ToolSpec:
     prepare: Callable[["ToolContext", "BaseTool", Sequence[dict[str, Any]]], int] | None = None
     summarize: Callable[[Any, str], str] | None = None
     summary_in_template: bool = False
+    fact: FactKind | None = None
+    label: Mapping[str, str] = _field(default_factory=dict)
+    structured: Callable[[Any], dict[str, Any]] | None = None
 
     @property
     def image_arg(self) -> str | None:

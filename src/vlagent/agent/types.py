@@ -2,20 +2,140 @@
 
 from __future__ import annotations
 
-from enum import Enum
+import importlib
+import threading
+from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic_core import PydanticCustomError, core_schema
+
+#: the module that declares the built-in question cards (:mod:`vlagent.agent.cards`), imported
+#: by name the first time a type is looked up, as the tool registry imports the tool modules
+BUILTIN_CARDS = "vlagent.agent.cards"
+_MEMBERS: dict[str, "QuestionType"] = {}
+_LOCK = threading.RLock()
+_loaded = False
 
 
-class QuestionType(str, Enum):
-    describe = "describe"  # describe the given image
-    retrieve = "retrieve"  # find the image that best matches a title / description
-    vqa = "vqa"  # a question about the image: colour, fabric, style, count, who/what
-    ocr = "ocr"  # read or use the text in the image
-    compare = "compare"  # several images
-    chat = "chat"  # no image needed
-    recommend = "recommend"  # more like these (likes / dislikes: images or text)
+def _load_builtins() -> None:
+    global _loaded
+    with _LOCK:
+        if not _loaded:
+            _loaded = True
+            importlib.import_module(BUILTIN_CARDS)
+
+
+class _Registered(type):
+    """Iteration, containment, ``QuestionType.vqa`` and ``QuestionType["vqa"]`` over the
+    registered question cards (:mod:`vlagent.agent.questions`), in registration order."""
+
+    def __iter__(cls) -> Iterator["QuestionType"]:
+        _load_builtins()
+        return iter(list(_MEMBERS.values()))
+
+    def __len__(cls) -> int:
+        _load_builtins()
+        return len(_MEMBERS)
+
+    def __contains__(cls, item: object) -> bool:
+        _load_builtins()
+        return isinstance(item, str) and _MEMBERS.get(str.__str__(item)) is not None
+
+    def __getattr__(cls, name: str) -> "QuestionType":
+        if name.startswith("_"):
+            raise AttributeError(name)
+        _load_builtins()
+        try:
+            return _MEMBERS[name]
+        except KeyError:
+            raise AttributeError(f"no question type {name!r} is registered") from None
+
+    def __getitem__(cls, name: str) -> "QuestionType":
+        _load_builtins()
+        return _MEMBERS[name]
+
+
+class QuestionType(str, metaclass=_Registered):
+    """The kind of a question: one registered question card's name (``describe``, ``vqa``, ...).
+
+    It behaves as the ``str`` Enum it was: ``QuestionType.vqa``, ``QuestionType("vqa")``,
+    ``.value``, ``for t in QuestionType``, ``t in QuestionType``, ``is`` comparisons (one
+    instance per name), a pydantic field validated against the cards registered at validation
+    time (JSON: a plain string). A card registered later (``register_question_type``) is a
+    type like the others; the built-in ones are :mod:`vlagent.agent.cards`."""
+
+    def __new__(cls, value: object) -> "QuestionType":
+        if isinstance(value, QuestionType):
+            return value
+        _load_builtins()
+        found = _MEMBERS.get(str(value)) if isinstance(value, str) else None
+        if found is None:
+            raise ValueError(f"{value!r} is not a valid QuestionType")
+        return found
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def name(self) -> str:
+        return str.__str__(self)
+
+    def __str__(self) -> str:
+        return f"QuestionType.{self.value}"
+
+    def __format__(self, spec: str) -> str:  # as a str Enum formats (``f"{t}"``: QuestionType.vqa)
+        return format(str(self), spec)
+
+    def __repr__(self) -> str:
+        return f"<QuestionType.{self.value}: {self.value!r}>"
+
+    def __reduce__(self) -> Any:
+        return (QuestionType, (self.value,))
+
+    def __copy__(self) -> "QuestionType":
+        return self
+
+    def __deepcopy__(self, memo: Any) -> "QuestionType":
+        return self
+
+    @classmethod
+    def _add(cls, name: str) -> "QuestionType":
+        """The one instance of a new name (called by ``register_question_type``)."""
+        with _LOCK:
+            member = _MEMBERS.get(name)
+            if member is None:
+                member = _MEMBERS[name] = str.__new__(cls, name)
+            return member
+
+    @classmethod
+    def _remove(cls, name: str) -> None:
+        with _LOCK:
+            _MEMBERS.pop(name, None)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            _validate, serialization=core_schema.plain_serializer_function_ser_schema(_dump, when_used="json")
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        return {"enum": [t.value for t in cls], "title": "QuestionType", "type": "string"}
+
+
+def _validate(value: Any) -> QuestionType:
+    try:
+        return QuestionType(value)
+    except ValueError:
+        names = [repr(t.value) for t in QuestionType]  # as pydantic words an Enum's error
+        expected = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected}) from None
+
+
+def _dump(value: Any) -> str:
+    return value.value if isinstance(value, QuestionType) else str(value)
 
 
 Language = Literal["zh", "en"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from vlagent.agent.graph import display_name
+from vlagent.agent.names import display_name
 from vlagent.agent.types import Answer, RetrievedImage
 from vlagent.api.steps import Step, steps_of
 from vlagent.api.uploads import UploadError, UploadFolder

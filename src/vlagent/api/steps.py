@@ -7,7 +7,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, ToolMessage
 from pydantic import BaseModel, Field
 
-from vlagent.agent.graph import display_name
+from vlagent.agent.names import display_name
 
 
 class Step(BaseModel):

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from vlagent.agent.graph import display_name
+from vlagent.agent.names import display_name
 from vlagent.agent.types import Answer, RetrievedImage
 from vlagent.api.service import AgentService
 from vlagent.api.steps import Step

@@ -1,0 +1,187 @@
+"""A new question type costs one card: a toy type declared here (its rule keyword, plan call,
+inline templates and labelled examples), registered through the public API only, is classified
+(rules and LLM), planned and answered by the real agent; unregistered, it is gone."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.tools import BaseTool, StructuredTool
+from PIL import Image
+from pydantic import BaseModel, Field, ValidationError
+
+from vlagent import build_agent
+from vlagent.agent.classify import classify, decision_model, system_prompt
+from vlagent.agent.fewshot import load_pool
+from vlagent.agent.plan import PLAN, Call, Q
+from vlagent.agent.questions import (
+    QuestionCard, RuleHit, RuleInput, get_card, question_cards, register_question_type, unregister_question_type,
+)  # fmt: skip
+from vlagent.agent.rules import classify_rules
+from vlagent.agent.types import Classification, QuestionType
+from vlagent.settings import Settings
+from vlagent.models.context import ToolContext
+from vlagent.agent.registry import register_tool, tool_specs, unregister_tool
+from vlagent.agent.toolspec import ToolSpec
+
+
+class AgeArgs(BaseModel):
+    image: str = Field(description="the toy to look at")
+    question: str = ""
+
+
+def make_age_tool(ctx: ToolContext) -> BaseTool:
+    def toy_age(image: str, question: str = "") -> tuple[str, dict[str, Any]]:
+        ctx.resolver.load(image)
+        return "适合 3 岁以上", {"age": 3, "verdict": "3+"}
+
+    return StructuredTool.from_function(
+        toy_age, name="toy_age", description="the age a toy suits", args_schema=AgeArgs,
+        response_format="content_and_artifact",
+    )  # fmt: skip
+
+
+AGE_TOOL = ToolSpec(
+    name="toy_age", args=AgeArgs, factory=make_age_tool, field="toy_age",
+    summarize=lambda art, lang: f"verdict: {(art or {}).get('verdict')}",
+)  # fmt: skip
+
+
+def toy_rule(r: RuleInput) -> RuleHit | None:
+    return RuleHit("toy") if ("玩具" in r.text or "toy" in r.text.lower()) and r.images else None
+
+
+TOY = QuestionCard(
+    name="toy", prompt_line="a question about a toy: the age it suits (玩具, toy).", min_images=1, max_images=1,
+    answer="llm", fallback_fields=("toy_age",), single_source=True,
+    plan=(Call("toy_age", {"question": Q.question}),), rule=toy_rule, rule_priority=5,
+    templates={"zh": "你是玩具顾问。\n=== user ===\n玩具年龄：$toy_age\n问题：$question\n回答：",
+               "en": "You advise on toys.\n=== user ===\nToy age: $toy_age\nQuestion: $question\nAnswer:"},
+    examples=({"question": "这个玩具适合几岁的孩子？", "images": ["a.jpg"]}, {"question": "Is this toy safe for a baby?", "images": ["a.jpg"]}),
+    what_is_missing="judge a toy",
+)  # fmt: skip
+
+
+@pytest.fixture()
+def toy() -> Iterator[QuestionCard]:
+    register_tool(AGE_TOOL)
+    register_question_type(TOY)
+    yield TOY
+    unregister_question_type("toy")
+    unregister_tool("toy_age")
+
+
+@pytest.fixture()
+def catalogue(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (64, 48), (30, 200, 30)).save(folder / "duck.jpg")
+    return folder
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(
+        home=tmp_path / "home", device="cpu", llm_backend="none", ocr_backend="none",
+        caption_backend="none", vqa_backend="none", clip_model=str(tmp_path / "no-clip-here"),
+    )  # fmt: skip
+
+
+class Recording(GenericFakeChatModel):
+    prompts: list[str] = []
+
+    def _generate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+        self.prompts.append("\n".join(str(m.content) for m in messages))
+        return super()._generate(messages, *args, **kwargs)
+
+
+def test_a_registered_type_is_a_question_type(toy: QuestionCard) -> None:
+    assert QuestionType("toy") is QuestionType.toy and QuestionType.toy.value == "toy"
+    assert "toy" in QuestionType and QuestionType.toy in list(QuestionType)
+    assert get_card("toy") is toy and toy in question_cards()
+    assert Classification(type="toy", language="zh").type is QuestionType.toy
+    assert Classification(type="toy", language="zh").model_dump(mode="json")["type"] == "toy"
+    assert "toy" in decision_model().model_json_schema()["properties"]["type"]["enum"]
+    assert "toy: a question about a toy: the age it suits (玩具, toy)." in system_prompt("structured", 0).splitlines()
+    assert [e.question for e in load_pool() if e.type is QuestionType.toy] == [e["question"] for e in toy.examples]
+    assert PLAN[QuestionType.toy] == list(toy.plan)
+
+
+def test_unregistered_it_is_gone(toy: QuestionCard) -> None:
+    unregister_question_type("toy")
+    assert "toy" not in QuestionType and "toy" not in system_prompt("structured", 0)
+    with pytest.raises(ValueError):
+        QuestionType("toy")
+    with pytest.raises(ValidationError):
+        Classification(type="toy", language="zh")
+    assert classify_rules("这个玩具适合几岁？", ["duck.jpg"]).type is QuestionType.vqa
+    register_question_type(toy)  # for the fixture's teardown
+
+
+def test_the_rules_the_plan_and_the_llm_answer_it(toy: QuestionCard, catalogue: Path, tmp_path: Path) -> None:
+    assert classify_rules("这个玩具适合几岁？", ["duck.jpg"]).type is QuestionType.toy
+    llm = Recording(messages=itertools.cycle([AIMessage("三岁以上。")]), prompts=[])
+    agent = build_agent(_settings(tmp_path), images=[catalogue], llm=llm, classifier_llm=None, use_cache=False)
+    answer = agent.invoke("这个玩具适合几岁？", images=["duck.jpg"])
+    assert answer.type is QuestionType.toy and answer.classifier == "rules"
+    assert "toy_age[duck.jpg]" in answer.evidence
+    assert [t.args for t in answer.trace if t.name == "toy_age"] == [{"image": "duck.jpg", "question": "这个玩具适合几岁？"}]
+    assert any("玩具年龄：适合 3 岁以上" in p and "你是玩具顾问。" in p for p in llm.prompts)  # the inline template
+    assert answer.text == "三岁以上。"
+
+
+def test_the_llm_classifier_chooses_it(toy: QuestionCard, catalogue: Path, tmp_path: Path) -> None:
+    result = classify("Is it good for a baby?", ["duck.jpg"], FakeListChatModel(responses=['{"type": "toy", "query": ""}']), fewshot=False)
+    assert result.source == "llm" and result.classification.type is QuestionType.toy
+    classifier_llm = FakeListChatModel(responses=['{"type": "toy", "query": ""}'] * 2)
+    agent = build_agent(_settings(tmp_path), images=[catalogue], classifier_llm=classifier_llm, use_cache=False)
+    answer = agent.invoke("Is it good for a baby?", images=["duck.jpg"])
+    assert answer.type is QuestionType.toy and answer.classifier == "llm"
+    assert answer.text == "适合 3 岁以上"  # no answer LLM: the card's fallback field
+
+
+def test_without_an_image_the_answer_is_an_error(toy: QuestionCard, catalogue: Path, tmp_path: Path) -> None:
+    classifier_llm = FakeListChatModel(responses=['{"type": "toy", "query": ""}'] * 2)
+    agent = build_agent(_settings(tmp_path), images=[catalogue], classifier_llm=classifier_llm, use_cache=False)
+    answer = agent.invoke("这个玩具图片里的适合几岁？")
+    assert answer.type is QuestionType.toy and answer.error is not None
+    assert answer.error.reason == "a toy question needs an image, and none was given"
+
+
+def test_a_summary_card_answers_with_its_tools_verdict(toy: QuestionCard, catalogue: Path, tmp_path: Path) -> None:
+    register_question_type(QuestionCard(**{**toy.__dict__, "answer": "summary", "summary_tool": "toy_age"}))
+    llm = Recording(messages=itertools.cycle([AIMessage("not used")]), prompts=[])
+    agent = build_agent(_settings(tmp_path), images=[catalogue], llm=llm, classifier_llm=None, use_cache=False)
+    answer = agent.invoke("这个玩具适合几岁？", images=["duck.jpg"])
+    assert answer.type is QuestionType.toy and answer.text == "verdict: 3+"
+    assert not [p for p in llm.prompts if "你是玩具顾问" in p]  # no answer LLM
+
+
+AGENT = Path(__file__).resolve().parents[1] / "src" / "vlagent" / "agent"
+#: where a built-in type's tools and fields may be named: its card and the plan's helpers
+ALLOWED = {"cards.py", "questions.py", "plan.py"}
+
+
+def test_the_agent_names_no_builtin_tool_or_field_outside_the_cards() -> None:
+    builtin = {s.name for s in tool_specs()} | {s.field for s in tool_specs() if s.field}
+    assert {"ocr", "colors", "caption", "vqa", "ocr_text", "results", "clip_search"} <= builtin
+    found = []
+    for path in sorted(AGENT.glob("*.py")):
+        if path.name in ALLOWED:
+            continue
+        tree = ast.parse(path.read_text("utf-8"))
+        skip = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef))
+                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}  # fmt: skip
+        # a rule's hit names a question type (ocr, vqa, recommend are types and tools alike)
+        skip |= {id(a) for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "RuleHit" for a in n.args}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+                if node.value in builtin:
+                    found.append(f"{path.name}:{node.lineno}: {node.value!r}")
+    assert not found, found
