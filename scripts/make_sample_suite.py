@@ -217,6 +217,12 @@ def queries() -> list[dict]:
         q("请对给定的图片进行描述。", "pink_hoodie.jpg", "describe", answer="卫衣", split="tune"),
         q("请描述这张图片。", "green_skirt.jpg", "describe", answer="裙", split="holdout"),
         q("Describe this image.", "chelsea.jpg", "describe", answer="cat", split="holdout"),
+        # match: does the image fit the description? The verdict word leads the answer (yes items
+        # in English: a Chinese gold 符合 is also inside 不符合)
+        q("Is this a picture of a red sleeveless dress?", "red_dress.jpg", "match", answer=["yes"]),
+        q("这张图片是否符合这个产品的描述：蓝色衬衫？", "red_dress.jpg", "match", answer=["不符合"]),
+        q("Does this image match: a size label reading XL?", "label_size.jpg", "match", answer=["yes"]),
+        q("这是产地为 MADE IN CHINA 的标签吗？", "label_brand.jpg", "match", answer=["不符合"]),
     ]
 
 

@@ -321,7 +321,7 @@ def test_match_description_reads_a_long_question_in_linear_time(text: str, monke
 
 
 # ----------------------------------------------------------------------------------------
-# the labelled data (separate files until the `match` question type exists)
+# the labelled data: the classifier suite's and the sample suite's match items
 # ----------------------------------------------------------------------------------------
 SUITES = Path(__file__).resolve().parents[1] / "evals" / "suites"
 
@@ -329,11 +329,11 @@ SUITES = Path(__file__).resolve().parents[1] / "evals" / "suites"
 def test_the_classifier_rows_of_type_match() -> None:
     import json
 
-    rows = [json.loads(line) for line in (SUITES / "classifier" / "match.jsonl").read_text("utf-8").splitlines() if line.strip()]
-    assert len(rows) >= 8 and {r["type"] for r in rows} == {"match"}
+    every = [json.loads(line) for line in (SUITES / "classifier" / "questions.jsonl").read_text("utf-8").splitlines() if line.strip()]
+    rows = [r for r in every if r["type"] == "match"]
+    assert len(rows) >= 8
     assert sum(r.get("split") == "holdout" for r in rows) >= 3 and {r["language"] for r in rows} == {"zh", "en"}
-    existing = (SUITES / "classifier" / "questions.jsonl").read_text("utf-8").splitlines()[0]
-    assert set(json.loads(existing)) <= set(rows[0]) | {"split"}  # the same fields as the suite's rows
+    assert set(every[0]) <= set(rows[0]) | {"split"}  # the same fields as the suite's rows
     for row in rows:
         assert len(row["images"]) == 1 and row["query"]
         if row.get("split", "main") == "main":  # the holdout rows are for the card's classifier, unseen
@@ -355,7 +355,7 @@ def test_the_sample_items_are_answered_by_the_match_tool(monkeypatch: pytest.Mon
 
     monkeypatch.setenv("VLAGENT_CLIP_BACKEND", "none")
     sample = SUITES / "sample"
-    items = json.loads((sample / "match_query.json").read_text("utf-8"))
+    items = [i for i in json.loads((sample / "query.json").read_text("utf-8")) if i["gold_type"] == "match"]
     assert len(items) == 4 and {i["gold_type"] for i in items} == {"match"}
     ctx = ToolContext.from_settings(
         Settings(home=tmp_path / "home"), [sample / "images"], annotations=read_annotations(sample / "train_annotation.csv"), auto_index=False

@@ -8,6 +8,7 @@ one place a type's tools (its ``plan``) and fallback fields are named.
 from __future__ import annotations
 
 from vlagent.agent import rules
+from vlagent.agent.match_rule import match_rule
 from vlagent.agent.plan import (
     DESCRIBE_PROMPT, MAX_COMPARE_IMAGES, RETRIEVE_K, Call, Q, has_ocr_text, has_query_or_no_image,
     image_without_query, missing,
@@ -83,6 +84,15 @@ BUILTIN = (
             Call("vqa", {"question": Q.question}, images="all", limit=MAX_COMPARE_IMAGES),
         ),
     ),
+    # does the image fit this product description? (the competition's 是否符合描述; CLIP's last step)
+    QuestionCard(
+        name="match", prompt_rank=7, min_images=1, max_images=1, answer="summary", summary_tool="match", query=True,
+        rule=match_rule, rule_priority=25, fallback_fields=("match",), single_source=True,
+        what_is_missing="check the image against the text",
+        prompt_line="does the attached image fit a given product description or title? yes or no "
+        "(这张图片是否符合…的描述, 这是…吗, does this image match …); query = that description, copied.",
+        plan=(Call("match", {"text": Q.query}, images="first"),),
+    ),
     # no image needed
     QuestionCard(
         name="chat", prompt_rank=6, answer="llm", rule=rules.service_rule, rule_priority=20, needs_evidence=False,
@@ -96,6 +106,6 @@ BUILTIN = (
 )
 
 #: the order of ``for t in QuestionType`` (the evals' tables, the static examples)
-ORDER = ("describe", "retrieve", "vqa", "ocr", "compare", "chat", "recommend")
+ORDER = ("describe", "retrieve", "vqa", "ocr", "compare", "chat", "recommend", "match")
 for _card in sorted(BUILTIN, key=lambda c: ORDER.index(c.name)):
     register_question_type(_card)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 
+from vlagent.agent.questions import RuleHit, RuleInput
 from vlagent.agent.rules import fold_space
 
 PREFIX_WINDOW = 96  # a frame at the start is shorter than this
@@ -153,3 +154,12 @@ def match_description(question: str) -> str | None:
 _TAIL_AFTER_COLON = re.compile(r"(?:这个|该|的)?(?:描述|说明)?(?:吗|么|嘛)?" + _END)
 
 __all__ = ["PREFIX_WINDOW", "TAIL_WINDOW", "match_description"]
+
+
+def match_rule(r: RuleInput) -> RuleHit | None:
+    """The ``match`` card's rule step: a matching frame around a description, about one image
+    (two or more images asking "which one fits" compare them); the description is the query."""
+    if len(r.images) > 1 or not r.visual:
+        return None
+    description = match_description(r.text)
+    return RuleHit("match", description) if description else None
