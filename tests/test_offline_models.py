@@ -142,7 +142,7 @@ def test_pip_failure_is_one_clear_error(tmp_path: Path) -> None:
 
 
 # --- models list ---------------------------------------------------------------------------
-ROLES = ["clip", "llm", "caption", "vqa", "ocr", "text_embedder", "colors"]
+ROLES = ["clip", "llm", "caption", "vqa", "ocr", "text_embedder", "colors", "match"]  # colors, match: tools with no model role
 
 
 def test_model_roles_cover_every_role_per_profile(tmp_path: Path, smollm_gguf: Path) -> None:
