@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
 from typer.testing import CliRunner
 
-from vlagent.agent.classify import LLMDecision, build_messages, classify, system_prompt
+from vlagent.agent.classify import REPLY, LLMDecision, build_messages, classify, system_prompt
 from vlagent.agent.questions import get_card
 from vlagent.agent.rules import classify_rules, detect_language, merge_images
 from vlagent.agent.types import ClassifierResult, QuestionType
@@ -292,6 +292,10 @@ def test_no_usable_logprobs_fall_back_to_structured_output(alternatives: Any) ->
     assert (r.source, r.classification.type) == ("llm", QuestionType.chat)
     assert [bool(b.get("logprobs")) for b in requests] == [True, False]
     assert requests[1]["response_format"]["type"] == "json_schema"
+    # the fallback asks for JSON: its system prompt ends with the structured reply line, not "the type only"
+    systems = [b["messages"][0]["content"] for b in requests]
+    assert systems[0].endswith(REPLY["logprobs"]) and systems[1].endswith(REPLY["structured"])
+    assert systems[0][: -len(REPLY["logprobs"])] == systems[1][: -len(REPLY["structured"])]
 
 
 def test_the_prompt_prefix_is_the_same_for_every_question() -> None:

@@ -265,8 +265,12 @@ def _ask(
             return LLMDecision.model_validate(hit)
 
     def ask(msgs: list[BaseMessage]) -> Any:
-        scored = score_types(llm, msgs) if method == "logprobs" and reports_logprobs(llm) else None
-        return scored if scored is not None else structured_classifier(llm).invoke(msgs)
+        if method == "logprobs" and reports_logprobs(llm):
+            scored = score_types(llm, msgs)
+            if scored is not None:
+                return scored
+            msgs = as_structured(msgs)  # the fallback asks for JSON, not "the type only"
+        return structured_classifier(llm).invoke(msgs)
 
     if timeout is None:
         out = ask(messages)
@@ -286,6 +290,15 @@ def _ask(
     if reply_cache is not None:
         reply_cache.put(key, decision.model_dump(mode="json"))
     return decision
+
+
+def as_structured(messages: list[BaseMessage]) -> list[BaseMessage]:
+    """The same prompt with the structured method's reply line in place of the one-token line."""
+    first, one_token = messages[0], REPLY["logprobs"]
+    text = str(first.content)
+    if isinstance(first, SystemMessage) and text.endswith(one_token):
+        return [SystemMessage(text[: -len(one_token)] + REPLY["structured"]), *messages[1:]]
+    return messages
 
 
 def _norm(text: str) -> str:
