@@ -72,7 +72,7 @@ def test_the_sample_suite_is_complete_and_valid() -> None:
     for item in queries.items.values():
         assert set(item.images) <= names
         extra = item.extras()
-        assert extra["gold_type"] in {"describe", "retrieve", "vqa", "ocr", "compare", "chat"}
+        assert extra["gold_type"] in {"describe", "retrieve", "vqa", "ocr", "compare", "chat", "match"}
         if extra["gold_type"] == "retrieve":
             assert item.related_image == "" and extra["gold_image"] in names
         elif extra["gold_type"] == "compare":
@@ -80,7 +80,7 @@ def test_the_sample_suite_is_complete_and_valid() -> None:
         elif extra["gold_type"] != "chat":
             assert item.images and extra["gold_answer"]
     types = {i.extras()["gold_type"] for i in queries.items.values()}
-    assert types == {"describe", "retrieve", "vqa", "ocr", "compare", "chat"}
+    assert types == {"describe", "retrieve", "vqa", "ocr", "compare", "chat", "match"}
     csv_bytes = (SAMPLE / "train_annotation.csv").read_bytes()
     assert csv_bytes.startswith(b"\xef\xbb\xbfimage,title\n")
     assert len(csv_bytes.decode("utf-8-sig").splitlines()) == len(names) + 1
