@@ -213,7 +213,7 @@ def test_eval_cli_filters_split_and_types(tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "shopping" in bad.output
 
 
-# guards 7-9: the offline LLM's measured slips, refereed by the rules
+# guards 7-15: the offline LLM's measured slips, refereed by the rules
 @pytest.mark.parametrize(
     ("question", "images", "said", "expected"),
     [
@@ -223,6 +223,14 @@ def test_eval_cli_filters_split_and_types(tmp_path: Path) -> None:
         ("下雨天穿什么鞋比较好？", [], "retrieve", QuestionType.chat),  # advice, not a title
         ("买错尺码了能换吗？", [], "retrieve", QuestionType.chat),
         ("推荐一条适合夏天穿的连衣裙", [], "retrieve", QuestionType.recommend),  # recommendation wording
+        # guards 13-14: the match rule decides its type both ways
+        ("这是不是一双白色运动鞋？", ["a.jpg"], "vqa", QuestionType.match),
+        ("Is this a picture of a grey baseball cap?", ["a.jpg"], "vqa", QuestionType.match),
+        ("这件衣服可以退换吗？", [], "match", QuestionType.chat),
+        ("哪张图片是白色帆布鞋？", [], "match", QuestionType.retrieve),
+        # guard 15: the look of a label, or of the item, is not reading
+        ("吊牌是什么颜色的？", ["a.jpg"], "ocr", QuestionType.vqa),
+        ("这个手提包是真皮的吗？", ["a.jpg"], "ocr", QuestionType.vqa),
     ],
 )
 def test_guards_for_the_offline_llms_slips(question: str, images: list[str], said: str, expected: QuestionType) -> None:

@@ -87,6 +87,7 @@ BUILTIN = (
     # does the image fit this product description? (the competition's 是否符合描述; CLIP's last step)
     QuestionCard(
         name="match", prompt_rank=7, min_images=1, max_images=1, answer="summary", summary_tool="match", query=True,
+        rule_decides=True,
         rule=match_rule, rule_priority=25, fallback_fields=("match",), single_source=True,
         what_is_missing="check the image against the text",
         prompt_line="does the attached image fit a given product description or title? yes or no "

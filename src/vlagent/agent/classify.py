@@ -43,8 +43,15 @@
       asked for, not inferred (the 1.5B model's commonest slip when it answers with one token);
   12. vqa or describe where the rules say compare and the question has comparison wording
       (哪个更, 比, which one …) → compare.
+  13. the rules chose a type whose card has ``rule_decides`` (match: a matching frame around a
+      description, 是否符合…描述, 这是…吗, does this image match, :mod:`vlagent.agent.match_rule`)
+      and the LLM says otherwise → the rules; 14. the LLM says such a type and its rule did not
+      fire → the rules decide (the model said match for 哪张图片是…, 可以退换吗, two images);
+  15. an image, the LLM says ocr and the rules say vqa (no reading wording, or the look of a
+      label: 吊牌是什么颜色的) → vqa.
   Guards 1-6 were written before measuring; 7-9 after the first holdout run, 10 after the first
-  main-split run, 11-12 after the first run of the log-probability method (see evals/README).
+  main-split run, 11-12 after the first run of the log-probability method, 13-15 after the first
+  run with the match card (its prompt line and examples moved five label-look questions to ocr).
 """
 
 from __future__ import annotations
@@ -359,8 +366,14 @@ _ASKS = re.compile(
 
 
 def _referee(question: str, decision: LLMDecision, rules: Classification, images: list[str]) -> str | None:
-    """Why the rules overrule this LLM decision (guards 7-9 of the module docstring), or None."""
+    """Why the rules overrule this LLM decision (guards 7-15 of the module docstring), or None."""
     said = decision.type
+    if said is not rules.type and get_card(rules.type).rule_decides:
+        return f"llm said {said.value}; the {rules.type.value} rule fired and decides that type"
+    if said is not rules.type and get_card(said).rule_decides:
+        return f"llm said {said.value} but the {said.value} rule did not fire; rules chose {rules.type.value}"
+    if images and said is QuestionType.ocr and rules.type is QuestionType.vqa:
+        return "llm said ocr for a question about how the item (or its label) looks, with no reading wording; rules chose vqa"
     if images and said in (QuestionType.vqa, QuestionType.describe) and rules.type is QuestionType.ocr:
         return f"llm said {said.value} for a label-reading question; rules chose ocr"
     if said is QuestionType.compare and len(images) < 2 and not _COMPARE.search(question):

@@ -42,7 +42,10 @@ A card says:
 * ``rule`` / ``rule_priority``: its step in the rule classifier: a detector
   ``(RuleInput) -> RuleHit | None``; the rule classifier tries the cards' detectors by
   ascending priority (the built-in ones: 0, 10, ..., 60), the first hit wins, else ``chat``;
-* ``query``: the classifier extracts a search text for this type (retrieve);
+* ``query``: the classifier extracts a search text for this type (retrieve, match);
+* ``rule_decides``: the rule is the referee for this type: when it fires, the type stands
+  whatever the LLM says, and the LLM's choice of it stands only when the rule fires too (match:
+  its wording frames are precise, and the small LLM chose it for questions that are not);
 * ``templates``: {lang: template text} inline (``=== user ===`` splits system and user parts);
   empty: ``prompts/<name>.<lang>.txt``;
 * ``what_is_missing``: the no-evidence error's words, "no tool that can <this> is available";
@@ -102,6 +105,7 @@ class QuestionCard:
     rule: Rule | None = None
     rule_priority: int = 100
     query: bool = False
+    rule_decides: bool = False
     templates: Mapping[str, str] = field(default_factory=dict)
     what_is_missing: str = "read the image"
     summary_tool: str | None = None
