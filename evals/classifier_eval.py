@@ -342,7 +342,7 @@ def _build_llm(
     settings = Settings(**overrides)
     if settings.llm_backend == "none":
         return None
-    from vlagent.models.llm import build_chat_model
+    from vlagent.models.loader import build_chat_model
 
     return build_chat_model(settings)
 

@@ -172,7 +172,7 @@ def _load_llm(settings: Settings) -> tuple[BaseChatModel | None, str | None]:
         return None, "VLAGENT_LLM_BACKEND=none"
     ensure_llm_runs(settings)  # an engine that crashes here stops the caller with one line
     try:
-        from vlagent.models.llm import build_chat_model
+        from vlagent.models.loader import build_chat_model
 
         return build_chat_model(settings), None
     except VlagentError as exc:

@@ -18,7 +18,8 @@ console = Console()
 
 def _llm(settings: Any) -> tuple[Any, str | None, str | None]:
     """(chat model, its id for the cache, why there is none)."""
-    from vlagent.models.llm import build_chat_model, resolve_backend
+    from vlagent.models.llm import resolve_backend
+    from vlagent.models.loader import build_chat_model
 
     if settings.llm_backend == "none":
         return None, None, "skipped: no LLM configured (VLAGENT_LLM_BACKEND=none)"

@@ -74,7 +74,7 @@ def index(
     from vlagent.data.images import open_source
     from vlagent.index.build import index_images
     from vlagent.index.store import ImageIndex
-    from vlagent.models.clip import encoder_from_settings
+    from vlagent.models.loader import encoder_from_settings
 
     settings = _settings(dataset, clip_model=model, clip_pretrained=pretrained, clip_batch_size=batch_size)
     rows = read_annotations(annotations) if annotations else None
@@ -124,7 +124,7 @@ def _print_index_summary(summary: "IndexSummary") -> None:
 def _index_text_side(settings: Settings, images: Path, rows: list | None, verbose: bool) -> bool:  # type: ignore[type-arg]
     """The image-text index (vlagent.cli.index_text); True when CLIP cannot run here (text side only)."""
     from vlagent.cli.index_text import index_text_side, text_side_reason
-    from vlagent.models.clip import clip_probe
+    from vlagent.models.loader import clip_probe
 
     why_not_text = text_side_reason()
     if why_not_text:

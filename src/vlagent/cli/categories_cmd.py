@@ -31,7 +31,7 @@ def classify(
     The CSV (image,category,score) is what VLAGENT_CATEGORIES points the agent at: a title hint
     for images without a title."""
     from vlagent.enrich.categories import DEFAULT_CATEGORIES, parse_labels
-    from vlagent.models.clip import encoder_from_settings
+    from vlagent.models.loader import encoder_from_settings
     from vlagent.settings import Settings
 
     quiet_libraries(verbose)
@@ -76,7 +76,7 @@ def classify(
 
 def _one(image: Path, names: list[str], settings: object) -> None:
     from vlagent.data.images import load_image_file
-    from vlagent.models.clip import encoder_from_settings
+    from vlagent.models.loader import encoder_from_settings
     from vlagent.models.zeroshot import zero_shot
 
     img = load_image_file(image, settings.max_image_pixels)  # type: ignore[attr-defined]

@@ -54,7 +54,7 @@ def finetune(
     from vlagent.finetune.freeze import FreezeSpec
     from vlagent.finetune.towers import towers_for
     from vlagent.finetune.train import FinetuneConfig, finetune as run
-    from vlagent.models.clip import encoder_from_settings
+    from vlagent.models.loader import encoder_from_settings
     from vlagent.settings import Settings
 
     quiet_libraries(verbose)
