@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: seconds to wait for the actors to build their agents (model loads included)
 ACTOR_START_TIMEOUT = 900.0
 
-#: builds the agent inside an actor: ``factory(images, annotations)`` (``vlagent.evals.cli.make_agent``)
+#: builds the agent inside an actor: ``factory(images, annotations)`` (``vlagent.cli.eval_cmd.make_agent``)
 AgentFactory = Callable[[list[Path], "Path | None"], Any]
 
 

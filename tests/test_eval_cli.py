@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from eval_fakes import FakeAgent
 from vlagent.cli.app import app as main_app
-from vlagent.evals import cli as eval_cli
+from vlagent.cli.app import main
+from vlagent.cli import eval_cmd as eval_cli
 from vlagent.evals.harness import run_eval
 from vlagent.evals.journal import journal_path
 from vlagent.evals.metrics import load_gold, score_run
@@ -72,7 +73,7 @@ def test_the_sample_suite_is_complete_and_valid() -> None:
     for item in queries.items.values():
         assert set(item.images) <= names
         extra = item.extras()
-        assert extra["gold_type"] in {"describe", "retrieve", "vqa", "ocr", "compare", "chat"}
+        assert extra["gold_type"] in {"describe", "retrieve", "vqa", "ocr", "compare", "chat", "match"}
         if extra["gold_type"] == "retrieve":
             assert item.related_image == "" and extra["gold_image"] in names
         elif extra["gold_type"] == "compare":
@@ -80,7 +81,7 @@ def test_the_sample_suite_is_complete_and_valid() -> None:
         elif extra["gold_type"] != "chat":
             assert item.images and extra["gold_answer"]
     types = {i.extras()["gold_type"] for i in queries.items.values()}
-    assert types == {"describe", "retrieve", "vqa", "ocr", "compare", "chat"}
+    assert types == {"describe", "retrieve", "vqa", "ocr", "compare", "chat", "match"}
     csv_bytes = (SAMPLE / "train_annotation.csv").read_bytes()
     assert csv_bytes.startswith(b"\xef\xbb\xbfimage,title\n")
     assert len(csv_bytes.decode("utf-8-sig").splitlines()) == len(names) + 1
@@ -189,8 +190,12 @@ def test_invalid_items_are_listed_by_index(injected: Injected, tmp_path: Path) -
 
 
 def test_python_m_entry_point_app(injected: Injected, tmp_path: Path) -> None:
+    """``python -m vlagent.cli eval ...`` runs the main app's ``main``."""
+    from vlagent.cli import __main__ as entry
+
+    assert entry.main is main
     out = tmp_path / "answers.json"
-    result = runner.invoke(eval_cli.app, sample_args(out))
+    result = runner.invoke(main_app, sample_args(out))
     assert result.exit_code == 0, result.output
     assert out.exists()
 

@@ -176,7 +176,7 @@ def _register_optional() -> None:
 
     for module, name in [
         ("vlagent.cli.agent_cmds", None),
-        ("vlagent.evals.cli", None),
+        ("vlagent.cli.eval_cmd", None),
         ("vlagent.cli.serve", "serve"),
         ("vlagent.cli.models", "models"),
         ("vlagent.cli.doctor_cmd", None),
