@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlagent.distributed.common import as_user_error, ray_session
 from vlagent.errors import VlagentError, one_line
-from vlagent.evals.harness import EvalRun, answer_item, finish_run, plan_run
+from vlagent.evals.harness import EvalRun, _progress, answer_item, finish_run, plan_run
 from vlagent.evals.journal import Journal, JournalEntry, shard_journal_path
 from vlagent.evals.lock import OutputLock
 
@@ -110,7 +110,6 @@ def _run_eval_ray(
 ) -> EvalRun:
     from rich.console import Console
 
-    from vlagent.evals.harness import _progress
 
     started = time.perf_counter()
     console = console or Console(stderr=True)

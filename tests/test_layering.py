@@ -49,6 +49,19 @@ RANK["prompts"] = 0
 ALLOWED_FUNCTION_IMPORTS: dict[tuple[str, str], str] = {
     ("vlagent", "vlagent.agent.build"): "the public facade `vlagent.build_agent`: lazy so that importing any "
     "vlagent submodule (whose package __init__ runs first) does not load the agent and torch",
+    ("vlagent.cli.ui_cmd", "vlagent.web.ui"): "gradio, the optional web extra: `vlagent ui` says how to install it",
+    # the agent (langgraph) and the API (fastapi) load only in the commands that use them:
+    # hoisted, `vlagent --help` took 2.06 s -> 2.45 s (best of 3, measured alternately against main)
+    **{
+        (cli, target): "start-up time of vlagent --help (measured 2.06 s -> 2.45 s)"
+        for cli, target in [
+            ("vlagent.cli.agent_cmds", "vlagent.agent.build"),
+            ("vlagent.cli.eval_cmd", "vlagent.agent.build"),
+            ("vlagent.cli.serve", "vlagent.api.server"),
+            ("vlagent.cli.ui_cmd", "vlagent.api.server"),
+            ("vlagent.cli.ui_cmd", "vlagent.api.service"),
+        ]
+    },
 }
 
 #: What this branch left (a ratchet: the checks fail on anything new, and on an entry fixed but
@@ -56,35 +69,8 @@ ALLOWED_FUNCTION_IMPORTS: dict[tuple[str, str], str] = {
 KNOWN_CYCLES: list[list[str]] = []
 KNOWN_UPWARD: set[tuple[str, str]] = set()
 KNOWN_LAYER_CYCLES: list[list[str]] = []
-#: function-level vlagent imports per module still to hoist (most are the CLI's lazy command
-#: bodies and the models' loop above); the count per module may only go down.
-KNOWN_FUNCTION_IMPORTS: dict[str, int] = {
-    "vlagent.agent.build": 8,
-    "vlagent.agent.classify": 2,
-    "vlagent.agent.fewshot": 2,
-    "vlagent.agent.prompts": 1,
-    "vlagent.api.app": 1,
-    "vlagent.api.langgraph_app": 3,
-    "vlagent.api.server": 2,
-    "vlagent.api.service": 1,
-    "vlagent.cli.agent_cmds": 1,
-    "vlagent.cli.analyze_cmd": 7,
-    "vlagent.cli.app": 11,
-    "vlagent.cli.caption_cmd": 5,
-    "vlagent.cli.categories_cmd": 10,
-    "vlagent.cli.doctor_cmd": 1,
-    "vlagent.cli.finetune_cmd": 10,
-    "vlagent.cli.index_text": 8,
-    "vlagent.cli.models": 3,
-    "vlagent.cli.ray_index_cmd": 1,
-    "vlagent.cli.recommend_cmd": 3,
-    "vlagent.cli.serve": 8,
-    "vlagent.cli.ui_cmd": 4,
-    "vlagent.distributed.ray_index": 3,
-    "vlagent.evals.classifier_eval": 5,
-    "vlagent.evals.ray_eval": 1,
-    "vlagent.evals.retrieval_eval": 11,
-}
+#: function-level vlagent imports per module still to hoist; the count per module may only go down.
+KNOWN_FUNCTION_IMPORTS: dict[str, int] = {}
 
 #: nothing below the agent imports these
 UPPER = ("vlagent.tools", "vlagent.agent", "vlagent.cli", "vlagent.api", "vlagent.web", "vlagent.evals")

@@ -69,6 +69,8 @@ from vlagent.agent.rules import _COMPARE, _VISUAL_REF, classify_rules, clean_que
 from vlagent.agent.types import Classification, ClassifierResult, QuestionType
 from vlagent.cache import DiskCache
 from vlagent.errors import one_line
+from vlagent.models.llm import structured_llm
+from vlagent.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +189,6 @@ def settings_k() -> int:
 
 @lru_cache(maxsize=1)
 def _settings() -> Any:
-    from vlagent.settings import Settings
-
     return Settings()
 
 
@@ -201,8 +201,6 @@ def settings_method() -> tuple[Method, int]:
 def structured_classifier(llm: BaseChatModel) -> Runnable[Any, Any]:
     """messages → :class:`LLMDecision` (raises on failure)."""
     try:
-        from vlagent.models.llm import structured_llm
-
         return structured_llm(llm, decision_model())
     except NotImplementedError:  # a chat model without tool calling: prompted JSON
         parser = PydanticOutputParser(pydantic_object=decision_model())

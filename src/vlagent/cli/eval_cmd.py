@@ -14,7 +14,6 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from vlagent.agent.build import build_agent
 from vlagent.cli.errors import err_console
 from vlagent.data.queries import read_queries
 from vlagent.distributed.common import ADDRESS_HELP, ENGINE_HELP, Engine
@@ -36,6 +35,8 @@ def make_agent(images: list[Path], annotations: Path | None) -> Any:
 
     Its images come only from the catalogue (``--images``): no extra roots from settings."""
     settings = Settings().model_copy(update={"image_roots": []})
+    from vlagent.agent.build import build_agent  # lazy: start-up time of `vlagent --help` (langgraph)
+
     return build_agent(settings=settings, images=list(images), annotations=annotations)
 
 
