@@ -68,6 +68,7 @@ from vlagent.agent.questions import get_card, on_change, question_cards
 from vlagent.agent.rules import _COMPARE, _VISUAL_REF, classify_rules, clean_query, detect_language, merge_images
 from vlagent.agent.types import Classification, ClassifierResult, QuestionType
 from vlagent.cache import DiskCache
+from vlagent.data.images import base_name  # the one base-name helper (also `classify.base_name`)
 from vlagent.errors import one_line
 from vlagent.models.llm import structured_llm
 from vlagent.settings import Settings
@@ -138,11 +139,6 @@ def static_pool(per_type: int) -> tuple[Example, ...]:
         mixed = [e for pair in zip(zh, en) for e in pair] + zh[len(en):] + en[len(zh):]
         chosen += mixed[:per_type]
     return tuple(chosen)
-
-
-def base_name(name: str) -> str:
-    """``/data/catalogue/abc.jpg`` → ``abc.jpg`` (POSIX or Windows separators)."""
-    return re.split(r"[\\/]", name.strip())[-1]
 
 
 def describe_images(images: list[str]) -> str:
