@@ -185,7 +185,7 @@ def main() -> None:
     rows.append(("plain invoke loop", seconds, failed))
     stage_table(answers, usage)
     if args.workers is None:
-        from vlagent.evals.cli import auto_workers
+        from vlagent.cli.eval_cmd import auto_workers
 
         args.workers = [auto_workers(agent)]
     for workers in args.workers:

@@ -32,6 +32,11 @@ from rich.console import Console
 from rich.table import Table
 
 from vlagent.agent.types import ClassifierResult, QuestionType
+from vlagent.agent.classify import classify
+from vlagent.agent.rules import classify_rules
+from vlagent.cache import DiskCache
+from vlagent.models.loader import build_chat_model
+from vlagent.settings import Settings
 
 
 
@@ -255,9 +260,6 @@ def main(
     out: Optional[Path] = typer.Option(None, help="write the JSON result here"),
     log: Optional[Path] = typer.Option(None, help="append per-question progress here"),
 ) -> None:
-    from vlagent.agent.classify import classify
-    from vlagent.agent.rules import classify_rules
-
     console = Console()
     items = load_suite(suite)[:limit] if limit else load_suite(suite)
     if split:
@@ -294,7 +296,6 @@ def main(
             else:
                 print(line, file=sys.stderr, flush=True)
 
-        from vlagent.cache import DiskCache
 
         reply_cache = DiskCache(cache) if cache else None
         name = f"llm ({type(llm).__name__})"
@@ -326,8 +327,6 @@ def _build_llm(
     max_tokens: int,
     n_threads: int | None,
 ) -> Any:
-    from vlagent.settings import Settings
-
     overrides: dict[str, Any] = {"llm_max_tokens": max_tokens}
     if backend:
         overrides["llm_backend"] = backend
@@ -342,7 +341,6 @@ def _build_llm(
     settings = Settings(**overrides)
     if settings.llm_backend == "none":
         return None
-    from vlagent.models.llm import build_chat_model
 
     return build_chat_model(settings)
 

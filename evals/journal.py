@@ -4,13 +4,18 @@ An interrupted run (Ctrl-C, crash, kill) loses at most the questions that were i
 ``--resume`` reuses every line whose key still matches the input item (index + a hash of its
 question and images), so a changed input is recomputed; a failed one is retried only with
 ``--retry-failed``.
-A torn last line (the process died mid-write) is ignored.
+One reader, :func:`load_journal` / :func:`load_journals`, with one rule: the latest line per item
+index wins (a later ``failed`` never hides an earlier ``ok`` for the same input); a line that
+does not parse (the torn last line of a process that died mid-write, or such a line that a
+resumed run then wrote past) is skipped with a warning, and every other line is kept; fields a
+reader does not know are ignored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -20,6 +25,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from vlagent.data.queries import QueryItem
+
+log = logging.getLogger(__name__)
 
 JOURNAL_SUFFIX = ".journal.jsonl"
 
@@ -122,27 +129,35 @@ class Journal:
 
 
 def load_journal(path: str | Path, entries: dict[int, JournalEntry] | None = None) -> dict[int, JournalEntry]:
-    """The latest entry per item index; unreadable (torn) lines are skipped.
+    """The latest entry per item index (the module docstring's rule); unreadable lines are
+    skipped with one warning per file.
 
     ``entries``: merge into these (the entries of other journal files of the same run)."""
     path = Path(path)
     entries = {} if entries is None else entries
     if not path.is_file():
         return entries
+    skipped: list[int] = []
     with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
                 continue
             try:
                 entry = JournalEntry.model_validate_json(line)
             except ValidationError:
+                skipped.append(number)
                 continue
             previous = entries.get(entry.index)
             # a later 'failed' line never hides an earlier good answer for the same input
             if previous is not None and previous.status == "ok" and entry.status == "failed" and previous.key == entry.key:
                 continue
             entries[entry.index] = entry
+    if skipped:
+        log.warning(
+            "journal %s: skipped %d unreadable line(s) (line %s; a write cut short?); the other entries are kept",
+            path, len(skipped), ", ".join(map(str, skipped[:5])) + (" ..." if len(skipped) > 5 else ""),
+        )  # fmt: skip
     return entries
 
 

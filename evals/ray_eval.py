@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlagent.distributed.common import as_user_error, ray_session
 from vlagent.errors import VlagentError, one_line
-from vlagent.evals.harness import EvalRun, answer_item, finish_run, plan_run
+from vlagent.evals.harness import EvalRun, _progress, answer_item, finish_run, plan_run
 from vlagent.evals.journal import Journal, JournalEntry, shard_journal_path
 from vlagent.evals.lock import OutputLock
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: seconds to wait for the actors to build their agents (model loads included)
 ACTOR_START_TIMEOUT = 900.0
 
-#: builds the agent inside an actor: ``factory(images, annotations)`` (``vlagent.evals.cli.make_agent``)
+#: builds the agent inside an actor: ``factory(images, annotations)`` (``vlagent.cli.eval_cmd.make_agent``)
 AgentFactory = Callable[[list[Path], "Path | None"], Any]
 
 
@@ -110,7 +110,6 @@ def _run_eval_ray(
 ) -> EvalRun:
     from rich.console import Console
 
-    from vlagent.evals.harness import _progress
 
     started = time.perf_counter()
     console = console or Console(stderr=True)

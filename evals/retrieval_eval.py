@@ -29,6 +29,14 @@ from rich.console import Console
 from rich.table import Table
 
 from vlagent.evals.metrics import rank_of
+from vlagent.data.annotations import Annotation, read_annotations
+from vlagent.data.images import open_source
+from vlagent.fileio import atomic_write_json
+from vlagent.index.fusion import FusedSearch, fused_search
+from vlagent.index.text_index import TextIndex, index_image_texts
+from vlagent.index.titles import TitleIndex
+from vlagent.models.context import ToolContext
+from vlagent.settings import Settings
 
 QUERIES = "suites/sample/retrieval.jsonl"
 SAMPLE = "suites/sample"
@@ -91,13 +99,6 @@ MODES = {"titled": "every image has its title", "half": "every other image untit
 
 def sample_rankers(home: Path, mode: str) -> dict[str, Any]:
     """title / text / fused rankers over the shipped sample catalogue (see :data:`MODES`)."""
-    from vlagent.data.annotations import Annotation, read_annotations
-    from vlagent.data.images import open_source
-    from vlagent.index.fusion import FusedSearch, fused_search
-    from vlagent.index.text_index import TextIndex, index_image_texts
-    from vlagent.settings import Settings
-    from vlagent.models.context import ToolContext
-    from vlagent.index.titles import TitleIndex
 
     root = Path(str(resources.files("vlagent.evals").joinpath(SAMPLE)))
     rows = read_annotations(root / "train_annotation.csv")
@@ -164,8 +165,6 @@ def main(
         }
     render(results, console)
     if out:
-        from vlagent.fileio import atomic_write_json
-
         atomic_write_json(out, {k: {n: s.model_dump() for n, s in v.items()} for k, v in results.items()})
         console.print(f"wrote {out}")
 

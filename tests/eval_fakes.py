@@ -73,7 +73,7 @@ class FakeAgent:
 
 
 def make_fake_agent(images: list[Any], annotations: Any) -> FakeAgent:
-    """An agent factory as ``vlagent.evals.cli.make_agent`` (for the Ray harness: runs in each actor)."""
+    """An agent factory as ``vlagent.cli.eval_cmd.make_agent`` (for the Ray harness: runs in each actor)."""
     return FakeAgent()
 
 

@@ -747,7 +747,7 @@ def test_kill_9_mid_run_then_a_second_run_then_resume(workspace: Workspace, capl
     ws.llm.mode = "slow"
     ws.llm.delay = 0.4
     env = {**os.environ, **ws.env, "VLAGENT_REQUEST_TIMEOUT": "20"}
-    cmd = [sys.executable, "-m", "vlagent.evals", "eval", str(ws.query), "--images", str(ws.images),
+    cmd = [sys.executable, "-m", "vlagent.cli", "eval", str(ws.query), "--images", str(ws.images),
            "--annotations", str(ws.csv), "--out", str(ws.out), "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     jpath = journal_path(ws.out)

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from eval_fakes import FakeAgent
 from vlagent.cli.app import app as main_app
-from vlagent.evals import cli as eval_cli
+from vlagent.cli.app import main
+from vlagent.cli import eval_cmd as eval_cli
 from vlagent.evals.harness import run_eval
 from vlagent.evals.journal import journal_path
 from vlagent.evals.metrics import load_gold, score_run
@@ -189,8 +190,12 @@ def test_invalid_items_are_listed_by_index(injected: Injected, tmp_path: Path) -
 
 
 def test_python_m_entry_point_app(injected: Injected, tmp_path: Path) -> None:
+    """``python -m vlagent.cli eval ...`` runs the main app's ``main``."""
+    from vlagent.cli import __main__ as entry
+
+    assert entry.main is main
     out = tmp_path / "answers.json"
-    result = runner.invoke(eval_cli.app, sample_args(out))
+    result = runner.invoke(main_app, sample_args(out))
     assert result.exit_code == 0, result.output
     assert out.exists()
 

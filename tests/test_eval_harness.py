@@ -17,7 +17,7 @@ from PIL import Image
 from eval_fakes import FakeAgent
 from vlagent.errors import DataError
 from vlagent.evals.harness import run_eval
-from vlagent.evals.journal import journal_path, load_journal
+from vlagent.evals.journal import journal_path, load_journal, load_journals
 
 CATALOGUE = ["a.jpg", "b.jpg", "c.jpg", "red_dress.jpg", "blue_shirt.jpg"]
 
@@ -320,3 +320,29 @@ def test_zip_catalogue_and_file_name_matching(tmp_path: Path, catalogue: Path) -
 def test_workers_must_be_positive(query: Path, catalogue: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="workers"):
         run(FakeAgent(), query, tmp_path / "answers.json", catalogue, workers=0)
+
+
+def test_the_journal_reader_keeps_what_it_can(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One reader for every journal: a truncated last line is skipped with a warning and loses
+    nothing before it; for a duplicate index the last line wins (a later failure never hides an
+    earlier answer to the same input); unknown fields are ignored."""
+    path = tmp_path / "answers.json.journal.jsonl"
+    lines = [
+        {"index": 0, "key": "k0", "status": "ok", "text": "first"},
+        {"index": 1, "key": "k1", "status": "failed", "error": "timeout"},
+        {"index": 0, "key": "k0", "status": "ok", "text": "second", "from_a_newer_version": 1},
+        {"index": 1, "key": "k1", "status": "ok", "text": "retried"},
+        {"index": 2, "key": "k2", "status": "ok", "text": "kept"},
+        {"index": 2, "key": "k2", "status": "failed", "error": "a later failure"},
+    ]
+    text = "".join(json.dumps(line) + "\n" for line in lines) + '{"index": 3, "key": "k3", "sta'
+    path.write_text(text, encoding="utf-8")
+    with caplog.at_level("WARNING", logger="vlagent.evals.journal"):
+        entries = load_journal(path)
+    assert sorted(entries) == [0, 1, 2]
+    assert entries[0].text == "second" and entries[1].text == "retried" and entries[2].text == "kept"
+    assert "skipped 1 unreadable line(s) (line 7" in caplog.text
+    # shards merge with the same rule, in the order given
+    shard = tmp_path / "answers.json.journal.shard-0.jsonl"
+    shard.write_text(json.dumps({"index": 0, "key": "k0", "status": "ok", "text": "shard"}) + "\n", encoding="utf-8")
+    assert load_journals([path, shard])[0].text == "shard"

@@ -15,11 +15,10 @@ from vlagent.errors import BackendUnavailableError, ModelLoadError, VlagentError
 from vlagent.models.llm import (
     ChatTransformers,
     VlagentChatOpenAI,
-    build_chat_model,
-    load_llama,
     resolve_backend,
     structured_llm,
 )
+from vlagent.models.loader import build_chat_model, load_llama
 from vlagent.serving.process import free_port
 from vlagent.settings import Settings
 

@@ -17,7 +17,7 @@ import pytest
 
 from vlagent.errors import BackendUnavailableError, ModelLoadError, ToolUnavailable
 from vlagent.models import hub, loader, roles
-from vlagent.models.clip import clip_probe, encoder_from_settings
+from vlagent.models.loader import clip_probe, encoder_from_settings
 from vlagent.models.roles import Found, RoleSpec
 from vlagent.models.servers import Server, backend_unavailable
 from vlagent.settings import Settings

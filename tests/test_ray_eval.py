@@ -92,7 +92,7 @@ def test_an_agent_that_cannot_be_built_on_the_actors_is_one_line(ray_local, quer
 
 def test_eval_command_with_engine_ray(ray_local, query, catalogue, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from vlagent.cli.app import app
-    from vlagent.evals import cli as eval_cli
+    from vlagent.cli import eval_cmd as eval_cli
 
     monkeypatch.setattr(eval_cli, "make_agent", make_fake_agent)
     out = tmp_path / "answers.json"

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.agent.toolspec import ToolSpec
 from vlagent.index.shared import clip_retriever, text_search, title_probe
-from vlagent.models.clip import clip_probe as probe
+from vlagent.models.loader import clip_probe as probe
 from vlagent.models.context import ToolContext
 
 

@@ -20,6 +20,12 @@ from vlagent.errors import VlagentError
 from vlagent.models.selfcheck import ensure_llm_runs
 from vlagent.settings import Settings
 from vlagent.models.context import ToolContext
+from vlagent.agent.classify import classify
+from vlagent.agent.plan import PlanInput, calls_for
+from vlagent.agent.registry import build_tools, prepare
+from vlagent.agent.rules import classify_rules
+from vlagent.enrich.categories import read_categories
+from vlagent.models.loader import build_chat_model
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +105,6 @@ class VLAgent:
         still classifies each question), and runs each tool's batch hook over all its calls:
         retrieval texts are encoded in batches, captions generated in batches into the cache the
         tools read. Returns {tool: items prepared}."""
-        from vlagent.agent.plan import PlanInput, calls_for
-        from vlagent.agent.rules import classify_rules
-        from vlagent.agent.registry import prepare
 
         if self.ctx is None:
             return {}
@@ -150,8 +153,6 @@ class VLAgent:
 
 
 def _default_classifier() -> Any:
-    from vlagent.agent.classify import classify
-
     return classify
 
 
@@ -172,8 +173,6 @@ def _load_llm(settings: Settings) -> tuple[BaseChatModel | None, str | None]:
         return None, "VLAGENT_LLM_BACKEND=none"
     ensure_llm_runs(settings)  # an engine that crashes here stops the caller with one line
     try:
-        from vlagent.models.llm import build_chat_model
-
         return build_chat_model(settings), None
     except VlagentError as exc:
         return None, str(exc)
@@ -184,7 +183,6 @@ def title_hints(settings: Settings, titles: dict[str, str]) -> dict[str, str]:
     (``vlagent classify --images ... --out categories.csv``; setting ``categories_path``)."""
     if not settings.categories_path:
         return titles
-    from vlagent.enrich.categories import read_categories
 
     hints = dict(titles)
     for image, category in read_categories(settings.categories_path).items():
@@ -229,8 +227,6 @@ def build_agent(
         if why:
             unavailable["llm"] = why
     if tools is None:
-        from vlagent.agent.registry import build_tools
-
         built, dropped = build_tools(ctx)
         tools = list(built.values())
         unavailable.update(dropped)

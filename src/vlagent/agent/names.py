@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from vlagent.data.images import base_name
+
 
 def display_name(image: str) -> str:
-    """What the LLM and the trace call an image: its base name, never a file-system path."""
-    return image.replace("\\", "/").rsplit("/", 1)[-1]
+    """What the LLM and the trace call an image: its base name (:func:`vlagent.data.images.base_name`,
+    as given), never a file-system path."""
+    return base_name(image, strip=False)
 
 
 _PATH = re.compile(r"(?<![\w:/.\\])(?:[A-Za-z]:)?(?:[\\/][^\s\\/:;,()'\"]+)+[\\/]?")  # not URLs

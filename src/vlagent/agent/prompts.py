@@ -11,6 +11,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from vlagent.agent.questions import get_card, on_change
 from vlagent.agent.types import Language, QuestionType
+from vlagent.agent.registry import fields as tool_fields
 
 SEPARATOR = "=== user ==="
 NONE = {"zh": "（无）", "en": "(none)"}
@@ -19,8 +20,6 @@ BASE_FIELDS = ("question", "history", "title", "notes", "query", "best", "facts"
 
 
 def fields() -> tuple[str, ...]:
-    from vlagent.agent.registry import fields as tool_fields
-
     return BASE_FIELDS + tuple(f for f in tool_fields() if f not in BASE_FIELDS)
 
 

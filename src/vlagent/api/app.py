@@ -29,6 +29,7 @@ from vlagent.api.service import AgentService
 from vlagent.api.steps import Step
 from vlagent.api.uploads import UploadFolder
 from vlagent.errors import VlagentError, one_line
+from vlagent.api.openai_compat import make_router
 
 _bearer = HTTPBearer(auto_error=False, description="VLAGENT_API_TOKEN, when the server sets one")
 
@@ -95,7 +96,6 @@ def create_app(service: AgentService) -> FastAPI:
             return answer_error(result)
         return JSONResponse(result.model_dump(mode="json"))
 
-    from vlagent.api.openai_compat import make_router
 
     app.include_router(make_router(service), dependencies=[Depends(require_token)])
     return app

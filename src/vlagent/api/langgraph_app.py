@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
+from vlagent.agent.build import build_agent
+from vlagent.agent.graph import build_graph
+from vlagent.settings import Settings
 
 
 @lru_cache(maxsize=1)
 def make_graph() -> Any:
     """Build the agent once per server process (models load here) and return its graph."""
-    from vlagent.agent.build import build_agent
-    from vlagent.agent.graph import build_graph
-    from vlagent.settings import Settings
 
     settings = Settings()
     agent = build_agent(settings, images=list(settings.catalogue), annotations=settings.annotations)

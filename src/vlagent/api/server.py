@@ -9,6 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from vlagent.settings import Settings
+from vlagent.api.app import create_app
+from vlagent.api.service import AgentService
 
 
 def quiet_third_party(verbose: bool) -> None:
@@ -27,8 +29,6 @@ def serve_api(
 ) -> None:
     import uvicorn
 
-    from vlagent.api.app import create_app
-    from vlagent.api.service import AgentService
 
     quiet_third_party(verbose)
     with console.status("loading the agent ..."):

@@ -21,6 +21,7 @@ from vlagent.api.uploads import UploadError, UploadFolder
 from vlagent.data.queries import check_question
 from vlagent.errors import ImageNotAllowedError, VlagentError
 from vlagent.settings import Settings
+from vlagent.agent.build import build_agent
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ class AgentService:
         cls, settings: Settings, images: list[Path] | None = None, annotations: Path | None = None
     ) -> "AgentService":
         """Build the agent (models load once, here) over ``images`` or ``settings.catalogue``."""
-        from vlagent.agent.build import build_agent
 
         catalogue = list(images or settings.catalogue)
         annotations = annotations or settings.annotations

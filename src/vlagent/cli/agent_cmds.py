@@ -29,7 +29,7 @@ ImagesOpt = Annotated[
 
 def _agent(catalogue: list[Path] | None, annotations: Path | None, allow_files: list[Path] | None = None):  # type: ignore[no-untyped-def]
     """The agent; images come from the catalogue, ``allow_files`` and VLAGENT_IMAGE_ROOTS only."""
-    from vlagent.agent.build import build_agent
+    from vlagent.agent.build import build_agent  # lazy: start-up time of `vlagent --help` (langgraph)
 
     with console.status("loading models ..."):
         agent = build_agent(images=list(catalogue or []), annotations=annotations, allow_files=list(allow_files or []))

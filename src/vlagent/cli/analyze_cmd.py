@@ -12,13 +12,19 @@ from rich.table import Table
 from vlagent.cli.options import JsonOpt, VerboseOpt
 from vlagent.cli.quiet import quiet_libraries
 from vlagent.errors import one_line
+from vlagent.analysis.analyze import analyze_questions
+from vlagent.analysis.questions import load_questions
+from vlagent.analysis.report import write_report
+from vlagent.cli.errors import err_console
+from vlagent.models.llm import resolve_backend
+from vlagent.models.loader import build_chat_model
+from vlagent.settings import Settings
 
 console = Console()
 
 
 def _llm(settings: Any) -> tuple[Any, str | None, str | None]:
     """(chat model, its id for the cache, why there is none)."""
-    from vlagent.models.llm import build_chat_model, resolve_backend
 
     if settings.llm_backend == "none":
         return None, None, "skipped: no LLM configured (VLAGENT_LLM_BACKEND=none)"
@@ -49,11 +55,6 @@ def analyze(
     methods (adjusted Rand index, cross-tabs)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from vlagent.analysis.analyze import analyze_questions
-    from vlagent.analysis.questions import load_questions
-    from vlagent.analysis.report import write_report
-    from vlagent.cli.errors import err_console
-    from vlagent.settings import Settings
 
     quiet_libraries(verbose)
     questions = load_questions(query_json)

@@ -17,6 +17,14 @@ from vlagent.cli.options import VerboseOpt
 from vlagent.distributed.common import ADDRESS_HELP, ENGINE_HELP, Engine
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
+from vlagent.cli.index_text import index_text_side, text_side_reason
+from vlagent.cli.ray_index_cmd import index_on_ray
+from vlagent.data.annotations import read_annotations
+from vlagent.data.images import load_image_file, open_source
+from vlagent.index.build import index_images
+from vlagent.index.search import Retriever
+from vlagent.index.store import ImageIndex
+from vlagent.models.loader import clip_probe, encoder_from_settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.index.build import IndexSummary
@@ -70,19 +78,12 @@ def index(
     """Index a catalogue's images into the Chroma image index (idempotent: unchanged images are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from vlagent.data.annotations import read_annotations
-    from vlagent.data.images import open_source
-    from vlagent.index.build import index_images
-    from vlagent.index.store import ImageIndex
-    from vlagent.models.clip import encoder_from_settings
 
     settings = _settings(dataset, clip_model=model, clip_pretrained=pretrained, clip_batch_size=batch_size)
     rows = read_annotations(annotations) if annotations else None
     if text and _index_text_side(settings, images, rows, verbose):
         return
     if engine == Engine.ray:
-        from vlagent.cli.ray_index_cmd import index_on_ray
-
         return _print_index_summary(index_on_ray(images, settings, rows, address))
     with open_source(images) as source:
         with console.status(f"loading {settings.clip_model} ..."):
@@ -123,8 +124,6 @@ def _print_index_summary(summary: "IndexSummary") -> None:
 
 def _index_text_side(settings: Settings, images: Path, rows: list | None, verbose: bool) -> bool:  # type: ignore[type-arg]
     """The image-text index (vlagent.cli.index_text); True when CLIP cannot run here (text side only)."""
-    from vlagent.cli.index_text import index_text_side, text_side_reason
-    from vlagent.models.clip import clip_probe
 
     why_not_text = text_side_reason()
     if why_not_text:
@@ -148,8 +147,6 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Search the index by text ("红色连衣裙") or by image (--image x.jpg)."""
-    from vlagent.data.images import load_image_file
-    from vlagent.index.search import Retriever
 
     if (text is None) == (image is None):
         raise VlagentError("give either a query text or --image PATH (not both)")
@@ -176,7 +173,7 @@ def _register_optional() -> None:
 
     for module, name in [
         ("vlagent.cli.agent_cmds", None),
-        ("vlagent.evals.cli", None),
+        ("vlagent.cli.eval_cmd", None),
         ("vlagent.cli.serve", "serve"),
         ("vlagent.cli.models", "models"),
         ("vlagent.cli.doctor_cmd", None),

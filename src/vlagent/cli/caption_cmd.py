@@ -11,6 +11,10 @@ from rich.console import Console
 from vlagent.cli.options import CatalogueOpt, VerboseOpt
 from vlagent.cli.quiet import quiet_libraries
 from vlagent.errors import VlagentError
+from vlagent.cli.errors import err_console
+from vlagent.data.images import open_source
+from vlagent.enrich.captions import caption_catalogue, choose_captioner
+from vlagent.settings import Settings
 
 console = Console()
 
@@ -29,10 +33,6 @@ def caption(
     Cached per image content (the agent's cache): a rerun or the agent recomputes nothing."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from vlagent.enrich.captions import caption_catalogue, choose_captioner
-    from vlagent.cli.errors import err_console
-    from vlagent.data.images import open_source
-    from vlagent.settings import Settings
 
     quiet_libraries(verbose)
     sources = ([images_arg] if images_arg else []) + list(images or [])

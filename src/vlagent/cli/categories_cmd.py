@@ -12,6 +12,12 @@ from rich.table import Table
 from vlagent.cli.options import CatalogueOpt, VerboseOpt
 from vlagent.cli.quiet import quiet_libraries
 from vlagent.errors import VlagentError
+from vlagent.cli.errors import err_console
+from vlagent.data.images import load_image_file, open_source
+from vlagent.enrich.categories import DEFAULT_CATEGORIES, classify_catalogue, parse_labels
+from vlagent.models.loader import encoder_from_settings
+from vlagent.models.zeroshot import zero_shot
+from vlagent.settings import Settings
 
 console = Console()
 
@@ -30,9 +36,6 @@ def classify(
 
     The CSV (image,category,score) is what VLAGENT_CATEGORIES points the agent at: a title hint
     for images without a title."""
-    from vlagent.enrich.categories import DEFAULT_CATEGORIES, parse_labels
-    from vlagent.models.clip import encoder_from_settings
-    from vlagent.settings import Settings
 
     quiet_libraries(verbose)
     if lang not in DEFAULT_CATEGORIES:
@@ -48,9 +51,6 @@ def classify(
         raise VlagentError("give the catalogue once: --images DIR_OR_ZIP")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from vlagent.enrich.categories import classify_catalogue
-    from vlagent.cli.errors import err_console
-    from vlagent.data.images import open_source
 
     with open_source(images[0]) as source:  # type: ignore[index]
         with console.status(f"loading {settings.clip_model} ..."):
@@ -75,10 +75,6 @@ def classify(
 
 
 def _one(image: Path, names: list[str], settings: object) -> None:
-    from vlagent.data.images import load_image_file
-    from vlagent.models.clip import encoder_from_settings
-    from vlagent.models.zeroshot import zero_shot
-
     img = load_image_file(image, settings.max_image_pixels)  # type: ignore[attr-defined]
     scores = zero_shot(encoder_from_settings(settings), img, names)  # type: ignore[arg-type]
     table = Table(title=f"zero-shot: {image.name}")

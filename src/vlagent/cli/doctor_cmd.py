@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vlagent.settings import Settings
+from vlagent.models.selfcheck import check_all
 
 console = Console()
 
@@ -27,7 +28,6 @@ def doctor(
     whether it is here, and one tiny real inference in a child process, so that a native crash
     (SIGSEGV, SIGILL, out of memory) is one line naming the role, the engine and what to do.
     Exits 1 when a role the profile needs cannot run."""
-    from vlagent.models.selfcheck import check_all
 
     settings = Settings(profile=profile) if profile else Settings()
     if as_json:

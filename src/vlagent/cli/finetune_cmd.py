@@ -13,6 +13,14 @@ from rich.table import Table
 from vlagent.cli.options import AnnotationsOpt, CatalogueOpt, JsonOpt, VerboseOpt
 from vlagent.cli.quiet import quiet_libraries
 from vlagent.errors import DataError, VlagentError
+from vlagent.data.annotations import read_annotations
+from vlagent.data.images import open_source
+from vlagent.finetune.data import match_pairs, split_pairs
+from vlagent.finetune.freeze import FreezeSpec
+from vlagent.finetune.towers import towers_for
+from vlagent.finetune.train import FinetuneConfig, finetune as run
+from vlagent.models.loader import encoder_from_settings
+from vlagent.settings import Settings
 
 console = Console()
 
@@ -48,14 +56,6 @@ def finetune(
 
     Reports text→image R@1/5/10 on a held-out split before and after, keeps the better model and
     prints the export line that makes `vlagent index` use it. Interrupted runs resume."""
-    from vlagent.data.annotations import read_annotations
-    from vlagent.data.images import open_source
-    from vlagent.finetune.data import match_pairs, split_pairs
-    from vlagent.finetune.freeze import FreezeSpec
-    from vlagent.finetune.towers import towers_for
-    from vlagent.finetune.train import FinetuneConfig, finetune as run
-    from vlagent.models.clip import encoder_from_settings
-    from vlagent.settings import Settings
 
     quiet_libraries(verbose)
     if not images or len(images) != 1:

@@ -17,19 +17,21 @@ from rich.table import Table
 
 from vlagent.cli.errors import err_console
 from vlagent.data.annotations import Annotation
-from vlagent.index.text_index import TextIndexSummary
+from vlagent.index.text_index import TextIndex, TextIndexSummary, index_image_texts, unavailable_reason
 from vlagent.settings import Settings
+from vlagent.data.images import open_source
+from vlagent.models.context import ToolContext
+from vlagent.models.vision import ocr
+from vlagent.models.vision.caption import CaptionTool, probe as caption_probe
 
 
 def text_side_reason() -> str | None:
     """Why the image-text index cannot be built here (None: it can)."""
-    from vlagent.index.text_index import unavailable_reason
 
     return unavailable_reason()
 
 
 def _captioner(settings: Settings, ctx: object):  # type: ignore[no-untyped-def]
-    from vlagent.models.vision.caption import CaptionTool, probe as caption_probe
 
     if caption_probe(settings) is not None:
         return None
@@ -39,7 +41,6 @@ def _captioner(settings: Settings, ctx: object):  # type: ignore[no-untyped-def]
 
 def _quiet_ocr(settings: Settings) -> None:
     """rapidocr sets its logger's level when its engine is built: build it, then quieten it."""
-    from vlagent.models.vision import ocr
 
     if ocr.probe(settings) is None:
         ocr.engine(settings)
@@ -50,9 +51,6 @@ def index_text_side(
     settings: Settings, images: Path, rows: list[Annotation] | None, console: Console, verbose: bool = False
 ) -> TextIndexSummary:
     """Build / refresh the image-text index of ``images`` and print a summary table."""
-    from vlagent.data.images import open_source
-    from vlagent.index.text_index import TextIndex, index_image_texts
-    from vlagent.models.context import ToolContext
 
     ctx = ToolContext.from_settings(settings, [images])
     captioner = _captioner(settings, ctx)

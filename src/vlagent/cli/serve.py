@@ -9,8 +9,10 @@ from rich.console import Console
 
 from vlagent.cli.errors import err_console, typer_app
 from vlagent.cli.options import AnnotationsOpt, CatalogueOpt, VerboseOpt
-from vlagent.errors import VlagentError
+from vlagent.errors import ModelLoadError, VlagentError
 from vlagent.settings import Settings
+from vlagent.serving.commands import build_specs, require_engine, vllm_llm_model
+from vlagent.serving.process import ServerProcess, free_port, serve_until_stopped
 
 console = Console()
 
@@ -37,8 +39,6 @@ TpOpt = Annotated[
 
 
 def _settings(host: str | None, port: int | None, vlm_port: int | None, tp: int | None) -> Settings:
-    from vlagent.serving.process import free_port
-
     values: dict[str, object] = {}
     if host:
         values["serve_host"] = host
@@ -60,9 +60,6 @@ def run(
     """Build the commands; print them (dry run) or start the servers and wait until stopped."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from vlagent.errors import ModelLoadError
-    from vlagent.serving.commands import build_specs, require_engine, vllm_llm_model
-    from vlagent.serving.process import ServerProcess, serve_until_stopped
 
     specs = build_specs(settings, what, engine)
     if dry_run:
@@ -153,7 +150,7 @@ def serve_api(
 ) -> None:
     """Serve the agent over HTTP (FastAPI + uvicorn): POST /v1/answer, OpenAI-compatible
     POST /v1/chat/completions (model "vlagent"), GET /health. Bearer token: VLAGENT_API_TOKEN."""
-    from vlagent.api.server import serve_api as run_api
+    from vlagent.api.server import serve_api as run_api  # lazy: start-up time of `vlagent --help` (fastapi)
 
     values = {k: v for k, v in {"web_host": host, "web_api_port": port}.items() if v is not None}
     run_api(Settings(**values), catalogue, annotations, console, verbose)

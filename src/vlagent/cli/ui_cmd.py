@@ -10,6 +10,7 @@ from rich.console import Console
 from vlagent.cli.options import AnnotationsOpt, CatalogueOpt, VerboseOpt
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
+from vlagent.evals.bundle import run_to_folder
 
 console = Console()
 
@@ -35,12 +36,11 @@ def ui(
     verbose: VerboseOpt = False,
 ) -> None:
     """The web UI: search the catalogue, chat about uploaded images, run the evaluation harness."""
-    from vlagent.api.server import quiet_third_party
-    from vlagent.api.service import AgentService
-    from vlagent.evals.bundle import run_to_folder
+    from vlagent.api.server import quiet_third_party  # lazy: start-up time of `vlagent --help` (fastapi)
+    from vlagent.api.service import AgentService  # lazy: start-up time of `vlagent --help` (langgraph)
 
     try:
-        from vlagent.web.ui import launch
+        from vlagent.web.ui import launch  # gradio: the optional web extra
     except ImportError as exc:
         raise VlagentError(f"the web UI needs the web extra: pip install 'vlagent[web]' ({exc})") from None
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from vlagent.data.images import ImageSource, is_image_name
+from vlagent.data.images import ImageSource, base_name, is_image_name
 from vlagent.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def read_annotations(path: str | Path) -> list[Annotation]:
 
 def in_sources(image: str, sources: Sequence[ImageSource]) -> bool:
     """Whether a row's image is in the catalogue (by its name, or its file name)."""
-    base = image.replace("\\", "/").rsplit("/", 1)[-1]
+    base = base_name(image, strip=False)
     return any(image in s or (base != image and base in s) for s in sources)
 
 

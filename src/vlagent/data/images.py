@@ -20,10 +20,12 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 DEFAULT_MAX_PIXELS = 64_000_000
 
 
-def base_name(name: str) -> str:
+def base_name(name: str, *, strip: bool = True) -> str:
     """``/data/catalogue/abc.jpg`` or ``C:\\shop\\abc.jpg`` → ``abc.jpg``: what an image is called
-    wherever a path must not show (the LLM, traces, answers) and how titles are keyed."""
-    return name.strip().replace("\\", "/").rsplit("/", 1)[-1]
+    wherever a path must not show (the LLM, traces, answers) and how titles are keyed; the one
+    way to take an image's base name. ``strip=False`` keeps surrounding blanks (a name looked
+    up as given)."""
+    return (name.strip() if strip else name).replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def is_image_name(name: str) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from vlagent.data.images import FolderSource, ImageSource, is_image_name, load_image, open_source
+from vlagent.data.images import FolderSource, ImageSource, base_name, is_image_name, load_image, open_source
 from vlagent.errors import ImageError, ImageNotAllowedError
 from vlagent.fileio import content_hash
 
@@ -137,7 +137,7 @@ class ImageResolver:
         for source in sources:  # folder sources refuse names that leave their root
             if name in source:
                 return source, name
-        base = name.replace("\\", "/").rsplit("/", 1)[-1]
+        base = base_name(name, strip=False)
         for source in sources:
             if base != name and base in source:
                 return source, base

@@ -37,6 +37,7 @@ from vlagent.index.build import (
     title_lookup,
 )
 from vlagent.index.store import ImageIndex
+from vlagent.models import loader
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.data.annotations import Annotation
@@ -92,7 +93,6 @@ def decode_batch(batch: dict[str, np.ndarray], root: str, max_pixels: int) -> di
 
 def load_encoder(settings: "Settings") -> "ClipEncoder":
     """The CLIP encoder of a worker process, through the one model loader (cached per process)."""
-    from vlagent.models import loader
 
     return loader.load("clip", settings)  # type: ignore[no-any-return]
 
@@ -101,8 +101,6 @@ class ClipActor:
     """One CLIP model per actor; encodes batches of decoded pixels to L2-normalised vectors."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        from vlagent.settings import Settings
-
         self.encoder = load_encoder(Settings(**settings))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +118,6 @@ class ClipActor:
 
 def probe_encoder(settings: dict[str, Any]) -> tuple[str, int]:
     """Load the model once on a worker: its id and size (and a clear error when it cannot load)."""
-    from vlagent.settings import Settings
 
     encoder = load_encoder(Settings(**settings))
     return encoder.model_id, encoder.dim

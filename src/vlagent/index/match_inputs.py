@@ -14,7 +14,7 @@ from vlagent.errors import VlagentError, one_line
 from vlagent.index.matching import ClipCalibrator, MatchResult, TitleCalibrator, match_image_text
 from vlagent.index.shared import clip_retriever, title_index
 from vlagent.models.blip_itm import blip_itm_probe, itm_function
-from vlagent.models.clip import clip_probe
+from vlagent.models.loader import clip_probe
 from vlagent.models.context import ToolContext
 from vlagent.models.vision.colors import colors_of
 from vlagent.models.vision.colors import probe as colour_probe

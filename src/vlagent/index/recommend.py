@@ -32,12 +32,11 @@ from vlagent.errors import ImageError, ImageNotAllowedError, VlagentError, one_l
 from vlagent.settings import Settings
 from vlagent.data.resolver import ImageResolver
 from vlagent.models.context import ToolContext
-from vlagent.models.clip import clip_probe
 from vlagent.index.titles import TitleIndex
 from vlagent.data.annotations import read_annotations
 from vlagent.index.shared import clip_retriever
 from vlagent.index.shared import title_index as shared_title_index
-from vlagent.models.clip import clip_probe, encoder_from_settings
+from vlagent.models.loader import clip_probe, encoder_from_settings
 from vlagent.index import build as index_build
 from vlagent.index.store import ImageIndex
 from vlagent.models.vision.colors import colors_of

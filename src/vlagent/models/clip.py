@@ -236,7 +236,7 @@ def load_clip_encoder(
 
     ``local_files_only``: transformers models are read from the local HF cache only (the model
     loader sets it when the hub is offline or unreachable). Cached loading from settings:
-    :func:`encoder_from_settings`."""
+    :func:`vlagent.models.loader.encoder_from_settings`."""
     try:
         family = resolve_backend(name, pretrained, backend)
     except Exception as exc:  # open_clip import problems
@@ -258,17 +258,3 @@ def load_clip_encoder(
             f"cannot load CLIP model {name!r} ({family}): {reason}; "
             f"{_load_hint(name, family)}"
         ) from exc
-
-
-def encoder_from_settings(settings: "Settings") -> ClipEncoder:
-    """The CLIP encoder of ``settings``, loaded once per process (the model loader's ``clip`` role)."""
-    from vlagent.models import loader
-
-    return loader.load("clip", settings)  # type: ignore[no-any-return]
-
-
-def clip_probe(settings: "Settings") -> str | None:
-    """Why the configured CLIP model cannot be used here (None: it can). Loads nothing."""
-    from vlagent.models import loader
-
-    return loader.status("clip", settings).reason

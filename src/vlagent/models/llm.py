@@ -1,6 +1,6 @@
 """The LLM behind classify and answer: one LangChain chat model, chosen by settings.
 
-``build_chat_model(settings)`` returns a ``BaseChatModel``; ``structured_llm(llm, Schema)``
+``vlagent.models.loader.build_chat_model(settings)`` returns a ``BaseChatModel``; ``structured_llm(llm, Schema)``
 returns a Runnable that gives a ``Schema`` instance (or raises). Backends:
 
 - ``openai``: any OpenAI-compatible server (vLLM, llama.cpp's server, OpenAI itself) through
@@ -18,10 +18,11 @@ returns a Runnable that gives a ``Schema`` instance (or raises). Backends:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import threading
-from typing import Any, AsyncIterator, Iterator, Literal, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Literal, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -31,7 +32,7 @@ from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr
 
 from vlagent.errors import ModelLoadError, VlagentError, one_line
 from vlagent.models.llama_engine import EngineConfig, LlamaEngine
@@ -47,32 +48,28 @@ StructuredMethod = Literal["auto", "json_schema", "function_calling", "json_mode
 # ----------------------------------------------------------------------------------------
 # choosing the backend
 # ----------------------------------------------------------------------------------------
+def backend_of(settings: Settings) -> str:
+    """``llm_backend`` with ``auto`` resolved: the server at ``llm_base_url`` if set, else
+    llama.cpp when the GGUF exists and its engine (xllamacpp) is installed, else transformers on
+    ``llm_model`` (``none`` stays ``none``)."""
+    if settings.llm_backend != "auto":
+        return settings.llm_backend
+    if settings.llm_base_url:
+        return "openai"
+    if settings.resolved_gguf.is_file() and importlib.util.find_spec("xllamacpp") is not None:
+        return "llama-cpp"
+    return "transformers"
+
+
 def resolve_backend(settings: Settings) -> Backend:
     """The backend ``build_chat_model`` will use (``auto`` resolved; ``none`` raises)."""
-    from vlagent.models.roles import LLM
-
-    backend = LLM.backend(settings)
+    backend = backend_of(settings)
     if backend == "none":
         raise VlagentError(
             "the LLM is disabled (llm_backend=none): set VLAGENT_LLM_BACKEND to openai, "
             "llama-cpp or transformers"
         )
     return backend  # type: ignore[return-value]
-
-
-def build_chat_model(settings: Settings) -> BaseChatModel:
-    """The chat model the agent talks to, from settings (see the module docstring)."""
-    backend = resolve_backend(settings)
-    if backend == "openai":
-        return openai_chat_model(settings)
-    if backend == "llama-cpp":  # the loader's probe names a missing GGUF and the fetch command
-        return engine_chat_model(load_llama(settings), settings)
-    return ChatTransformers(
-        model_id=settings.llm_model,
-        device=settings.device,
-        temperature=settings.llm_temperature,
-        max_tokens=settings.llm_max_tokens,
-    )
 
 
 def openai_chat_model(settings: Settings) -> "VlagentChatOpenAI":
@@ -250,16 +247,9 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 
 def build_llama(settings: Settings) -> LlamaEngine:
-    """Start the GGUF's engine (uncached: :func:`load_llama` goes through the model loader,
+    """Start the GGUF's engine (uncached: ``loader.load_llama`` goes through the model loader,
     whose probe has checked the file)."""
     return LlamaEngine.embedded(engine_config(settings))
-
-
-def load_llama(settings: Settings) -> LlamaEngine:
-    """The GGUF's engine, started once per process for the settings it depends on."""
-    from vlagent.models import loader
-
-    return loader.load("llm", settings.model_copy(update={"llm_backend": "llama-cpp"}))  # type: ignore[no-any-return]
 
 
 def engine_chat_model(engine: LlamaEngine, settings: Settings) -> "VlagentChatOpenAI":
@@ -285,7 +275,7 @@ def engine_chat_model(engine: LlamaEngine, settings: Settings) -> "VlagentChatOp
 # transformers in-process
 # ----------------------------------------------------------------------------------------
 def build_transformers(model_id: str, device: str, local_files_only: bool = False) -> tuple[Any, Any, str]:
-    """(model, tokenizer, device) for a local folder or hub id (uncached: see :func:`load_transformers`)."""
+    """(model, tokenizer, device) for a local folder or hub id (uncached: see ``loader.load_transformers``)."""
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:  # pragma: no cover - transformers is a dependency
@@ -308,18 +298,15 @@ def build_transformers(model_id: str, device: str, local_files_only: bool = Fals
     return model, tokenizer, device
 
 
-def load_transformers(model_id: str, device: str) -> tuple[Any, Any, str]:
-    """(model, tokenizer, device), loaded once per process (the model loader's ``llm`` role)."""
-    from vlagent.models import loader
-
-    view = Settings.model_construct(llm_backend="transformers", llm_model=model_id, device=device)
-    return loader.load("llm", view)  # type: ignore[no-any-return]
-
-
 class ChatTransformers(BaseChatModel):
-    """A causal LM with a chat template, run by transformers in this process."""
+    """A causal LM with a chat template, run by transformers in this process.
+
+    ``load(model_id, device)`` gives (model, tokenizer, device): :func:`build_transformers`
+    (uncached) unless told otherwise; the model loader's ``build_chat_model`` passes its cached
+    ``load_transformers``."""
 
     model_id: str
+    load: Callable[[str, str], tuple[Any, Any, str]] = Field(default=build_transformers, exclude=True, repr=False)
     device: str = "auto"
     temperature: float = 0.0
     max_tokens: int = 256
@@ -342,7 +329,7 @@ class ChatTransformers(BaseChatModel):
     ) -> ChatResult:
         import torch
 
-        model, tokenizer, device = load_transformers(self.model_id, self.device)
+        model, tokenizer, device = self.load(self.model_id, self.device)
         prompt = tokenizer.apply_chat_template(_text_messages(messages), add_generation_prompt=True, tokenize=False)
         inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
         temperature = kwargs.get("temperature", self.temperature)
@@ -401,13 +388,11 @@ class ChatTransformers(BaseChatModel):
 __all__ = [
     "ChatTransformers",
     "VlagentChatOpenAI",
-    "build_chat_model",
+    "backend_of",
     "build_llama",
     "build_transformers",
     "engine_chat_model",
     "engine_config",
-    "load_llama",
-    "load_transformers",
     "openai_chat_model",
     "resolve_backend",
     "structured_llm",

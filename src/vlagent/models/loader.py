@@ -24,10 +24,14 @@ import threading
 import time
 from typing import Any, Literal, NamedTuple
 
+from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict
 
 from vlagent.errors import BackendUnavailableError, VlagentError, one_line
+from vlagent.models.clip import ClipEncoder
 from vlagent.models.hub import cached, forget, hub_offline, hub_unreachable, not_cached_reason
+from vlagent.models.llama_engine import LlamaEngine
+from vlagent.models.llm import ChatTransformers, engine_chat_model, openai_chat_model, resolve_backend
 from vlagent.models.roles import SPECS, Found, RoleSpec
 from vlagent.settings import Settings, get_settings
 from vlagent.models.health import check_server
@@ -37,10 +41,15 @@ __all__ = [
     "ModelKey",
     "ModelStatus",
     "Role",
+    "build_chat_model",
     "clear",
+    "clip_probe",
+    "encoder_from_settings",
     "hub_offline",
     "key",
     "load",
+    "load_llama",
+    "load_transformers",
     "loaded_keys",
     "status",
     "statuses",
@@ -235,3 +244,41 @@ def clear(role: str | None = None) -> None:
             del _slots[k]
     if role is None:
         forget()
+
+
+# ------------------------------------------------------------------ the loaded engines by name
+def encoder_from_settings(settings: Settings) -> ClipEncoder:
+    """The CLIP encoder of ``settings``, loaded once per process (the ``clip`` role)."""
+    return load("clip", settings)  # type: ignore[no-any-return]
+
+
+def clip_probe(settings: Settings) -> str | None:
+    """Why the configured CLIP model cannot be used here (None: it can). Loads nothing."""
+    return status("clip", settings).reason
+
+
+def load_llama(settings: Settings) -> LlamaEngine:
+    """The GGUF's engine, started once per process for the settings it depends on."""
+    return load("llm", settings.model_copy(update={"llm_backend": "llama-cpp"}))  # type: ignore[no-any-return]
+
+
+def load_transformers(model_id: str, device: str) -> tuple[Any, Any, str]:
+    """(model, tokenizer, device), loaded once per process (the ``llm`` role on transformers)."""
+    view = Settings.model_construct(llm_backend="transformers", llm_model=model_id, device=device)
+    return load("llm", view)  # type: ignore[no-any-return]
+
+
+def build_chat_model(settings: Settings) -> BaseChatModel:
+    """The chat model the agent talks to, from settings (see :mod:`vlagent.models.llm`)."""
+    backend = resolve_backend(settings)
+    if backend == "openai":
+        return openai_chat_model(settings)
+    if backend == "llama-cpp":  # the probe names a missing GGUF and the fetch command
+        return engine_chat_model(load_llama(settings), settings)
+    return ChatTransformers(
+        model_id=settings.llm_model,
+        device=settings.device,
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+        load=load_transformers,
+    )

@@ -176,16 +176,7 @@ CLIP = RoleSpec(
 FETCH_HINT = "run `vlagent models fetch offline` or set VLAGENT_LLM_GGUF"
 
 
-def _llm_backend(s: Settings) -> str:
-    """``auto``: the server at ``llm_base_url`` if set, else llama.cpp when the GGUF exists and
-    its engine (xllamacpp) is installed, else transformers on ``llm_model``."""
-    if s.llm_backend != "auto":
-        return s.llm_backend
-    if s.llm_base_url:
-        return "openai"
-    if s.resolved_gguf.is_file() and _importable("xllamacpp"):
-        return "llama-cpp"
-    return "transformers"
+_llm_backend = llm.backend_of
 
 
 def _llm_model(s: Settings) -> str:

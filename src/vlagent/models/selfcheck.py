@@ -31,7 +31,7 @@ from vlagent.errors import VlagentError, one_line
 from vlagent.models import loader
 from vlagent.models.llama_engine import LLAMA_INSTALL_HINT
 from vlagent.settings import Settings
-from vlagent.models.llm import build_chat_model
+from vlagent.models.loader import build_chat_model
 from vlagent.models.llama_engine import engine_version
 
 SETTINGS_ENV = "VLAGENT_SELFCHECK_SETTINGS"

@@ -1,4 +1,5 @@
-"""``vlagent eval``: the batch harness on the command line (also ``python -m vlagent.evals``).
+"""``vlagent eval``: the batch harness (:mod:`vlagent.evals`) on the command line (also
+``python -m vlagent.cli eval``).
 
 Tests inject a fake agent by monkeypatching :func:`make_agent`.
 """
@@ -13,9 +14,18 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from vlagent.cli.errors import err_console, typer_app
+from vlagent.cli.errors import err_console
+from vlagent.data.queries import read_queries
 from vlagent.distributed.common import ADDRESS_HELP, ENGINE_HELP, Engine
 from vlagent.errors import VlagentError
+from vlagent.evals.harness import print_summary, run_eval
+from vlagent.evals.journal import journal_path
+from vlagent.evals.lock import OutputLock
+from vlagent.evals.metrics import load_gold, score_run
+from vlagent.evals.ray_eval import run_eval_ray
+from vlagent.evals.report import SCORE_LABELS, _ordered, write_report
+from vlagent.models import loader
+from vlagent.settings import Settings
 
 console = Console()
 
@@ -24,16 +34,13 @@ def make_agent(images: list[Path], annotations: Path | None) -> Any:
     """The agent the command evaluates (the real one; tests replace this function).
 
     Its images come only from the catalogue (``--images``): no extra roots from settings."""
-    from vlagent.agent.build import build_agent
-    from vlagent.settings import Settings
-
     settings = Settings().model_copy(update={"image_roots": []})
+    from vlagent.agent.build import build_agent  # lazy: start-up time of `vlagent --help` (langgraph)
+
     return build_agent(settings=settings, images=list(images), annotations=annotations)
 
 
 def print_metrics(metrics: Any, out: Console) -> None:
-    from vlagent.evals.report import SCORE_LABELS, _ordered
-
     names = _ordered({k for t in metrics.by_type.values() for k in t.scores})
     def cell(name: str, scores: dict[str, float]) -> str:
         if name not in scores:
@@ -59,8 +66,6 @@ def print_metrics(metrics: Any, out: Console) -> None:
 def auto_workers(agent: Any) -> int:
     """Questions in flight by default: enough to keep the agent's LLM engine busy (its slots
     in-process, 4 against a server, 1 without an LLM or with an agent that says nothing)."""
-    from vlagent.models import loader
-
     llm = getattr(getattr(agent, "parts", None), "llm", None)
     settings = getattr(getattr(agent, "ctx", None), "settings", None)
     if llm is None or settings is None:
@@ -107,13 +112,6 @@ def eval_command(
 
     The output keeps the input order and fields: related_image is filled for retrieval questions, answer for the others. Each answer is journalled as it finishes, so an interrupted run continues with --resume. Invalid items (and images outside --images) are reported by index and copied untouched. A question whose tools all failed gets no answer: it is listed as failed with its reason. Exit code 1 if some questions failed (--resume --retry-failed asks them again); a second run on the same --out stops at once.
     """
-    from vlagent.data.queries import read_queries
-    from vlagent.evals.harness import print_summary, run_eval
-    from vlagent.evals.journal import journal_path
-    from vlagent.evals.lock import OutputLock
-    from vlagent.evals.metrics import load_gold, score_run
-    from vlagent.evals.report import write_report
-
     if retry_failed and not resume:
         raise VlagentError("--retry-failed goes with --resume (a run without --resume asks everything)")
     queries = read_queries(query)  # fail fast on a malformed file, before loading any model
@@ -121,9 +119,6 @@ def eval_command(
     with OutputLock(out):  # fail fast if another run writes the same output
         try:
             if engine == Engine.ray:
-                from vlagent.evals.ray_eval import run_eval_ray
-                from vlagent.settings import Settings
-
                 run = run_eval_ray(make_agent, query, out, images=list(images), annotations=annotations, settings=Settings(),
                                    resume=resume, retry_failed=retry_failed, actors=workers or 1, address=address,
                                    progress=progress, console=err_console, lock=False)  # fmt: skip
@@ -156,12 +151,3 @@ def register(app: typer.Typer) -> None:
     """Add ``eval`` to the main ``vlagent`` app."""
     app.command("eval")(eval_command)
 
-
-# ``python -m vlagent.evals eval ...``: the same command outside the main app
-app = typer_app(name="vlagent-eval", help="The batch evaluation harness.")
-register(app)
-
-
-@app.callback()
-def _callback() -> None:
-    """The batch evaluation harness over query.json."""
