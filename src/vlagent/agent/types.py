@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -10,20 +9,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
 
-#: the module that declares the built-in question cards (:mod:`vlagent.agent.cards`), imported
-#: by name the first time a type is looked up, as the tool registry imports the tool modules
-BUILTIN_CARDS = "vlagent.agent.cards"
+#: one instance per registered question card's name (the built-in cards register when the
+#: package is imported: ``vlagent/agent/__init__.py`` imports :mod:`vlagent.agent.cards`)
 _MEMBERS: dict[str, "QuestionType"] = {}
 _LOCK = threading.RLock()
-_loaded = False
-
-
-def _load_builtins() -> None:
-    global _loaded
-    with _LOCK:
-        if not _loaded:
-            _loaded = True
-            importlib.import_module(BUILTIN_CARDS)
 
 
 class _Registered(type):
@@ -31,28 +20,23 @@ class _Registered(type):
     registered question cards (:mod:`vlagent.agent.questions`), in registration order."""
 
     def __iter__(cls) -> Iterator["QuestionType"]:
-        _load_builtins()
         return iter(list(_MEMBERS.values()))
 
     def __len__(cls) -> int:
-        _load_builtins()
         return len(_MEMBERS)
 
     def __contains__(cls, item: object) -> bool:
-        _load_builtins()
         return isinstance(item, str) and _MEMBERS.get(str.__str__(item)) is not None
 
     def __getattr__(cls, name: str) -> "QuestionType":
         if name.startswith("_"):
             raise AttributeError(name)
-        _load_builtins()
         try:
             return _MEMBERS[name]
         except KeyError:
             raise AttributeError(f"no question type {name!r} is registered") from None
 
     def __getitem__(cls, name: str) -> "QuestionType":
-        _load_builtins()
         return _MEMBERS[name]
 
 
@@ -68,7 +52,6 @@ class QuestionType(str, metaclass=_Registered):
     def __new__(cls, value: object) -> "QuestionType":
         if isinstance(value, QuestionType):
             return value
-        _load_builtins()
         found = _MEMBERS.get(str(value)) if isinstance(value, str) else None
         if found is None:
             raise ValueError(f"{value!r} is not a valid QuestionType")
