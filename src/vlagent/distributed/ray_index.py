@@ -38,11 +38,11 @@ from vlagent.index.build import (
 )
 from vlagent.index.store import ImageIndex
 from vlagent.models import loader
+from vlagent.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.data.annotations import Annotation
     from vlagent.models.clip import ClipEncoder
-    from vlagent.settings import Settings
 
 #: names per hashing task batch, and rows per batch the driver checks / upserts at once
 HASH_BATCH = 256
