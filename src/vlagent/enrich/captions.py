@@ -30,7 +30,6 @@ from vlagent.errors import BackendUnavailableError, DataError, ToolUnavailable, 
 from vlagent.fileio import atomic_write_text
 from vlagent.settings import Settings
 from vlagent.models.vision import caption, vqa
-from vlagent.models.vision import vqa
 from vlagent.data.resolver import ImageResolver
 from vlagent.models.context import ToolContext
 from vlagent.models.vision.caption import CaptionTool

@@ -245,7 +245,6 @@ def label_check(text: str, ocr_text: str | None) -> Signal | None:
     if ocr_text is None:
         return None
     latin = label_words(text)
-    read = ocr_text.lower()
     tokens = {t.lower() for t in re.findall(r"[A-Za-z0-9]+", ocr_text)}
     found = [w for w in latin if w in tokens]
     cjk = [w for w in _cjk_words(text) if w in ocr_text]

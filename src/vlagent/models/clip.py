@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from PIL import Image
 
-    from vlagent.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,6 @@ from typing import Any, Callable, Sequence
 from pydantic import BaseModel
 
 from vlagent.errors import ModelLoadError
-from vlagent.models.loader import ModelStatus
 from vlagent.settings import OFFLINE_GGUF_NAME, Settings
 
 

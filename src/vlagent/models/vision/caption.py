@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field
 
 from vlagent.cache import DiskCache
 from vlagent.models import loader
-from vlagent.models.context import ToolContext
 from vlagent.models.vision.engines import CaptionEngine, Style
 from vlagent.settings import Settings
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.errors import BackendUnavailableError
 from vlagent.models.servers import Server, backend_unavailable
+from vlagent.settings import Settings
 
 Style = Literal["concise", "detailed"]
 
