@@ -22,6 +22,7 @@ import importlib.util
 import json
 import logging
 import threading
+from contextlib import contextmanager
 from typing import Any, AsyncIterator, Callable, Iterator, Literal, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -144,42 +145,34 @@ class VlagentChatOpenAI(ChatOpenAI):
         """Without the URL: the in-process engine listens on a new port in every process."""
         return {"model_name": self.model_name, "structured_method": self.structured_method}
 
-    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+    @contextmanager
+    def _named_failures(self) -> Iterator[None]:
+        """A client error inside → the one line naming the server (a refused request that is
+        not about the context is raised as it is)."""
         try:
-            return super()._generate(*args, **kwargs)
+            yield
         except _client_errors() as exc:
             error = self._unavailable(exc)
             if error is None:
                 raise
             raise error from exc
+
+    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        with self._named_failures():
+            return super()._generate(*args, **kwargs)
 
     async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:
-        try:
+        with self._named_failures():
             return await super()._agenerate(*args, **kwargs)
-        except _client_errors() as exc:
-            error = self._unavailable(exc)
-            if error is None:
-                raise
-            raise error from exc
 
     def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        try:
+        with self._named_failures():
             yield from super()._stream(*args, **kwargs)
-        except _client_errors() as exc:
-            error = self._unavailable(exc)
-            if error is None:
-                raise
-            raise error from exc
 
     async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        try:
+        with self._named_failures():
             async for chunk in super()._astream(*args, **kwargs):
                 yield chunk
-        except _client_errors() as exc:
-            error = self._unavailable(exc)
-            if error is None:
-                raise
-            raise error from exc
 
 
 def _client_errors() -> tuple[type[BaseException], ...]:
