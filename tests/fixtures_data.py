@@ -92,6 +92,8 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
+from vlagent.settings import Settings
+
 # --------------------------------------------------------------------------- the catalogue
 
 #: name -> (Chinese title, kind of drawing, main colour, size, save mode)
@@ -113,6 +115,23 @@ CATALOGUE: dict[str, tuple[str, str, tuple[int, int, int], tuple[int, int], str]
 MISSING_NAME = "no_such_product.jpg"
 HUGE_SIZE = (9000, 9000)
 BOMB_SIZE = (20000, 20000)
+
+
+def plain_agent_settings(tmp_path: Path) -> Settings:
+    """Settings for an agent with no model at all (no LLM, OCR, caption, VQA, CLIP): what a test
+    of the agent's own plumbing builds it with (a plugin tool, a question card)."""
+    return Settings(
+        home=tmp_path / "home", device="cpu", llm_backend="none", ocr_backend="none",
+        caption_backend="none", vqa_backend="none", clip_model=str(tmp_path / "no-clip-here"),
+    )  # fmt: skip
+
+
+def one_image_folder(tmp_path: Path, name: str, colour: tuple[int, int, int]) -> Path:
+    """``tmp_path/images`` holding one 64x48 image of one colour."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (64, 48), colour).save(folder / name)
+    return folder
 
 
 def catalogue_characters() -> str:

@@ -14,9 +14,9 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool, StructuredTool
-from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
 
+from fixtures_data import one_image_folder, plain_agent_settings
 from vlagent import build_agent
 from vlagent.agent.classify import classify, decision_model, system_prompt
 from vlagent.agent.fewshot import load_pool
@@ -26,7 +26,6 @@ from vlagent.agent.questions import (
 )  # fmt: skip
 from vlagent.agent.rules import classify_rules
 from vlagent.agent.types import Classification, QuestionType
-from vlagent.settings import Settings
 from vlagent.models.context import ToolContext
 from vlagent.agent.registry import register_tool, tool_specs, unregister_tool
 from vlagent.agent.toolspec import ToolSpec
@@ -80,17 +79,7 @@ def toy() -> Iterator[QuestionCard]:
 
 @pytest.fixture()
 def catalogue(tmp_path: Path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    Image.new("RGB", (64, 48), (30, 200, 30)).save(folder / "duck.jpg")
-    return folder
-
-
-def _settings(tmp_path: Path) -> Settings:
-    return Settings(
-        home=tmp_path / "home", device="cpu", llm_backend="none", ocr_backend="none",
-        caption_backend="none", vqa_backend="none", clip_model=str(tmp_path / "no-clip-here"),
-    )  # fmt: skip
+    return one_image_folder(tmp_path, "duck.jpg", (30, 200, 30))
 
 
 class Recording(GenericFakeChatModel):
@@ -127,7 +116,7 @@ def test_unregistered_it_is_gone(toy: QuestionCard) -> None:
 def test_the_rules_the_plan_and_the_llm_answer_it(toy: QuestionCard, catalogue: Path, tmp_path: Path) -> None:
     assert classify_rules("这个玩具适合几岁？", ["duck.jpg"]).type is QuestionType.toy
     llm = Recording(messages=itertools.cycle([AIMessage("三岁以上。")]), prompts=[])
-    agent = build_agent(_settings(tmp_path), images=[catalogue], llm=llm, classifier_llm=None, use_cache=False)
+    agent = build_agent(plain_agent_settings(tmp_path), images=[catalogue], llm=llm, classifier_llm=None, use_cache=False)
     answer = agent.invoke("这个玩具适合几岁？", images=["duck.jpg"])
     assert answer.type is QuestionType.toy and answer.classifier == "rules"
     assert "toy_age[duck.jpg]" in answer.evidence
@@ -140,7 +129,7 @@ def test_the_llm_classifier_chooses_it(toy: QuestionCard, catalogue: Path, tmp_p
     result = classify("Is it good for a baby?", ["duck.jpg"], FakeListChatModel(responses=['{"type": "toy", "query": ""}']), fewshot=False)
     assert result.source == "llm" and result.classification.type is QuestionType.toy
     classifier_llm = FakeListChatModel(responses=['{"type": "toy", "query": ""}'] * 2)
-    agent = build_agent(_settings(tmp_path), images=[catalogue], classifier_llm=classifier_llm, use_cache=False)
+    agent = build_agent(plain_agent_settings(tmp_path), images=[catalogue], classifier_llm=classifier_llm, use_cache=False)
     answer = agent.invoke("Is it good for a baby?", images=["duck.jpg"])
     assert answer.type is QuestionType.toy and answer.classifier == "llm"
     assert answer.text == "适合 3 岁以上"  # no answer LLM: the card's fallback field
@@ -148,7 +137,7 @@ def test_the_llm_classifier_chooses_it(toy: QuestionCard, catalogue: Path, tmp_p
 
 def test_without_an_image_the_answer_is_an_error(toy: QuestionCard, catalogue: Path, tmp_path: Path) -> None:
     classifier_llm = FakeListChatModel(responses=['{"type": "toy", "query": ""}'] * 2)
-    agent = build_agent(_settings(tmp_path), images=[catalogue], classifier_llm=classifier_llm, use_cache=False)
+    agent = build_agent(plain_agent_settings(tmp_path), images=[catalogue], classifier_llm=classifier_llm, use_cache=False)
     answer = agent.invoke("这个玩具图片里的适合几岁？")
     assert answer.type is QuestionType.toy and answer.error is not None
     assert answer.error.reason == "a toy question needs an image, and none was given"
@@ -157,7 +146,7 @@ def test_without_an_image_the_answer_is_an_error(toy: QuestionCard, catalogue: P
 def test_a_summary_card_answers_with_its_tools_verdict(toy: QuestionCard, catalogue: Path, tmp_path: Path) -> None:
     register_question_type(QuestionCard(**{**toy.__dict__, "answer": "summary", "summary_tool": "toy_age"}))
     llm = Recording(messages=itertools.cycle([AIMessage("not used")]), prompts=[])
-    agent = build_agent(_settings(tmp_path), images=[catalogue], llm=llm, classifier_llm=None, use_cache=False)
+    agent = build_agent(plain_agent_settings(tmp_path), images=[catalogue], llm=llm, classifier_llm=None, use_cache=False)
     answer = agent.invoke("这个玩具适合几岁？", images=["duck.jpg"])
     assert answer.type is QuestionType.toy and answer.text == "verdict: 3+"
     assert not [p for p in llm.prompts if "你是玩具顾问" in p]  # no answer LLM

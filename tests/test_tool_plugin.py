@@ -13,13 +13,12 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool, StructuredTool
-from PIL import Image
 from pydantic import BaseModel, Field
 
+from fixtures_data import one_image_folder, plain_agent_settings
 from vlagent import build_agent
 from vlagent.agent.plan import Call
 from vlagent.agent.types import QuestionType
-from vlagent.settings import Settings
 from vlagent.models.context import ToolContext
 from vlagent.agent.registry import register_tool, tool_specs, unregister_tool
 from vlagent.agent.toolspec import ToolSpec
@@ -72,24 +71,14 @@ def toy_registered() -> Iterator[None]:
 
 @pytest.fixture()
 def catalogue(tmp_path: Path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    Image.new("RGB", (64, 48), (200, 30, 30)).save(folder / "bag.jpg")
-    return folder
-
-
-def _settings(tmp_path: Path) -> Settings:
-    return Settings(
-        home=tmp_path / "home", device="cpu", llm_backend="none", ocr_backend="none",
-        caption_backend="none", vqa_backend="none", clip_model=str(tmp_path / "no-clip-here"),
-    )  # fmt: skip
+    return one_image_folder(tmp_path, "bag.jpg", (200, 30, 30))
 
 
 def test_a_registered_tool_is_called_for_its_type_and_its_result_reaches_the_answer(
     toy_registered: None, catalogue: Path, tmp_path: Path
 ) -> None:
     llm = Recording(messages=itertools.cycle([AIMessage("42 克")]), prompts=[])
-    agent = build_agent(_settings(tmp_path), images=[catalogue], llm=llm, classifier_llm=None, use_cache=False)
+    agent = build_agent(plain_agent_settings(tmp_path), images=[catalogue], llm=llm, classifier_llm=None, use_cache=False)
     assert "toy_weight" in agent.tool_names
     answer = agent.invoke("这个包有多重？", images=["bag.jpg"])
     assert answer.type is QuestionType.vqa
@@ -102,14 +91,14 @@ def test_a_registered_tool_is_called_for_its_type_and_its_result_reaches_the_ans
 
 
 def test_without_an_llm_the_fallback_answer_uses_the_new_tool(toy_registered: None, catalogue: Path, tmp_path: Path) -> None:
-    agent = build_agent(_settings(tmp_path), images=[catalogue], use_cache=False)
+    agent = build_agent(plain_agent_settings(tmp_path), images=[catalogue], use_cache=False)
     answer = agent.invoke("请描述这张图片。", images=["bag.jpg"])
     assert answer.type is QuestionType.describe
     assert "净重 42 克" in answer.text
 
 
 def test_prepare_walks_the_plan_into_the_new_tools_batch_hook(toy_registered: None, catalogue: Path, tmp_path: Path) -> None:
-    agent = build_agent(_settings(tmp_path), images=[catalogue], use_cache=False)
+    agent = build_agent(plain_agent_settings(tmp_path), images=[catalogue], use_cache=False)
     done = agent.prepare([{"question": "这个包有多重？", "images": ["bag.jpg"]}, {"question": "你好"}])
     assert done["toy_weight"] == 1 and PREPARED == [["bag.jpg"]]
 
@@ -118,7 +107,7 @@ def test_unregistering_removes_the_tool_and_its_plan_calls(catalogue: Path, tmp_
     register_tool(TOY, plan={QuestionType.vqa: [Call("toy_weight")]})
     unregister_tool("toy_weight")
     assert "toy_weight" not in [s.name for s in tool_specs()]
-    agent = build_agent(_settings(tmp_path), images=[catalogue], use_cache=False)
+    agent = build_agent(plain_agent_settings(tmp_path), images=[catalogue], use_cache=False)
     assert "toy_weight" not in agent.tool_names
 
 
