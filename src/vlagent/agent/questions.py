@@ -144,13 +144,11 @@ def unregister_question_type(name: str) -> None:
 
 
 def question_cards() -> list[QuestionCard]:
-    list(QuestionType)  # the built-in cards are registered on first use
     with _LOCK:
         return list(_CARDS.values())
 
 
 def get_card(name: str) -> QuestionCard:
-    list(QuestionType)
     return _CARDS[str.__str__(name)]
 
 
