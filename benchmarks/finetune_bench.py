@@ -15,7 +15,6 @@ time, seconds per step and pairs per second, and what that means for 10k pairs.
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import tempfile
 import time

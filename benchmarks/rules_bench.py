@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Seconds the rule classifier takes on long questions, now and before issue 21 (the rules of
-an older commit, read from git), per kind of text and length.
+"""Seconds the understanding pass takes on long questions, now and before issue 21 (the rule
+classifier of an older commit, read from git), per kind of text and length.
 
     python benchmarks/rules_bench.py                         # 5k, 20k, 40k, 200k characters
     python benchmarks/rules_bench.py --lengths 5000 20000 --before 9b2b0c7 --timeout 30
 
-Each figure is one ``classify_rules(text, [])`` call plus the classifier's guards on the same
-text (what ``classify`` runs with no LLM, and the post-checks on an LLM answer), in a child
+Each figure is, now, one understanding pass with no LLM (:class:`Understander`: the learned
+classifier, the cues, the language) plus both query extractions (search and description) on
+the same text; before, ``classify_rules(text, [])`` and the guards' patterns; in a child
 process stopped after ``--timeout`` seconds (printed as ``> T``): the old rules were quadratic
 on some of these texts, hours at 200,000 characters. The texts: realistic questions repeated
 (Chinese, English, one line or many, a long title search) and adversarial ones (a title-search
@@ -57,11 +58,9 @@ KINDS = ["zh question", "en question", "zh lines", "zh title search", "和 × n"
 
 
 def load_rules(rev: str | None):  # type: ignore[no-untyped-def]
-    """``vlagent.agent.rules`` now (None), or as it was at git revision ``rev``."""
+    """The old ``vlagent.agent.rules`` as it was at git revision ``rev`` (None now: there is none)."""
     if rev is None:
-        from vlagent.agent import classify, rules
-
-        return rules, classify
+        return None, None
     source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/vlagent/agent/rules.py"],
                             check=True, capture_output=True, text=True).stdout  # fmt: skip
     path = Path(tempfile.mkdtemp()) / "rules_before.py"
@@ -74,19 +73,23 @@ def load_rules(rev: str | None):  # type: ignore[no-untyped-def]
 
 
 def one(rev: str | None, kind: str, n: int) -> float:
-    """Seconds for the rules (and, now, the classifier's guards) on one text."""
-    rules, classify = load_rules(rev)
+    """Seconds for one text: the understanding pass now, the rules and guards' patterns before."""
     text = text_of(kind, n)
-    started = time.perf_counter()
-    result = rules.classify_rules(text, [])
-    if classify is not None:  # what classify() runs besides the rules
-        from vlagent.agent.classify import LLMDecision, _reconcile
+    if rev is None:
+        from vlagent.agent.query import match_text, search_text
+        from vlagent.agent.understand import Understander
 
-        classify.classify(text, [], None)
-        _reconcile(text, LLMDecision(type="retrieve", query=""), result, [])
-    else:  # the same guards, from the old module's patterns
-        rules.merge_images([], text), rules.detect_language(text)
-        rules._COMPARE.search(text), rules._VISUAL_REF.search(text)
+        understand = Understander()
+        understand("warm up", [], None)  # the model's load is not the text's cost
+        started = time.perf_counter()
+        understand(text, [], None)
+        search_text(text, []), match_text(text)
+        return time.perf_counter() - started
+    rules, _ = load_rules(rev)
+    started = time.perf_counter()
+    rules.classify_rules(text, [])
+    rules.merge_images([], text), rules.detect_language(text)
+    rules._COMPARE.search(text), rules._VISUAL_REF.search(text)
     return time.perf_counter() - started
 
 
@@ -112,8 +115,8 @@ def main() -> None:
         print(one(rev, kind, n))
         return
     versions = [("now", None)] + ([(f"before ({args.before})", args.before)] if args.before else [])
-    header = f"{'text':<18} {'rules':<18}" + "".join(f"{n:>10,}" for n in args.lengths)
-    print(f"seconds per question (classify_rules + guards), by length in characters\n{header}")
+    header = f"{'text':<18} {'version':<18}" + "".join(f"{n:>10,}" for n in args.lengths)
+    print(f"seconds per question (understanding pass now; classify_rules + guards before), by length in characters\n{header}")
     for kind in args.kinds:
         for label, rev in versions:
             cells = [measure(rev, kind, n, args.timeout) for n in args.lengths]

@@ -1,50 +1,52 @@
-"""Evaluate the question classifier (rules and LLM) on the labelled suite.
+"""Evaluate the question classifier: the learned model alone, with the LLM's vote, the LLM alone.
 
-    python -m vlagent.evals.classifier_eval                       # rules + the LLM from Settings
-    python -m vlagent.evals.classifier_eval --llm-backend none    # rules only
-    python -m vlagent.evals.classifier_eval --llm-backend llama-cpp --gguf model.gguf --out r.json
-    python -m vlagent.evals.classifier_eval --llm-backend openai --base-url http://127.0.0.1:8000/v1
-    python -m vlagent.evals.classifier_eval --sample 3 --examples 4 --cache runs/classify.sqlite
+    python -m vlagent.evals.classifier_eval                                   # learned alone (no LLM)
+    python -m vlagent.evals.classifier_eval --votes runs/votes.jsonl --blind-votes runs/votes-blind.jsonl
+    VLAGENT_PROFILE=offline python -m vlagent.evals.classifier_eval --llm     # the configured LLM, live
 
-The LLM's prompt carries the ``--examples`` labelled questions most similar to each question
-(never from the holdout split, never the question itself); ``--cache`` keeps the LLM's replies
-keyed by the exact prompt, so a re-run only asks the LLM about prompts it has not seen.
+Two sets, reported apart: the **whole suite** (the training files: the learned model was fit on
+them, so its figure there is in-sample; the cross-validated figure from training is printed
+beside it) and the **blind holdout** (``suites/classifier/blind.jsonl``, written apart and never
+trained, chosen or fit on). For each: accuracy overall and per type, seconds per question,
+language and query accuracy; the confusion matrix and the errors of the whole suite (the blind
+set's errors only with ``--show-blind-errors``: reading them is how a holdout stops being blind).
 
-Prints accuracy overall, per type and per split (``main`` was written together with the rules,
-``holdout`` afterwards without looking at their output), the retrieval-query and language
-accuracy and a confusion matrix (rich tables), and writes everything as JSON (``--out``).
+With the LLM: the fused decision (the learned model and the LLM's vote pooled with the fusion
+fit for that LLM, the LLM asked only where the learned model is unsure) and the LLM's own vote.
+``--votes`` reads votes recorded by ``vlagent classifier votes`` instead of asking the LLM (the
+same decisions, without the minutes).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
+from vlagent.agent.intent_model import read_weights
+from vlagent.agent.intent_train import BLIND_FILE, TRAINING_FILES
+from vlagent.agent.language import merge_images
 from vlagent.agent.types import ClassifierResult, QuestionType
-from vlagent.agent.classify import classify
-from vlagent.agent.rules import classify_rules
+from vlagent.agent.understand import Understander, llm_name
+from vlagent.agent.vote import Fusion, find_fusion, load_votes, pool
 from vlagent.cache import DiskCache
 from vlagent.models.loader import build_chat_model
 from vlagent.settings import Settings
-
 
 
 def type_names() -> list[str]:
     """The registered question types (one per card, :mod:`vlagent.agent.questions`)."""
     return [t.value for t in QuestionType]
 
-SUITE = "suites/classifier/questions.jsonl"
 
 
 class SuiteItem(BaseModel):
@@ -53,7 +55,7 @@ class SuiteItem(BaseModel):
     type: QuestionType
     language: str
     query: str = ""
-    split: str = "main"
+    split: str = ""
 
 
 class Prediction(BaseModel):
@@ -94,12 +96,24 @@ class Report(BaseModel):
 
 
 def load_suite(path: str | Path | None = None) -> list[SuiteItem]:
-    """The labelled questions (default: the suite shipped in ``vlagent.evals``)."""
-    if path is None:
-        text = resources.files("vlagent.evals").joinpath(SUITE).read_text("utf-8")
-    else:
-        text = Path(path).read_text("utf-8")
-    return [SuiteItem.model_validate_json(line) for line in text.splitlines() if line.strip()]
+    """Labelled questions: one file, or (default) the whole shipped suite, each item's ``split``
+    the file it came from (``questions``, ``train_more``, ...)."""
+    if path is not None:
+        return _read(Path(path).read_text("utf-8"), Path(path).stem)
+    return [item for name in TRAINING_FILES for item in load_shipped(name)]
+
+
+def load_shipped(name: str) -> list[SuiteItem]:
+    return _read(resources.files("vlagent.evals").joinpath(name).read_text("utf-8"), Path(name).stem)
+
+
+def load_blind() -> list[SuiteItem]:
+    return load_shipped(BLIND_FILE)
+
+
+def _read(text: str, split: str) -> list[SuiteItem]:
+    items = [SuiteItem.model_validate_json(line) for line in text.splitlines() if line.strip()]
+    return [i.model_copy(update={"split": split}) for i in items]
 
 
 def normalise_query(q: str) -> str:
@@ -135,8 +149,8 @@ def evaluate(
         dt = time.perf_counter() - t0
         c = result.classification
         query_ok = None
-        if item.type is QuestionType.retrieve:
-            query_ok = c.type is QuestionType.retrieve and normalise_query(c.query) == normalise_query(item.query)
+        if item.query:  # a copied title or description to extract (retrieve, match)
+            query_ok = c.type is item.type and normalise_query(c.query) == normalise_query(item.query)
         pred = Prediction(
             question=item.question, expected=item.type.value, predicted=c.type.value,
             language_ok=c.language == item.language, query_ok=query_ok, query=c.query,
@@ -171,7 +185,7 @@ def summarise(name: str, preds: list[Prediction]) -> Report:
         language_accuracy=sum(p.language_ok for p in preds) / n if n else 0.0,
         query_accuracy=sum(bool(q) for q in queries) / len(queries) if queries else 0.0,
         confusion=confusion,
-        llm_answers=sum(p.source == "llm" for p in preds),
+        llm_answers=sum(p.source in ("llm", "fused") for p in preds),
         fallbacks=sum(p.source == "rules" for p in preds),
         seconds_per_question=sum(p.seconds for p in preds) / n if n else 0.0,
         predictions=preds,
@@ -199,7 +213,7 @@ def _cell(score: dict[str, float] | None) -> str:
     return f"{score['accuracy']:.1%} ({int(score['correct'])}/{int(score['n'])})"
 
 
-def render(report: Report, console: Console) -> None:
+def render(report: Report, console: Console, errors: bool = True) -> None:
     t = Table(title=f"{report.name}: accuracy {report.accuracy:.1%} on {report.n} questions")
     t.add_column("type")
     t.add_column("n", justify="right")
@@ -211,8 +225,8 @@ def render(report: Report, console: Console) -> None:
         t.add_row(f"split: {name}", str(int(s["n"])), str(int(s["correct"])), f"{s['accuracy']:.1%}")
     console.print(t)
     console.print(
-        f"language accuracy {report.language_accuracy:.1%} · retrieval query exact {report.query_accuracy:.1%} · "
-        f"answered by llm {report.llm_answers}, by rules {report.fallbacks} · {report.seconds_per_question:.3f} s/question"
+        f"language accuracy {report.language_accuracy:.1%} · query exact (retrieve, match) {report.query_accuracy:.1%} · "
+        f"the LLM voted on {report.llm_answers} · {report.seconds_per_question:.3f} s/question"
     )
     m = Table(title=f"{report.name}: confusion (rows expected, columns predicted)")
     m.add_column("")
@@ -223,7 +237,7 @@ def render(report: Report, console: Console) -> None:
         m.add_row(exp, *[(f"[bold]{row[p]}[/bold]" if p == exp else (str(row[p]) if row[p] else "·")) for p in type_names()])
     console.print(m)
     wrong = [p for p in report.predictions if p.expected != p.predicted]
-    if wrong:
+    if wrong and errors:
         w = Table(title=f"{report.name}: errors ({len(wrong)})", show_lines=False)
         w.add_column("question", overflow="fold")
         w.add_column("expected")
@@ -234,115 +248,100 @@ def render(report: Report, console: Console) -> None:
         console.print(w)
 
 
-app = typer.Typer(add_completion=False, help="Evaluate the question classifier on the labelled suite.")
+
+Classify = Callable[[str, list[str]], ClassifierResult]
+
+
+def recorded(understand: Understander, votes: dict[str, dict[str, float]], fusion: Fusion | None, alone: bool = False) -> Classify:
+    """The fused decision (or, ``alone``, the LLM's own) from recorded votes, as the live path decides it."""
+
+    def run(question: str, images: list[str]) -> ClassifierResult:
+        imgs = merge_images(images, question)
+        base = understand(question, imgs, None)
+        vote = votes.get(json.dumps([question, imgs], ensure_ascii=False))
+        if vote is None:
+            return base.model_copy(update={"error": "no recorded vote"})
+        if alone:
+            probs, source = vote, "llm"
+        else:
+            learned = base.classification.scores
+            if fusion is None or fusion.llm_weight <= 0 or max(learned.values()) >= fusion.ask_below:
+                return base
+            probs, source = pool(learned, vote, fusion), "fused"
+        best = max(probs, key=lambda t: probs[t])
+        c = base.classification.model_copy(update={"type": QuestionType(best)})
+        return ClassifierResult(classification=c, source=source)  # type: ignore[arg-type]
+
+    return run
+
+
+app = typer.Typer(add_completion=False, help="Evaluate the question classifier: whole suite and blind holdout, apart.")
 
 
 @app.command()
 def main(
-    suite: Optional[Path] = typer.Option(None, help="JSONL suite (default: the shipped one)"),
-    llm_backend: Optional[str] = typer.Option(
-        None, help="none | auto | openai | llama-cpp | transformers (default: Settings)"
-    ),
-    gguf: Optional[Path] = typer.Option(None, help="GGUF file for llama-cpp"),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint"),
-    model: Optional[str] = typer.Option(None, help="served model name / hub id"),
-    max_tokens: int = typer.Option(80, help="LLM max tokens per answer"),
-    n_threads: Optional[int] = typer.Option(None, help="llama.cpp threads"),
-    timeout: Optional[float] = typer.Option(None, help="seconds per LLM call before the rules decide"),
-    limit: Optional[int] = typer.Option(None, help="only the first N questions"),
-    sample: Optional[int] = typer.Option(None, help="N questions per type, evenly spaced (a quick, stratified run)"),
-    split: Optional[str] = typer.Option(None, help="only this split (main | holdout)"),
-    types: Optional[str] = typer.Option(None, help="only these types, comma-separated (e.g. ocr,compare)"),
-    examples: Optional[int] = typer.Option(
-        None, help="dynamic few-shot examples in the prompt (default Settings.classifier_examples; 0: none)"
-    ),
-    cache: Optional[Path] = typer.Option(None, help="SQLite cache of LLM replies keyed by prompt (re-runs are free)"),
+    suite: Optional[Path] = typer.Option(None, help="one JSONL file instead of the shipped suite"),
+    llm: bool = typer.Option(False, "--llm", help="ask the configured LLM (Settings) live"),
+    votes: Optional[Path] = typer.Option(None, help="recorded votes on the suite (vlagent classifier votes)"),
+    blind_votes: Optional[Path] = typer.Option(None, help="recorded votes on the blind holdout (--blind)"),
+    model: Optional[str] = typer.Option(None, help="the LLM the recorded votes are from (default: named in them)"),
+    blind: bool = typer.Option(True, help="report the blind holdout too"),
+    show_blind_errors: bool = typer.Option(False, help="list the blind holdout's errors (it stops being blind to you)"),
+    cache: Optional[Path] = typer.Option(None, help="SQLite cache of the LLM's votes keyed by prompt (--llm)"),
     out: Optional[Path] = typer.Option(None, help="write the JSON result here"),
-    log: Optional[Path] = typer.Option(None, help="append per-question progress here"),
 ) -> None:
     console = Console()
-    items = load_suite(suite)[:limit] if limit else load_suite(suite)
-    if split:
-        items = [i for i in items if i.split == split]
-    if types:
-        wanted = {t.strip() for t in types.split(",") if t.strip()}
-        unknown = wanted - set(type_names())
-        if unknown:
-            raise typer.BadParameter(f"unknown type(s) {', '.join(sorted(unknown))}; known: {', '.join(type_names())}")
-        items = [i for i in items if i.type.value in wanted]
-    if sample:
-        items = stratified(items, sample)
-    reports = [
-        evaluate(
-            "rules",
-            items,
-            lambda q, imgs: ClassifierResult(classification=classify_rules(q, imgs), source="rules"),
-        )
-    ]
-    render(reports[0], console)
-
-    llm = _build_llm(llm_backend, gguf, base_url, model, max_tokens, n_threads)
-    if llm is not None:
-        log_file = open(log, "a", encoding="utf-8") if log else None  # noqa: SIM115
-
-        def progress(i: int, p: Prediction) -> None:
-            line = (
-                f"{i + 1}/{len(items)} {p.seconds:.1f}s {p.expected}->{p.predicted} "
-                f"{'ok' if p.expected == p.predicted else 'WRONG'} [{p.source}] {p.question[:60]}"
-            )
-            if log_file:
-                log_file.write(line + "\n")
-                log_file.flush()
-            else:
-                print(line, file=sys.stderr, flush=True)
-
-
-        reply_cache = DiskCache(cache) if cache else None
-        name = f"llm ({type(llm).__name__})"
-        reports.append(
-            evaluate(
-                name,
-                items,
-                lambda q, imgs: classify(q, imgs, llm, timeout=timeout, k=examples, reply_cache=reply_cache),
-                progress,
-            )
-        )
-        render(reports[-1], console)
-        render_versus(reports, console)
-        if log_file:
-            log_file.close()
+    sets = {"whole suite": load_suite(suite)}
+    if blind and suite is None:
+        sets["blind holdout"] = load_blind()
+    settings = Settings()
+    understand = Understander(settings)
+    runs: dict[str, Classify] = {"learned": lambda q, imgs: understand(q, imgs, None)}
+    recorded_votes = {"whole suite": votes, "blind holdout": blind_votes}
+    if llm:
+        chat = build_chat_model(settings)
+        live = Understander(settings, reply_cache=DiskCache(cache) if cache else None)
+        runs[f"learned + {llm_name(chat)} (live)"] = lambda q, imgs: live(q, imgs, chat)
+    weights = read_weights()
+    console.print(
+        f"learned model: {weights.trained.chosen}, {weights.trained.examples} training questions, "
+        f"cross-validated accuracy {weights.trained.cv_accuracy:.1%}"
+    )
+    reports: dict[str, dict[str, Report]] = {}
+    for set_name, items in sets.items():
+        per_set = dict(runs)
+        path = recorded_votes.get(set_name)
+        if path is not None and path.is_file():
+            lines = [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
+            name = model or (lines[0].get("model") if lines else "llm")
+            fusion = find_fusion(str(name), settings.home)
+            recorded_by = load_votes(path)
+            per_set[f"learned + {name} (fused)"] = recorded(understand, recorded_by, fusion)
+            per_set[f"{name} alone"] = recorded(understand, recorded_by, fusion, alone=True)
+            if fusion is None:
+                console.print(f"[yellow]no fusion fit for {name}: the fused column is the learned model alone[/]")
+        for run_name, classify in per_set.items():
+            report = evaluate(f"{run_name} · {set_name}", items, classify)
+            reports.setdefault(set_name, {})[run_name] = report
+            render(report, console, errors=set_name != "blind holdout" or show_blind_errors)
+    table = Table(title="accuracy per type: whole suite | blind holdout")
+    table.add_column("")
+    columns = [(s, r) for s in reports for r in reports[s]]
+    for s, r in columns:
+        table.add_column(f"{r}\n{s}", justify="right")
+    for t in type_names():
+        table.add_row(t, *[_cell(reports[s][r].per_type.get(t)) for s, r in columns])
+    table.add_row("overall", *[f"{reports[s][r].accuracy:.1%} ({reports[s][r].n})" for s, r in columns])
+    table.add_row("s/question", *[f"{reports[s][r].seconds_per_question:.3f}" for s, r in columns])
+    console.print(table)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(
-            json.dumps({r.name: r.model_dump(mode="json") for r in reports}, ensure_ascii=False, indent=1), "utf-8"
-        )
+        data = {s: {r: rep.model_dump(mode="json") for r, rep in by.items()} for s, by in reports.items()}
+        if "blind holdout" in data and not show_blind_errors:
+            for rep in data["blind holdout"].values():
+                rep["predictions"] = []  # the blind set's answers stay unread
+        out.write_text(json.dumps(data, ensure_ascii=False, indent=1), "utf-8")
         console.print(f"wrote {out}")
-
-
-def _build_llm(
-    backend: str | None,
-    gguf: Path | None,
-    base_url: str | None,
-    model: str | None,
-    max_tokens: int,
-    n_threads: int | None,
-) -> Any:
-    overrides: dict[str, Any] = {"llm_max_tokens": max_tokens}
-    if backend:
-        overrides["llm_backend"] = backend
-    if gguf:
-        overrides["llm_gguf"] = gguf
-    if base_url:
-        overrides["llm_base_url"] = base_url
-    if model:
-        overrides["llm_model"] = model
-    if n_threads:
-        overrides["llm_n_threads"] = n_threads
-    settings = Settings(**overrides)
-    if settings.llm_backend == "none":
-        return None
-
-    return build_chat_model(settings)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``vlagent analyze``: rules, TF-IDF/jieba + KMeans and the LLM classifier side by side."""
+"""``vlagent analyze``: the learned classifier, TF-IDF/jieba + KMeans and the LLM classifier side by side."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_clusters_agree_with_the_gold_types_beyond_chance(path: Path, floor: flo
     report = analyze_questions(questions, str(path))
     gold = [q.gold or "" for q in questions]
     actual, best_shuffled = _beyond_chance(report.clustering.labels, gold)
-    print(f"{path.name}: k={report.clustering.k} ARI clusters vs gold {actual:.3f} (shuffled gold: max {best_shuffled:.3f}); rules vs gold {report.ari['rules vs gold']:.3f}")
+    print(f"{path.name}: k={report.clustering.k} ARI clusters vs gold {actual:.3f} (shuffled gold: max {best_shuffled:.3f}); rules vs gold {report.ari['learned vs gold']:.3f}")
     assert report.ari["clusters vs gold"] == pytest.approx(actual, abs=1e-4)
     assert actual > floor and actual > best_shuffled + 0.1
     assert report.clustering.k == max(report.clustering.silhouettes, key=lambda k: report.clustering.silhouettes[k])
@@ -78,12 +78,12 @@ def test_the_shipped_suite_gets_three_reports(tmp_path: Path) -> None:
     report = analyze_questions(questions, str(SAMPLE), llm=llm, llm_id="fake", cache_path=tmp_path / "llm_labels.jsonl")
     paths = write_report(report, tmp_path)
     data = json.loads(paths["json"].read_text("utf-8"))
-    assert set(data["counts"]) == {"rules", "clusters", "llm", "gold"}
-    assert {"rules vs gold", "clusters vs gold", "llm vs gold", "rules vs llm"} <= set(data["ari"])
+    assert set(data["counts"]) == {"learned", "clusters", "llm", "gold"}
+    assert {"learned vs gold", "clusters vs gold", "llm vs gold", "learned vs llm"} <= set(data["ari"])
     assert data["llm"]["status"] == "used" and data["llm"]["answered"] == len(questions) == llm.calls
     assert data["counts"]["llm"] == data["counts"]["gold"]  # what the fake said reached the column
     assert data["ari"]["llm vs gold"] == 1.0
-    assert {(t["rows"], t["columns"]) for t in data["crosstabs"]} >= {("clusters", "gold"), ("gold", "rules"), ("gold", "llm")}
+    assert {(t["rows"], t["columns"]) for t in data["crosstabs"]} >= {("clusters", "gold"), ("gold", "learned"), ("gold", "llm")}
     md = paths["md"].read_text("utf-8")
     assert "adjusted Rand" in md and "clusters × gold" in md
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

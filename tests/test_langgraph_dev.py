@@ -45,7 +45,7 @@ def test_a_thread_with_two_turns_keeps_the_image(langgraph_url: str) -> None:
     first = client.runs.wait(
         thread["thread_id"], "vlagent", input={"question": "这件衣服是什么颜色的？", "images": ["dress_red.jpg"]}
     )
-    assert first["classification"]["type"] == "vqa" and first["evidence"][0] == "colors[dress_red.jpg]"
+    assert first["intent"]["type"] == "vqa" and first["evidence"][0] == "colors[dress_red.jpg]"
     assert first["answer"].strip()
 
     updates = [

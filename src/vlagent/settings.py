@@ -186,18 +186,16 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     request_timeout: float = Field(120.0, description="seconds per LLM/VLM request")
     max_retries: int = Field(2, description="retries with backoff for LLM/VLM requests")
-    classifier_method: Literal["logprobs", "structured"] = Field(
-        "logprobs",
-        description="logprobs: the type from one decoded token's top log-probabilities (one forward pass); "
-        "structured: the type and the query as schema-valid JSON",
+    classifier_llm_vote: bool = Field(
+        True,
+        description="let the LLM vote on a question's type beside the learned classifier, where a fusion fit exists "
+        "for it (vlagent classifier fit-fusion) and the learned model is unsure",
+    )
+    classifier_timeout: float = Field(
+        5.0, gt=0, description="seconds the LLM's vote may take; then the learned classifier decides alone"
     )
     classifier_static_examples: int = Field(
         3, ge=0, le=10, description="labelled questions per type in the fixed (cached) prompt prefix"
-    )
-    classifier_examples: int = Field(
-        0, ge=0, le=16,
-        description="labelled questions most similar to the incoming one in the classifier prompt (0: none; "
-        "each costs ~25 prompt tokens a question that no cache serves)",
     )
 
     # --- recommendations (vlagent recommend) ---

@@ -6,9 +6,11 @@ Each result goes into the template field its tool's spec names (the registry,
 * every tool the question needed failed (or none ran): an error naming the image and the
   reason (:func:`no_evidence_error`; the card's ``what_is_missing``), the LLM is never asked;
 * ``list``: the card's template filled with the ranked list, no LLM;
-* ``transcript``: the text as read, when the question asks to transcribe it;
+* ``transcript``: the text as read, when the question asks to transcribe it (``cues.transcribe``);
 * ``summary``: the card's ``summary_tool``'s one-line summary;
-* ``facts``: the per-image facts (:mod:`vlagent.agent.facts`), stated when they settle the question;
+* ``facts``: the per-image facts (:mod:`vlagent.agent.facts`), stated when they settle the
+  question (the intent's cues say what it asks: a colour, "which one"); an LLM answer to a
+  colour question always carries the measured colour;
 * otherwise the card's template (``prompts/<type>.<lang>.txt``) and the answer LLM; without an
   LLM (or when it fails) the facts' fallback, else :func:`fallback_answer` from the card's
   ``fallback_fields``.
@@ -27,9 +29,8 @@ from vlagent.agent import facts
 from vlagent.agent.names import display_name, evidence_id, without_paths
 from vlagent.agent.prompts import fill, render_messages
 from vlagent.agent.questions import QuestionCard, get_card
-from vlagent.agent.rules import asks_to_transcribe
 from vlagent.agent.state import AgentParts, AgentState
-from vlagent.agent.types import AnswerError, QuestionType
+from vlagent.agent.types import AnswerError, Cues, QuestionType
 from vlagent.errors import one_line
 from vlagent.agent.registry import fields as tool_fields
 from vlagent.agent.registry import get_spec, tool_specs
@@ -113,7 +114,7 @@ def collect(parts: AgentParts, state: AgentState, results: list[ToolResult], lan
 
 def write_answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     """The answer node's update: the answer (or the error), its evidence, trace and memory."""
-    c = state["classification"]
+    c = state["intent"]
     qtype, lang = QuestionType(c["type"]), str(c["language"])
     card = get_card(qtype)
     images = state.get("turn_images", [])
@@ -130,7 +131,8 @@ def write_answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     image_titles = [parts.titles.get(i) or parts.titles.get(display_name(i), "") for i in images]
     got.evidence += [f"title[{display_name(i)}]" for i, t in zip(images, image_titles) if t]
     filled = template_values(state, got, images, image_titles, lang, str(c.get("query") or ""))
-    text = by_mode(parts, card, state, got, results, (images, image_titles), filled, lang)
+    cues = Cues.model_validate(c.get("cues") or {})
+    text = by_mode(parts, card, cues, got, results, (images, image_titles), filled, lang)
     return {
         "answer": text, "retrieved": got.retrieved, "trace": got.trace, "evidence": got.evidence, "error": None,
         "history": [{**turn, "answer": text}], "last_images": images,
@@ -156,27 +158,28 @@ def template_values(
 def by_mode(
     parts: AgentParts,
     card: QuestionCard,
-    state: AgentState,
+    cues: Cues,
     got: Collected,
     results: list[ToolResult],
     seen: tuple[list[str], list[str]],
     filled: dict[str, str],
     lang: str,
 ) -> str:
-    """The answer's text, by the card's answer mode (the module docstring's order)."""
-    question, qtype = state["question"], card.type
+    """The answer's text, by the card's answer mode (the module docstring's order). The question's
+    words reach only the LLM's template; every decision here reads the intent's cues."""
+    qtype = card.type
     decided: facts.Decision | None = None
     per_image: list[facts.ImageFacts] = []
     shared: dict[str, str] = {}
     if card.answer == "facts":
         per_image, shared = image_facts(seen[0], seen[1], results, lang)
         filled["facts"] = facts.render(per_image, shared, lang)
-        decided = facts.decide(qtype, question, per_image, shared, lang)
+        decided = facts.decide(qtype, cues, per_image, shared, lang)
     transcript = " ".join(" ".join(got.values.get(facts.field_of("read"), [])).split())
     summary = tool_summary(card, results, lang) if card.answer == "summary" else ""
     if card.answer == "list":  # a ranked list with one line per item: no LLM rewrites it
         return fill(qtype, lang, filled)[1]  # type: ignore[arg-type]
-    if card.answer == "transcript" and transcript and asks_to_transcribe(question):
+    if card.answer == "transcript" and transcript and cues.transcribe:
         return transcript  # "what does it say?": the text as read; an LLM would only shorten it
     if summary:  # the tool's own verdict is the answer
         return summary
@@ -191,9 +194,9 @@ def by_mode(
     text, entry = ask_llm(parts.llm, qtype, lang, filled)
     got.trace.append(entry)
     if text is None:  # no LLM (or it failed): an answer from the facts, else the tool results
-        from_facts = facts.fallback(qtype, question, per_image, shared, lang) if card.answer == "facts" else None
-        text = from_facts or fallback_answer(card, lang, filled)
-    return text
+        from_facts = facts.fallback(qtype, cues, per_image, shared, lang) if card.answer == "facts" else None
+        return from_facts or fallback_answer(card, lang, filled)
+    return facts.keep_colour(text, cues, per_image, lang) if card.answer == "facts" else text
 
 
 def tool_summary(card: QuestionCard, results: list[ToolResult], lang: str) -> str:

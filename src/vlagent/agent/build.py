@@ -20,10 +20,9 @@ from vlagent.errors import VlagentError
 from vlagent.models.selfcheck import ensure_llm_runs
 from vlagent.settings import Settings
 from vlagent.models.context import ToolContext
-from vlagent.agent.classify import classify
+from vlagent.agent.understand import Understander
 from vlagent.agent.plan import PlanInput, calls_for
 from vlagent.agent.registry import build_tools, prepare
-from vlagent.agent.rules import classify_rules
 from vlagent.enrich.categories import read_categories
 from vlagent.models.loader import build_chat_model
 
@@ -101,8 +100,8 @@ class VLAgent:
     def prepare(self, items: list[dict[str, Any]]) -> dict[str, int]:
         """Batch the work many questions share, before answering them one by one (the harness).
 
-        Walks the plan table (round 0) for every item, classified by the rules (fast; the graph
-        still classifies each question), and runs each tool's batch hook over all its calls:
+        Walks the plan table (round 0) for every item, understood by the learned classifier alone
+        (fast, no LLM; the graph still reads each question), and runs each tool's batch hook over all its calls:
         retrieval texts are encoded in batches, captions generated in batches into the cache the
         tools read. Returns {tool: items prepared}."""
 
@@ -113,7 +112,7 @@ class VLAgent:
         for item in items:
             images = [str(i) for i in item.get("images") or []]
             question = str(item.get("question", ""))
-            c = classify_rules(question, images)
+            c = self.parts.classifier(question, images, None).classification
             inp = PlanInput(question=question, images=images, language=c.language, query=c.query, available=available)
             calls += calls_for(c.type, 0, inp)
         return prepare(self.ctx, self.parts.tools, calls)
@@ -131,7 +130,7 @@ class VLAgent:
                 pass
 
     def to_answer(self, state: dict[str, Any]) -> Answer:
-        c = state.get("classification", {})
+        c = state.get("intent", {})
         return Answer(
             text=state.get("answer", ""),
             type=QuestionType(c.get("type", "chat")),
@@ -140,7 +139,7 @@ class VLAgent:
                 RetrievedImage(image=h["image"], score=float(h["score"]), title=h.get("title", ""), by=str(h.get("by", "")))
                 for h in state.get("retrieved", [])
             ],
-            classifier=state.get("classifier", "rules"),
+            classifier=state.get("classifier", "learned"),
             trace=[ToolTrace.model_validate(t) for t in state.get("trace", [])],
             unavailable_tools=sorted(self.parts.unavailable),
             evidence=list(state.get("evidence") or []),
@@ -152,8 +151,8 @@ class VLAgent:
         return sorted(self.parts.tools)
 
 
-def _default_classifier() -> Any:
-    return classify
+def _default_classifier(settings: Settings) -> Understander:
+    return Understander(settings)
 
 
 def make_checkpointer(settings: Settings) -> Any:
@@ -235,7 +234,7 @@ def build_agent(
     parts = AgentParts(
         tools={t.name: t for t in tools},
         llm=llm,
-        classifier=_default_classifier(),
+        classifier=_default_classifier(settings),
         classifier_llm=classifier_llm if classifier_llm is not None else llm,
         titles=title_hints(settings, ctx.titles),
         unavailable=unavailable,

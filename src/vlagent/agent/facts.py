@@ -3,17 +3,19 @@
 :func:`collect` groups a turn's tool results by image: image 1 with its title, colours, OCR
 text, caption (each tool's own summary), then image 2, and so on; answers about all images at
 once (the VLM's) follow. :func:`render` gives the LLM that fixed structure. Where the facts
-settle the question without an LLM, :func:`decide` states them:
+settle the question without an LLM, :func:`decide` states them. It reads the question's
+:class:`Cues` (written once by the understanding pass), never the question's text:
 
-* "which one is the cap?" / "Which of these shows shoes?" when exactly one image's title (or
-  caption) names the thing asked about — and, when no fact of any image (title, category,
-  caption, VLM answer, OCR text) names it, that nothing here can tell, and which facts were
-  missing (:class:`Decision` ``missing``), instead of an LLM's guess;
-* "which one is red?", "how do the colours differ?", "what colour is each?" from each image's
-  colours;
-* "what colour is it?" with no VLM answer and no LLM (or a failed one): the colours as a
-  sentence in the question's language, not the tool's line (:func:`fallback`; the title's
-  colour word when it names the same colour: a seller's 藏青色 is the pixels' blue);
+* "which one is the cap?" / "Which of these shows shoes?" (``cues.which``) when exactly one
+  image's title (or caption) names the thing asked about — and, when no image has any fact that
+  says what it shows, that nothing here can tell, and which facts were missing
+  (:class:`Decision` ``missing``), instead of an LLM's guess;
+* "which one is red?" from each image's colours; a colour question about several images
+  (``cues.colour``): each image's main colour;
+* "what colour is it?" (``cues.colour_only``): the measured colours as a sentence in the
+  question's language, whatever an LLM would write (the title's colour word when it names the
+  same colour: a seller's 藏青色 is the pixels' blue; both when they differ); an LLM answer to a
+  colour question that leaves the measured colour out gets it put first (:func:`keep_colour`);
 * a question that needs sight (what it is, what animal, which suits work) when no fact says what
   the image shows: that it cannot be told, and what is known;
 * a description with no title, caption or VLM answer says that only colours/text are known;
@@ -21,7 +23,9 @@ settle the question without an LLM, :func:`decide` states them:
   restated as one sentence (:func:`describe`, also the answer when there is no LLM at all).
 
 OCR text reaches a sentence, or the facts, only when it reads as words (:func:`readable_text`):
-a stray "A", "90" or "11 111K" read off a seam is not the product's text.
+a stray "A", "90" or "11 111K" read off a seam is not the product's text. Colour words are the
+colours tool's vocabulary (:func:`vlagent.index.attributes.colour_words`), the one the attribute
+index searches with.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from vlagent.agent.types import QuestionType
+from vlagent.agent.types import Cues, QuestionType
+from vlagent.index.attributes import ColourWords
+from vlagent.index.attributes import colour_words as attribute_colour_words
 from vlagent.agent.registry import tool_specs
 
 #: the answer writer's own fact (the catalogue title); the tools' facts are named by their specs
@@ -106,50 +112,22 @@ def render(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str:
 
 # --- answers the facts decide ---------------------------------------------------------------
 
-#: English words for the kinds of things in titles → the Chinese characters that name them;
-#: English words that share a Chinese word are synonyms (a caption's "hat" names the cap asked)
-KINDS = {
-    "shoe": "鞋", "shoes": "鞋", "sneaker": "鞋", "sneakers": "鞋", "boot": "靴", "boots": "靴", "sandal": "凉鞋",
-    "cap": "帽", "hat": "帽", "dress": "裙", "skirt": "裙", "shirt": "衫", "blouse": "衫", "t-shirt": "T恤",
-    "tshirt": "T恤", "trousers": "裤", "pants": "裤", "jeans": "裤", "shorts": "短裤", "bag": "包", "handbag": "包",
-    "backpack": "背包", "wallet": "钱包", "hoodie": "卫衣", "sweater": "毛衣", "jacket": "夹克", "coat": "外套",
-    "sock": "袜", "socks": "袜", "glove": "手套", "gloves": "手套", "scarf": "围巾", "belt": "腰带",
-    "glasses": "眼镜", "sunglasses": "眼镜", "watch": "手表", "phone": "手机", "cat": "猫", "kitten": "猫",
-    "dog": "狗", "puppy": "狗", "bird": "鸟", "cup": "杯", "mug": "杯", "bottle": "瓶", "camera": "相机",
-    "rocket": "火箭", "astronaut": "宇航员", "car": "车", "label": "标签", "tag": "吊牌", "toy": "玩具",
-    "book": "书", "lamp": "灯", "chair": "椅", "flower": "花",
-}  # fmt: skip
-_WHICH_ZH = re.compile(r"(?:哪一个|哪个|哪一张|哪张|哪件|哪一件|哪款)[^，。？?]*?(?:是|有|属于)(?:一[个顶件双只张条款])?([^，。？?\s]{1,8})")
-_WHICH_EN = re.compile(
-    r"which\b[^?]*?\b(?:shows?|is|has|contains?|are)\s+(?:a |an |the |some )?(?:pair of )?([a-z\-]+)", re.IGNORECASE
-)
-_COLOUR_DIFF = re.compile(r"颜色.{0,6}(?:不同|区别|差别|一样|相同)|(?:不同|区别).{0,4}颜色|colou?rs?\b.{0,30}\b(?:differ|same)|difference.{0,20}colou?r", re.IGNORECASE)
-_COLOUR_EACH = re.compile(
-    r"(?:分别|各自?|每[一]?[件张个款]).{0,4}(?:是)?(?:什么|啥|哪种)颜色|(?:什么|啥)颜色.{0,3}分别"
-    r"|what colou?rs? (?:is|are) (?:each|both|they|these|the two)|colou?rs? of (?:each|both)",
-    re.IGNORECASE,
-)
-#: what a question about one image's colour asks; one with another ask in it goes to the LLM
-_COLOUR_ASK = re.compile(
-    r"(?:什么|啥|哪种|哪些|几种)颜色|颜色是(?:什么|啥)|什么色|\b(?:what|which) colou?rs?\b|\bcolou?rs? is (?:it|this)\b",
-    re.IGNORECASE,
-)
-_OTHER_ASK = re.compile(r"什么|哪|多少|几|怎么|如何|吗|\b(?:what|which|how|where|who|why|does)\b", re.IGNORECASE)
-_ABOUT_COLOUR = re.compile(r"颜色|色|colou?r", re.IGNORECASE)
-#: a seller's colour word in a title → the basic colour it is (most by the character before 色)
-SELLER_COLOURS = {"藏青": "蓝色", "藏蓝": "蓝色", "卡其": "棕色", "咖啡": "棕色", "驼": "棕色", "米": "白色", "银": "灰色", "金": "黄色", "玫红": "粉色"}
-BASIC_BY_CHAR = {
-    "红": "红色", "橙": "橙色", "橘": "橙色", "黄": "黄色", "绿": "绿色", "青": "青色", "蓝": "蓝色", "紫": "紫色", "粉": "粉色",
-    "棕": "棕色", "褐": "棕色", "灰": "灰色", "黑": "黑色", "白": "白色",
-}  # fmt: skip
-BASIC_EN = {
-    "红色": "red", "橙色": "orange", "黄色": "yellow", "绿色": "green", "青色": "teal", "蓝色": "blue", "紫色": "purple",
-    "粉色": "pink", "棕色": "brown", "灰色": "grey", "黑色": "black", "白色": "white",
-}  # fmt: skip
-_TITLE_COLOUR = re.compile(r"([\u4e00-\u9fff]{1,2})色")
-#: the first character of a two-character colour word (深蓝色, 米白色, 藏青色), not of a word before it (女款红色)
-_COLOUR_MODIFIERS = set("深浅淡亮暗纯米藏酒军墨天宝湖玫枣卡咖驼银金土橘") | set("红橙黄绿青蓝紫粉棕褐灰黑白")
-_EN_COLOUR = re.compile(r"\b(" + "|".join(BASIC_EN.values()) + r"|gray)\b", re.IGNORECASE)
+#: a colour covering less of the object than this is not named in an answer (as in the facts)
+MINOR = 0.1
+
+
+def colour_words() -> ColourWords:
+    """The one colour vocabulary: the colours tool's terms (the attribute index reads the same)."""
+    return attribute_colour_words()
+
+
+def basic_of(en: str) -> str:
+    """The basic colour (English) a colour term belongs to: navy → blue."""
+    return colour_words().basic_of.get(en, en)
+
+
+def zh_name(en: str) -> str:
+    return colour_words().zh_of.get(en, en)
 
 
 @dataclass
@@ -160,31 +138,18 @@ class Decision:
     missing: list[str] = field(default_factory=list)
 
 
-def _kind(question: str) -> tuple[str, list[str]] | None:
-    """(the kind asked, the words that name it) when the question asks which image is a known
-    kind of thing ("哪一个是帽子", "Which shows shoes?"); None for anything else ("哪一个更便宜")."""
-    m = _WHICH_ZH.search(question) or _WHICH_EN.search(question)
-    if not m:
-        return None
-    asked = m.group(1).strip()
-    if asked.isascii():
-        word = asked.lower()
-        zh = KINDS.get(word) or KINDS.get(word.rstrip("s")) or KINDS.get(word + "s")
-        if zh is None:
-            return None
-        terms = [zh, *(en for en, z in KINDS.items() if z == zh)]
-    else:
-        word = re.sub(r"^(?:商品|产品|东西)", "", asked).rstrip("的")
-        zh_kinds = {z for z in KINDS.values() if z in word}
-        if not word or not zh_kinds or _ABOUT_COLOUR.search(word):
-            return None
-        terms = [word, word.rstrip("子"), *zh_kinds, *(en for en, z in KINDS.items() if z in zh_kinds)]
-    return asked, sorted({t for t in terms if t}, key=len, reverse=True)
+def _terms(asked: str) -> list[str]:
+    """The words that name what was asked: ``帽子`` → 帽子, 帽; ``caps`` → caps, cap."""
+    word = re.sub(r"^(?:商品|产品|东西)", "", asked.strip()).rstrip("的")
+    if word.isascii():
+        word = word.lower()
+        return sorted({word, word[:-1] if word.endswith("s") else word}, key=len, reverse=True)
+    return sorted({t for t in (word, word.rstrip("子")) if t}, key=len, reverse=True)
 
 
 def _names(text: str, terms: list[str]) -> bool:
     text = text.lower()
-    return any((re.search(rf"\b{re.escape(t)}(?:e?s)?\b", text) if t.isascii() else t in text) for t in (t.lower() for t in terms))
+    return any((re.search(rf"\b{re.escape(t)}(?:e?s)?\b", text) if t.isascii() else t in text) for t in terms)
 
 
 def _decisive(img: ImageFacts) -> str:
@@ -252,13 +217,13 @@ def _cannot_tell_which(asked: str, images: list[ImageFacts], shared: dict[str, s
     return Decision(f"I cannot tell which image shows {_a(asked)}: " + "; ".join(parts) + ".", missing)
 
 
-def which_one(question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
-    """The image that is the thing asked about, when exactly one image's title or caption names
-    it; that it cannot be told, when no fact of any image names it and no vision model answered."""
-    found = _kind(question)
-    if found is None or len(images) < 2:
+def which_one(asked: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
+    """The image that is the thing asked about (``Cues.which``), when exactly one image's title
+    or caption names it; that it cannot be told, when no fact of any image names it and no
+    vision model answered."""
+    if not asked or len(images) < 2 or colour_words().find(asked):
         return None
-    asked, terms = found
+    terms = _terms(asked)
     hits = [n for n, img in enumerate(images) if _names(_decisive(img), terms)]
     if len(hits) == 1:
         n = hits[0]
@@ -271,97 +236,73 @@ def which_one(question: str, images: list[ImageFacts], shared: dict[str, str], l
         return None
     if any(_names(" ".join(" ".join(v) for v in img.facts.values()), terms) for img in images):
         return None  # the text on an image (or a plugin's fact) names it: the LLM weighs that
-    return _cannot_tell_which(asked, images, shared, lang)
+    if not any(_decisive(img).strip() for img in images) and not _sight(images, shared)[0]:
+        return _cannot_tell_which(asked, images, shared, lang)
+    return None  # the facts name other things, in words this check may not know (another language): the LLM reads them
 
 
 def title_colour(text: str) -> tuple[str, str] | None:
-    """(the colour word, the basic colour it is) of the first colour a title names:
-    ``女款藏青色衬衫`` → (藏青色, 蓝色); None when it names none (``纯色``, ``特色`` are no colour)."""
-    for m in _TITLE_COLOUR.finditer(text):
-        word = m.group(1)
-        if len(word) == 2 and word[0] not in _COLOUR_MODIFIERS:
-            word = word[1:]
-        basic = next((b for key, b in SELLER_COLOURS.items() if word.endswith(key)), None) or BASIC_BY_CHAR.get(word[-1])
-        if basic is not None:
-            return word + "色", basic
-    return None
-
-
-def _colour_of(words: str) -> str | None:
-    """The basic colour (zh) a question's colour word names (``红色的``, ``白的``, ``black``)."""
-    if m := _EN_COLOUR.search(words):
-        en = m.group(1).lower().replace("gray", "grey")
-        return next(zh for zh, e in BASIC_EN.items() if e == en)
-    if found := title_colour(words):
-        return found[1]
-    chars = [BASIC_BY_CHAR[ch] for ch in words if ch in BASIC_BY_CHAR]
-    return chars[0] if len(chars) == 1 and len(words) <= 3 else None  # "红的", "白"
-
-
-#: a colour covering less of the object than this is not named in an answer (as in the facts)
-MINOR = 0.1
+    """(the colour word as the title writes it, the basic colour it is, in English) of the first
+    colour a title names: ``女款藏青色衬衫`` → (藏青色, blue); None when it names none."""
+    found = colour_words().words(text)
+    if not found:
+        return None
+    word, en = found[0]
+    return word, basic_of(en)
 
 
 def _basics(img: ImageFacts) -> list[str]:
-    """The basic colours (zh) the image's colours worth naming belong to."""
-    return [str(c.get("basic_zh") or c.get("name_zh") or "") for n, c in enumerate(img.colours) if n == 0 or float(c.get("fraction", 0)) >= MINOR]
+    """The basic colours (English) of the image's colours worth naming."""
+    return [
+        str(c.get("basic_en") or basic_of(str(c.get("name_en") or "")))
+        for n, c in enumerate(img.colours) if n == 0 or float(c.get("fraction", 0)) >= MINOR
+    ]  # fmt: skip
 
 
-def which_colour(question: str, images: list[ImageFacts], lang: str) -> Decision | None:
-    """"哪一个是红色的？" / "Which one is black?": the image whose colours include it."""
-    m = _WHICH_ZH.search(question) or _WHICH_EN.search(question)
-    if not m or len(images) < 2 or any(not i.colours for i in images):
+def which_colour(asked: str, images: list[ImageFacts], lang: str) -> Decision | None:
+    """"哪一个是红色的？" / "Which one is black?" (``Cues.which`` a colour): the image whose colours include it."""
+    named = colour_words().find(asked) if asked else []
+    if not named or len(images) < 2 or any(not i.colours for i in images):
         return None
-    asked = m.group(1).strip().rstrip("的")
-    basic = _colour_of(asked)
-    if basic is None:
-        return None
+    basic = basic_of(named[0])
     hits = [n for n, img in enumerate(images) if basic in _basics(img)]
     if len(hits) != 1:
         return None  # none or several: the LLM words it from the facts
     n, img = hits[0], images[hits[0]]
     if lang == "zh":
-        return Decision(f"{ORDINALS['zh'][n]}图片（{img.name}）是{basic}的。")
-    return Decision(f"The {ORDINALS['en'][n]} image ({img.name}) is {BASIC_EN[basic]}.")
+        return Decision(f"{ORDINALS['zh'][n]}图片（{img.name}）是{zh_name(basic)}的。")
+    return Decision(f"The {ORDINALS['en'][n]} image ({img.name}) is {basic}.")
 
 
-def colour_difference(question: str, images: list[ImageFacts], lang: str) -> Decision | None:
-    """Each image's main colour, when the question asks how the colours differ or what each is."""
-    each = _COLOUR_EACH.search(question)
-    if not (each or _COLOUR_DIFF.search(question)) or len(images) < 2 or any(i.main_color is None for i in images):
+def colour_of_each(images: list[ImageFacts], lang: str) -> Decision | None:
+    """A colour question over several images: each image's main colour (the same one: said once)."""
+    if len(images) < 2 or any(i.main_color is None for i in images):
         return None
     colours: list[tuple[str, str]] = [i.main_color for i in images]  # type: ignore[misc]
     if lang == "zh":
-        parts = [f"{ORDINALS['zh'][n]}（{img.name}）是{c[0]}" for n, (img, c) in enumerate(zip(images, colours))]
-        if each:
-            return Decision("，".join(parts) + "。")
         if len({c[0] for c in colours}) == 1:
             return Decision(f"颜色相同：都是{colours[0][0]}。")
+        parts = [f"{ORDINALS['zh'][n]}（{img.name}）是{c[0]}" for n, (img, c) in enumerate(zip(images, colours))]
         return Decision("颜色不同：" + "，".join(parts) + "。")
-    parts = [f"the {ORDINALS['en'][n]} ({img.name}) is {c[1]}" for n, (img, c) in enumerate(zip(images, colours))]
-    if each:
-        sentence = ", ".join(parts) + "."
-        return Decision(sentence[0].upper() + sentence[1:])
     if len({c[1] for c in colours}) == 1:
         return Decision(f"The same colour: both are {colours[0][1]}.")
+    parts = [f"the {ORDINALS['en'][n]} ({img.name}) is {c[1]}" for n, (img, c) in enumerate(zip(images, colours))]
     return Decision("They differ: " + ", ".join(parts) + ".")
 
 
-def colour_answer(question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
-    """"这件衣服是什么颜色的？" with no VLM answer: the measured colours as one sentence (the
-    title's colour word when it names the same colour; both, when they differ)."""
+def colour_answer(images: list[ImageFacts], lang: str) -> Decision | None:
+    """A colour question about one image: the measured colours as one sentence in the question's
+    language (the title's colour word when it names the same colour; both, when they differ)."""
     img = images[0] if images else None
-    if img is None or not img.colours or _shared_answer(shared) or not _COLOUR_ASK.search(question):
+    if img is None or not img.colours:
         return None
-    if _OTHER_ASK.search(_COLOUR_ASK.sub("", question)):
-        return None  # "什么颜色，什么面料？": more than a colour is asked
     key = "name_zh" if lang == "zh" else "name_en"
     names = [str(c[key]) for n, c in enumerate(img.colours) if n == 0 or float(c.get("fraction", 0)) >= MINOR]
     seller = title_colour(img.get(TITLE))
     if seller is not None and seller[1] != _basics(img)[0]:  # the title and the pixels disagree: say both
         if lang == "zh":
             return Decision(f"商品标题写的是{seller[0]}；图片中测得的主要颜色是{names[0]}。")
-        return Decision(f"The title says {BASIC_EN[seller[1]]}; the image measures mainly {names[0]}.")
+        return Decision(f"The title says {seller[1]}; the image measures mainly {names[0]}.")
     if seller is not None and lang == "zh":
         names[0] = seller[0]  # the seller's word for the same colour: 藏青色, 米白色
     rest = [n for n in names[1:] if n != names[0]]
@@ -370,10 +311,16 @@ def colour_answer(question: str, images: list[ImageFacts], shared: dict[str, str
     return Decision(f"The main colour is {names[0]}" + (f", with some {' and '.join(rest)}" if rest else "") + ".")
 
 
-def cannot_see(question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
+def names_colour(text: str, images: list[ImageFacts]) -> bool:
+    """``text`` names one of the measured colours of an image (any language, any shade of it)."""
+    said = {basic_of(en) for en in colour_words().find(text)}
+    return any(basic in said for img in images for basic in _basics(img))
+
+
+def cannot_see(cues: Cues, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
     """A question that needs sight (not one about colours) when no image has a fact that says
     what it shows (a title, a caption, a VLM answer, readable text): say so, and what is known."""
-    if not images or _ABOUT_COLOUR.search(question) or _present(images, shared)[0]:
+    if not images or cues.colour or _present(images, shared)[0]:
         return None
     missing = _present(images, shared)[1]
     coloured = [(n, i.main_color) for n, i in enumerate(images) if i.main_color]
@@ -496,17 +443,23 @@ def describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str
     return sentence[0].upper() + sentence[1:]
 
 
-def decide(qtype: QuestionType, question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
-    """An answer the facts settle exactly, or None (then the LLM writes it from the facts)."""
+def decide(qtype: QuestionType, cues: Cues, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
+    """An answer the facts settle exactly, or None (then the LLM writes it from the facts).
+
+    Read from the :class:`Cues` the understanding pass wrote, never from the question's text: a
+    colour question is answered from the measured colours (each image's, for several); "which
+    one is X" from the image whose facts name X."""
     if len(images) > len(ORDINALS["en"]):
         return None  # more images than the plan compares: the LLM answers from the facts
     if qtype is QuestionType.compare:
         return (
-            which_colour(question, images, lang) or which_one(question, images, shared, lang)
-            or colour_difference(question, images, lang) or cannot_see(question, images, shared, lang)
+            which_colour(cues.which, images, lang) or which_one(cues.which, images, shared, lang)
+            or (colour_of_each(images, lang) if cues.colour else None) or cannot_see(cues, images, shared, lang)
         )  # fmt: skip
-    if qtype is QuestionType.vqa:  # a colour question goes to the LLM (and to colour_answer without one)
-        return cannot_see(question, images[:1], shared, lang)
+    if qtype is QuestionType.vqa:
+        if cues.colour_only and (found := colour_answer(images[:1], lang)) is not None:
+            return found  # the measured colours are the answer, whatever an LLM would write
+        return cannot_see(cues, images[:1], shared, lang)
     if qtype is QuestionType.describe:
         if (said := nothing_to_describe(images, shared, lang)) is not None:
             return Decision(said, _present(images[:1], shared)[1])
@@ -517,14 +470,25 @@ def decide(qtype: QuestionType, question: str, images: list[ImageFacts], shared:
     return None
 
 
-def fallback(qtype: QuestionType, question: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
+def keep_colour(text: str, cues: Cues, images: list[ImageFacts], lang: str) -> str:
+    """An LLM's answer to a colour question, with the measured colour put first when the LLM
+    left it out ("Main colours", "I cannot tell"): it may phrase around the fact, not replace it."""
+    if not cues.colour or not images or names_colour(text, images):
+        return text
+    stated = colour_of_each(images, lang) if len(images) >= 2 else colour_answer(images[:1], lang)
+    if stated is None:
+        return text
+    return f"{stated.text}{'' if lang == 'zh' else ' '}{text}".strip()
+
+
+def fallback(qtype: QuestionType, cues: Cues, images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
     """The answer from the facts when no LLM answered (there is none, or it failed): a
     description, a colour sentence, or each image's facts for a comparison; None: the graph's
     tool-result fallback."""
     if qtype is QuestionType.describe:
         return describe(images, shared, lang)
-    if qtype is QuestionType.vqa:
-        found = colour_answer(question, images, shared, lang)
+    if qtype is QuestionType.vqa and cues.colour:
+        found = colour_answer(images, lang)
         return found.text if found else None
     if qtype is QuestionType.compare and images:
         return render(images, shared, lang)

@@ -1,8 +1,9 @@
-"""The LangGraph agent: start → classify → plan ⇄ tools → answer.
+"""The LangGraph agent: start → understand → plan ⇄ tools → answer.
 
-* ``classify``: the LLM classifies the question with structured output (rules as fallback); it
-  sees image names, never file-system paths; the :class:`Classification` is validated once,
-  here, and kept in the state as JSON;
+* ``understand``: the one reading of the question (:mod:`vlagent.agent.understand`: the learned
+  classifier, the LLM as a calibrated voter, the copied query, the cues) into one
+  :class:`Intent`, validated once, here, and kept in the state as JSON; it sees image names,
+  never file-system paths. Nothing after it reads the question's words to decide anything;
 * ``plan``: reads the plan table (:mod:`vlagent.agent.plan`, filled from the question cards) and
   emits the round's tool calls (an ``AIMessage`` with ``tool_calls``): one round, or two for OCR
   questions (OCR first, then the VLM with the text as context);
@@ -78,20 +79,20 @@ def start(state: AgentState) -> dict[str, Any]:
     }  # fmt: skip
 
 
-# classify: the classifier (an LLM, rules as fallback) sees image names, never file-system paths
-def classify(parts: AgentParts, state: AgentState) -> dict[str, Any]:
+# understand: the question read once into the Intent; image names, never file-system paths
+def understand(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     t0 = time.perf_counter()
     images = state.get("turn_images", [])
     result = parts.classifier(state["question"], [display_name(i) for i in images], parts.classifier_llm)
     c = result.classification
     turn_images = images or [i for i in c.images if i]
     entry = {
-        "name": "classify", "args": {"question": state["question"], "images": images},
+        "name": "understand", "args": {"question": state["question"], "images": images},
         "duration_s": time.perf_counter() - t0, "ok": result.error is None,
         "error": result.error, "output": {**c.model_dump(mode="json"), "source": result.source},
     }  # fmt: skip
     return {
-        "classification": c.model_dump(mode="json"),
+        "intent": c.model_dump(mode="json"),
         "classifier": result.source,
         "classifier_error": result.error,
         "turn_images": turn_images,
@@ -102,7 +103,7 @@ def classify(parts: AgentParts, state: AgentState) -> dict[str, Any]:
 # plan: this round's calls from the plan table, seeing the earlier rounds' ok results
 def plan(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     rounds = state.get("rounds", 0)
-    c = state["classification"]
+    c = state["intent"]
     qtype = QuestionType(c["type"])
     calls: list[tuple[str, dict[str, Any]]] = []
     if rounds < plan_rounds(qtype):
@@ -138,15 +139,15 @@ def build_graph(parts: AgentParts, checkpointer: Any = None) -> Any:
     tool_list = [timed(t) for t in parts.tools.values()]
     graph = StateGraph(AgentState)
     graph.add_node("start", start)
-    graph.add_node("classify", partial(classify, parts))
+    graph.add_node("understand", partial(understand, parts))
     graph.add_node("plan", partial(plan, parts))
     # tools: LangGraph's ToolNode runs the round's calls (in parallel)
     graph.add_node("tools", ToolNode(tool_list, handle_tool_errors=True) if tool_list else (lambda s: {}))
     # answer: the question card's answer mode (vlagent.agent.answer)
     graph.add_node("answer", partial(write_answer, parts))
     graph.add_edge(START, "start")
-    graph.add_edge("start", "classify")
-    graph.add_edge("classify", "plan")
+    graph.add_edge("start", "understand")
+    graph.add_edge("understand", "plan")
     graph.add_conditional_edges("plan", after_plan, {"tools": "tools", "answer": "answer"})
     graph.add_edge("tools", "plan")
     graph.add_edge("answer", END)

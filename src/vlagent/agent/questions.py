@@ -3,16 +3,13 @@
 The built-in cards are :mod:`vlagent.agent.cards`; a new type is one card, registered::
 
     from vlagent.agent.plan import Call, Q
-    from vlagent.agent.questions import QuestionCard, RuleHit, register_question_type
-
-    def toy_rule(r: RuleInput) -> RuleHit | None:          # r.text, r.images, r.visual, ...
-        return RuleHit("toy") if "玩具" in r.text else None
+    from vlagent.agent.questions import QuestionCard, register_question_type
 
     register_question_type(QuestionCard(
         name="toy", prompt_line="a question about a toy (玩具, toy)",
         min_images=1, answer="llm", plan=(Call("vqa", {"question": Q.question}, images="all"),),
-        rule=toy_rule, rule_priority=5, templates={"zh": "...$vqa\\n回答：", "en": "...$vqa\\nAnswer:"},
-        examples=({"question": "这个玩具适合几岁？", "images": ["a.jpg"]},),
+        templates={"zh": "...$vqa\\n回答：", "en": "...$vqa\\nAnswer:"},
+        examples=({"question": "这个玩具适合几岁？", "images": ["a.jpg"]}, ...),   # what the classifier learns it from
     ))
     unregister_question_type("toy")
     question_cards()      # every card, in registration order
@@ -24,8 +21,7 @@ A card says:
 * ``prompt_line``: its line in the classifier's system prompt, after ``"<name>: "``; the lines
   are in ascending ``prompt_rank`` (the built-in ones: 0-6), then registration order;
 * ``min_images`` / ``max_images``: how many images it needs (0: none; compare: 2 or more;
-  ``max_images`` None: any number); the classifier's guards treat ``min_images >= 1`` as an
-  image type, and the answer is an error when such a question has no image;
+  ``max_images`` None: any number); the answer is an error when such a question has no image;
 * ``answer``: how the answer is written —
   ``"llm"``: the template filled with the tool results, then the answer LLM (chat);
   ``"list"``: the template filled with the ranked list, no LLM (retrieve, recommend);
@@ -39,18 +35,15 @@ A card says:
   ``fallback_text``: {lang: text}, a fixed answer when there is no LLM (chat);
 * ``needs_evidence``: False when an answer needs no tool result (chat);
 * ``plan``: its :class:`vlagent.agent.plan.Call` list (``register_tool(spec, plan=...)`` adds more);
-* ``rule`` / ``rule_priority``: its step in the rule classifier: a detector
-  ``(RuleInput) -> RuleHit | None``; the rule classifier tries the cards' detectors by
-  ascending priority (the built-in ones: 0, 10, ..., 60), the first hit wins, else ``chat``;
-* ``query``: the classifier extracts a search text for this type (retrieve, match);
-* ``rule_decides``: the rule is the referee for this type: when it fires, the type stands
-  whatever the LLM says, and the LLM's choice of it stands only when the rule fires too (match:
-  its wording frames are precise, and the small LLM chose it for questions that are not);
+* ``query``: the copied text the understanding pass extracts for this type
+  (:mod:`vlagent.agent.query`): ``"search"``, a title to search for (retrieve), or
+  ``"description"``, a description to check the image against (match); ``""``: none;
 * ``templates``: {lang: template text} inline (``=== user ===`` splits system and user parts);
   empty: ``prompts/<name>.<lang>.txt``;
 * ``what_is_missing``: the no-evidence error's words, "no tool that can <this> is available";
-* ``examples``: labelled questions (``{"question", "images", "query"}``) the classifier's
-  few-shot pool gains.
+* ``examples``: labelled questions (``{"question", "images", "query"}``): the learned classifier
+  is fit on the shipped data plus these when the registered types differ from the shipped
+  model's (:func:`vlagent.agent.understand.model_for_cards`), and they join the LLM's example pool.
 """
 
 from __future__ import annotations
@@ -66,27 +59,8 @@ from vlagent.agent.types import QuestionType
 AnswerMode = Literal["llm", "list", "facts", "transcript", "summary"]
 
 
-@dataclass(frozen=True)
-class RuleInput:
-    """What a rule detector reads of one question (the text folded, the images merged)."""
-
-    text: str
-    images: list[str]
-    visual: bool  # an image, or a visual reference in the text
-    reading: bool  # reading wording (写的什么, read, says)
-    label: bool  # label wording (吊牌, label, brand)
-    compare_words: bool  # comparison wording (区别, which one)
-
-
-@dataclass(frozen=True)
-class RuleHit:
-    """A rule's decision: the type (a card's name) and, for search types, the query."""
-
-    type: str
-    query: str = ""
-
-
-Rule = Callable[[RuleInput], "RuleHit | None"]
+#: which copied text a card's query is: a title to search for, or a description to check the image against
+QueryKind = Literal["", "search", "description"]
 
 
 @dataclass(frozen=True)
@@ -102,10 +76,7 @@ class QuestionCard:
     fallback_text: Mapping[str, str] = field(default_factory=dict)
     needs_evidence: bool = True
     plan: tuple[Call, ...] = ()
-    rule: Rule | None = None
-    rule_priority: int = 100
-    query: bool = False
-    rule_decides: bool = False
+    query: QueryKind = ""
     templates: Mapping[str, str] = field(default_factory=dict)
     what_is_missing: str = "read the image"
     summary_tool: str | None = None
@@ -166,6 +137,6 @@ def _changed() -> None:
 
 
 __all__ = [
-    "AnswerMode", "QuestionCard", "RuleHit", "RuleInput", "get_card", "question_cards",
+    "AnswerMode", "QueryKind", "QuestionCard", "get_card", "question_cards",
     "register_question_type", "unregister_question_type",
 ]  # fmt: skip

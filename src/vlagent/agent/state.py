@@ -20,7 +20,7 @@ class AgentState(TypedDict, total=False):
     images: list[str]  # attached to this turn
     turn_images: list[str]  # what this turn works on (attached, or the previous turn's)
     last_images: list[str]  # memory for the next turn
-    classification: dict[str, Any]  # a Classification, validated once (by the classify node), as JSON
+    intent: dict[str, Any]  # the Intent (type, query, language, images, cues), read once by the understand node, as JSON
     classifier: str
     classifier_error: str | None
     messages: Annotated[list[AnyMessage], add_messages]  # this turn's tool calls and results

@@ -138,10 +138,31 @@ class Classification(BaseModel):
     )
 
 
+class Cues(BaseModel):
+    """What the answer writer needs from the question's words, read once (:mod:`vlagent.agent.cues`)."""
+
+    colour: bool = Field(False, description="the question asks about colour (of the image, or of each image)")
+    colour_only: bool = Field(False, description="... and asks nothing else: the measured colours are the answer")
+    which: str = Field("", description='"which one is X?" over several images: X as written (a kind of thing or a colour)')
+    transcribe: bool = Field(False, description="the answer is the text as read off the image")
+
+
+#: who decided the type: the learned model alone, pooled with the LLM's vote, or (no model
+#: here) the LLM alone; "rules" when neither could run (the default type)
+ClassifierSource = Literal["learned", "fused", "llm", "rules"]
+
+
+class Intent(Classification):
+    """The one reading of a question the graph keeps: type, query, language, images, cues."""
+
+    cues: Cues = Field(default_factory=Cues)
+    scores: dict[str, float] = Field(default_factory=dict, description="the pooled probability of each type")
+
+
 class ClassifierResult(BaseModel):
-    classification: Classification
-    source: Literal["llm", "rules"]
-    error: str | None = Field(None, description="why the LLM's answer was not used")
+    classification: Intent
+    source: ClassifierSource
+    error: str | None = Field(None, description="why a voter was not used (no LLM, a failed call, a timeout)")
 
 
 class ToolTrace(BaseModel):
@@ -185,7 +206,7 @@ class Answer(BaseModel):
     type: QuestionType
     language: Language = "zh"
     images: list[RetrievedImage] = Field(default_factory=list)
-    classifier: Literal["llm", "rules"] = "rules"
+    classifier: ClassifierSource = "learned"
     trace: list[ToolTrace] = Field(default_factory=list)
     unavailable_tools: list[str] = Field(default_factory=list)
     evidence: list[str] = Field(

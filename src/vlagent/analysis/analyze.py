@@ -1,4 +1,4 @@
-"""Put the three methods side by side: keyword rules, TF-IDF + KMeans clusters, the LLM classifier."""
+"""Put the three methods side by side: the learned classifier, TF-IDF + KMeans clusters, the LLM's own vote."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from vlagent.agent.rules import classify_rules
+from vlagent.agent.understand import Understander
 from vlagent.analysis.agreement import CrossTab, crosstab, pairwise_ari
 from vlagent.analysis.clusters import Clustering, cluster_questions
 from vlagent.analysis.llm_labels import llm_labels
@@ -21,7 +21,7 @@ class Row(BaseModel):
     question: str
     images: list[str]
     gold: str | None
-    rules: str
+    learned: str
     cluster: int
     llm: str | None = None
     llm_source: str | None = None
@@ -48,7 +48,7 @@ class AnalysisReport(BaseModel):
     rows: list[Row]
 
     def labelings(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {"rules": [r.rules for r in self.rows], "clusters": [str(r.cluster) for r in self.rows]}
+        out: dict[str, list[str]] = {"learned": [r.learned for r in self.rows], "clusters": [str(r.cluster) for r in self.rows]}
         if self.llm.status == "used":
             out["llm"] = [r.llm or "" for r in self.rows]
         if all(r.gold for r in self.rows):
@@ -70,7 +70,8 @@ def analyze_questions(
     llm_timeout: float | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> AnalysisReport:
-    rules = [classify_rules(q.question, q.images).type.value for q in questions]
+    understand = Understander()
+    learned = [understand(q.question, q.images, None).classification.type.value for q in questions]
     clustering = cluster_questions([q.question for q in questions], k=k, k_max=k_max, seed=seed)
     llm_col = LLMColumn(status=llm_skip_reason or "not asked")
     labels = None
@@ -83,7 +84,7 @@ def analyze_questions(
             errors=errors[:5],
         )  # fmt: skip
     rows = [
-        Row(index=q.index, question=q.question, images=q.images, gold=q.gold, rules=rules[i],
+        Row(index=q.index, question=q.question, images=q.images, gold=q.gold, learned=learned[i],
             cluster=clustering.labels[i], llm=labels[i].type if labels else None,
             llm_source=labels[i].source if labels else None)  # fmt: skip
         for i, q in enumerate(questions)
@@ -101,11 +102,11 @@ def analyze_questions(
             for name, values in labelings.items() if name not in ("gold", "clusters")
         }  # fmt: skip
     report.ari = pairwise_ari(labelings)
-    for name in ("gold", "rules", "llm"):
+    for name in ("gold", "learned", "llm"):
         if name in labelings:
             report.crosstabs.append(crosstab("clusters", labelings["clusters"], name, labelings[name]))
     if "gold" in labelings:
-        for name in ("rules", "llm"):
+        for name in ("learned", "llm"):
             if name in labelings:
                 report.crosstabs.append(crosstab("gold", labelings["gold"], name, labelings[name]))
     return report

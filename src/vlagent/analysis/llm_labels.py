@@ -1,9 +1,8 @@
-"""The agent's classifier over many questions, cached in a JSONL next to the report.
+"""The LLM's own vote on each of many questions, cached in a JSONL next to the report.
 
-Each LLM answer is appended to the cache as it comes (one line per question, keyed by the LLM
-and the question), so an interrupted run resumes and a second run asks the LLM nothing. Only
-answers the LLM gave are cached; a question the classifier answered from its rules (the LLM
-failed, timed out, or none is configured) is asked again next time.
+Each vote is appended to the cache as it comes (one line per question, keyed by the LLM and the
+question), so an interrupted run resumes and a second run asks the LLM nothing. A question the
+LLM could not vote on (it failed or timed out) is asked again next time.
 """
 
 from __future__ import annotations
@@ -16,13 +15,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from vlagent.agent.classify import classify
+from vlagent.agent.classify import llm_vote
+from vlagent.errors import one_line
 from vlagent.analysis.questions import Question
 
 
 class LLMLabel(BaseModel):
     type: str
-    source: str  # "llm" | "rules" (the classifier fell back)
+    source: str  # "llm" | "failed" (no vote: the error says why)
     error: str | None = None
     cached: bool = False
 
@@ -63,14 +63,14 @@ def llm_labels(
             if hit is not None:
                 out.append(LLMLabel(type=hit["type"], source=hit.get("source", "llm"), cached=True))
             else:
-                result = classify(q.question, q.images, llm, timeout=timeout)
-                label = LLMLabel(type=result.classification.type.value, source=result.source, error=result.error)
-                # the LLM answered (its answer kept, or overruled by a reconcile guard): worth keeping;
-                # an LLM that failed or timed out is asked again on the next run
-                if result.source == "llm" or (result.error or "").startswith("llm said"):
+                try:
+                    vote = llm_vote(llm, q.question, q.images, timeout=timeout)
+                    label = LLMLabel(type=max(vote.probs, key=lambda t: vote.probs[t]), source="llm")
                     row = {"key": key, "question": q.question, "type": label.type, "source": label.source}
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                     fh.flush()
+                except (Exception, TimeoutError) as exc:  # noqa: BLE001 - asked again next run
+                    label = LLMLabel(type="", source="failed", error=one_line(exc))
                 out.append(label)
             if progress:
                 progress(1)

@@ -44,7 +44,7 @@ def markdown(report: AnalysisReport) -> str:
     llm = report.llm
     parts += ["## LLM classifier", "", f"status: {llm.status}" + (f"; model {llm.model}" if llm.model else ""), ""]
     if llm.status == "used":
-        parts += [f"answered by the LLM: {llm.answered}, fell back to the rules: {llm.fell_back}, from the cache: {llm.cached}", ""]
+        parts += [f"answered by the LLM: {llm.answered}, no vote: {llm.fell_back}, from the cache: {llm.cached}", ""]
         parts += [f"- {e}" for e in llm.errors] + [""]
     return "\n".join(parts)
 

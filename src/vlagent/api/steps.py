@@ -13,7 +13,7 @@ from vlagent.agent.names import display_name
 class Step(BaseModel):
     """One step of an answer as it happens (an SSE ``step`` event, a line in the chat)."""
 
-    node: Literal["classify", "plan", "tools", "answer"]
+    node: Literal["understand", "plan", "tools", "answer"]
     title: str = Field(description="one line for people")
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -41,11 +41,11 @@ def steps_of(update: dict[str, Any]) -> list[Step]:
     steps: list[Step] = []
     for node, values in update.items():
         values = values or {}
-        if node == "classify":
-            c = values.get("classification") or {}
+        if node == "understand":
+            c = values.get("intent") or {}
             source = values.get("classifier", "rules")
             steps.append(Step(
-                node="classify",
+                node="understand",
                 title=f"question type: {c.get('type', '?')} ({source}, {c.get('language', '?')})",
                 data={"type": c.get("type"), "language": c.get("language"), "query": c.get("query", ""),
                       "classifier": source, "error": values.get("classifier_error")},

@@ -1,4 +1,4 @@
-"""``vlagent analyze QUERY_JSON``: question types by keyword rules, TF-IDF + KMeans and the LLM."""
+"""``vlagent analyze QUERY_JSON``: question types by the learned classifier, TF-IDF + KMeans and the LLM."""
 
 from __future__ import annotations
 
@@ -44,12 +44,12 @@ def analyze(
     k: Annotated[Optional[int], typer.Option("-k", min=2, help="number of clusters (default: chosen by silhouette)")] = None,
     k_max: Annotated[int, typer.Option("--k-max", min=2, help="largest k tried when -k is not given")] = 12,
     llm: Annotated[bool, typer.Option("--llm/--no-llm", help="add the LLM classifier's column (cached, resumable)")] = True,
-    llm_timeout: Annotated[Optional[float], typer.Option("--llm-timeout", help="seconds per question before the rules answer")] = None,
+    llm_timeout: Annotated[Optional[float], typer.Option("--llm-timeout", help="seconds the LLM may take per question")] = None,
     seed: Annotated[int, typer.Option(help="KMeans seed")] = 0,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Which kinds of questions a query file holds: keyword rules, TF-IDF/jieba + KMeans, the LLM.
+    """Which kinds of questions a query file holds: the learned classifier, TF-IDF/jieba + KMeans, the LLM.
 
     Writes report.json, report.md and report.png (bar charts) with the agreement between the
     methods (adjusted Rand index, cross-tabs)."""
@@ -92,7 +92,7 @@ def analyze(
     console.print(ctable)
     console.print("ARI: " + ", ".join(f"{k} {v:.3f}" for k, v in report.ari.items()))
     console.print(f"LLM column: {report.llm.status}" + (
-        f" ({report.llm.answered} by the LLM, {report.llm.fell_back} fell back to rules, {report.llm.cached} cached)"
+        f" ({report.llm.answered} by the LLM, {report.llm.fell_back} without a vote, {report.llm.cached} cached)"
         if report.llm.status == "used" else ""))  # fmt: skip
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
 

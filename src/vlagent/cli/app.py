@@ -182,6 +182,7 @@ def _register_optional() -> None:
         ("vlagent.cli.analyze_cmd", None),
         ("vlagent.cli.caption_cmd", None),
         ("vlagent.cli.categories_cmd", None),
+        ("vlagent.cli.classifier_cmd", None),
         ("vlagent.cli.ui_cmd", None),
     ]:
         try:

@@ -126,8 +126,8 @@ class ColourWords:
         ]
         self.pattern = re.compile("|".join(alternatives)) if alternatives else None
 
-    def find(self, text: str) -> list[str]:
-        """The English names of the colours ``text`` names, in the order they appear."""
+    def words(self, text: str) -> list[tuple[str, str]]:
+        """(the word as written, its colour's English name) for each colour ``text`` names, in order."""
         if self.pattern is None:
             return []
         low = text.lower()
@@ -136,8 +136,12 @@ class ColourWords:
             term = m.group(0)
             if len(term) == 1 and not term.isascii() and not _stands_alone(low, m.start()):
                 continue
-            found.append(self.en_of[term])
-        return list(dict.fromkeys(found))
+            found.append((text[m.start():m.end()], self.en_of[term]))
+        return found
+
+    def find(self, text: str) -> list[str]:
+        """The English names of the colours ``text`` names, in the order they appear."""
+        return list(dict.fromkeys(en for _, en in self.words(text)))
 
     def related(self, a: str, b: str) -> bool:
         """Two shades of one colour: ``navy``/``blue``, ``burgundy``/``red`` (the same basic term

