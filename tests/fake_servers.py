@@ -3,8 +3,8 @@
 ``mode`` decides every reply (switch it between runs):
 
 * ``ok``: classification requests (they carry ``tools``, ``response_format`` or ``logprobs``) get
-  the rule classifier's decision for the question (valid, deterministic): a named tool call, JSON
-  content, or the type as the one token with its ``top_logprobs``; answer requests get
+  the learned classifier's decision for the question (valid, deterministic): a named tool call,
+  JSON content, or the type as the one token with its ``top_logprobs``; answer requests get
   ``ANSWER_TEXT``; VLM requests (an ``image_url`` part) get ``VLM_TEXT``;
 * ``slow``: sleeps ``delay`` seconds, then answers as ``ok`` (beyond the client's timeout);
 * ``garbage``: HTTP 200 with an HTML body (not JSON at all);
@@ -38,14 +38,14 @@ def _kind(body: dict[str, Any]) -> str:
 
 
 def _decision(body: dict[str, Any]) -> dict[str, Any]:
-    """The rule classifier's decision for the question in a classify request."""
-    from vlagent.agent.rules import classify_rules
+    """The learned classifier's decision for the question in a classify request."""
+    from vlagent.agent.understand import Understander
 
     text = str(body["messages"][-1].get("content", ""))
     match = re.search(r"Q: (.*) images: (.*)$", text, re.S)
     question, names = (match.group(1), match.group(2)) if match else (text, "none")
     images = [] if names.strip() == "none" else [n.strip() for n in names.split(",")]
-    c = classify_rules(question, images)
+    c = Understander()(question, images, None).classification
     return {"type": c.type.value, "query": c.query}
 
 

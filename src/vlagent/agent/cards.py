@@ -18,7 +18,7 @@ SEARCH = "search the catalogue"
 BUILTIN = (
     # find the image that best matches a title / description
     QuestionCard(
-        name="retrieve", prompt_rank=0, answer="list", query="search", what_is_missing=SEARCH,
+        name="retrieve", prompt_rank=0, answer="list", query=True, what_is_missing=SEARCH,
         prompt_line="find the catalogue image that matches a product title or description (请匹配到与…最相关的图片, "
         "find the picture of…), or images similar to the attached one; query = that title, copied.",
         plan=(
@@ -84,7 +84,7 @@ BUILTIN = (
     ),
     # does the image fit this product description? (the competition's 是否符合描述; CLIP's last step)
     QuestionCard(
-        name="match", prompt_rank=7, min_images=1, max_images=1, answer="summary", summary_tool="match", query="description",
+        name="match", prompt_rank=7, min_images=1, max_images=1, answer="summary", summary_tool="match", query=True,
         fallback_fields=("match",), single_source=True,
         what_is_missing="check the image against the text",
         prompt_line="does the attached image fit a given product description or title? yes or no "

@@ -104,6 +104,9 @@ class IntentWeights(BaseModel):
     scale: list[float]
     ngrams: Ngrams | None = None
     layers: list[Layer]
+    frame_words: list[str] = Field(
+        default_factory=list, description="the words around a copied title or description (vlagent.agent.query)"
+    )
     trained: TrainingRecord = Field(default_factory=TrainingRecord)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
@@ -219,6 +222,7 @@ def as_weights(
     layers: list[tuple[np.ndarray, np.ndarray]],
     record: TrainingRecord,
     ngrams: Ngrams | None = None,
+    frame_words: list[str] | None = None,
 ) -> IntentWeights:
     """Arrays → the JSON-able weights (5 decimals: a small, diff-able file)."""
 
@@ -226,7 +230,7 @@ def as_weights(
         return np.round(a.astype(np.float64), 5).tolist()
 
     return IntentWeights(
-        labels=labels, mean=r(mean), scale=r(scale), ngrams=ngrams,
+        labels=labels, mean=r(mean), scale=r(scale), ngrams=ngrams, frame_words=list(frame_words or []),
         layers=[Layer(weight=r(w), bias=r(b)) for w, b in layers], trained=record,
     )  # fmt: skip
 

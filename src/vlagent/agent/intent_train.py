@@ -25,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 
+from vlagent.agent.query import learn_frame_words
 from vlagent.agent.intent_model import (
     EmbeddingCache, Embed, IntentWeights, Ngrams, TrainingRecord, as_weights, embed_questions, forward, ngram_vectorizer,
     structure,
@@ -222,7 +223,8 @@ def train(
         cv_accuracy=round(scores.get(best.name, 0.0), 4), candidates={k: round(v, 4) for k, v in scores.items()},
         folds=folds if choose else 0, seed=SEED,
     )  # fmt: skip
-    weights = as_weights(fitted.labels, fitted.mean, fitted.scale, fitted.layers, record, fitted.ngrams)
+    frames = learn_frame_words((r.question, r.query) for r in rows if r.query)
+    weights = as_weights(fitted.labels, fitted.mean, fitted.scale, fitted.layers, record, fitted.ngrams, frames)
     oof = np.round(oofs[best.name], 5).tolist() if best.name in oofs else []
     return TrainResult(weights=weights, labels=labels, truth=y.tolist(), questions=rows, oof=oof)
 

