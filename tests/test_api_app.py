@@ -30,7 +30,7 @@ def test_stream_maps_node_updates_to_steps_then_the_answer(tmp_path: Path) -> No
     image = folder.add("a photo.png", _png())
     items = list(service.stream("什么颜色？", [str(image)]))
     steps = [i for i in items if isinstance(i, Step)]
-    assert [s.node for s in steps] == ["classify", "plan", "tools", "answer"]
+    assert [s.node for s in steps] == ["understand", "plan", "tools", "answer"]
     assert steps[0].title == "question type: vqa (llm, zh)"
     assert steps[1].title.startswith("calling vqa(a_photo.png)")
     assert {r["name"] for r in steps[2].data["results"]} == {"vqa", "colors", "ocr"}

@@ -153,7 +153,7 @@ def test_answer_route_streams_server_sent_events(api: str) -> None:
                 events.append((event, json.loads(line[6:])))
     names = [e for e, _ in events]
     assert names[0] == "step" and names[-1] == "answer"
-    assert [d["node"] for e, d in events if e == "step"][:2] == ["classify", "plan"]
+    assert [d["node"] for e, d in events if e == "step"][:2] == ["understand", "plan"]
     answer = events[-1][1]
     assert answer["type"] == "retrieve" and len(answer["images"]) == 10
 

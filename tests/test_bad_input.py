@@ -41,6 +41,7 @@ from typer.testing import CliRunner
 
 from fake_servers import ANSWER_TEXT, FakeOpenAIServer
 from fixtures_data import MISSING_NAME, Catalogue, big_png, product_bytes
+from vlagent.agent.vote import Fusion, write_fusion
 from vlagent.cli.app import app
 from vlagent.evals.journal import journal_path, load_journal
 from vlagent.evals.lock import lock_path
@@ -548,6 +549,8 @@ def new_workspace(root: Path, catalogue: Catalogue, llm_server: FakeOpenAIServer
         VLAGENT_LLM_BACKEND="openai", VLAGENT_LLM_BASE_URL=llm_server.url, VLAGENT_LLM_MODEL="fake",
         VLAGENT_REQUEST_TIMEOUT="1", VLAGENT_MAX_RETRIES="0",
     )  # fmt: skip
+    # the fake LLM votes on every question (a fusion fit that always asks): the LLM path is the one under fault
+    write_fusion(Fusion(model="fake", learned_weight=1.0, llm_weight=1.0, ask_below=1.01), ws.home / "fusion")
     return ws
 
 

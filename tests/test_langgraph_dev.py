@@ -55,7 +55,7 @@ def test_a_thread_with_two_turns_keeps_the_image(langgraph_url: str) -> None:
         if part.event == "updates"
     ]  # fmt: skip
     nodes = [next(iter(u)) for u in updates]
-    assert nodes[:3] == ["start", "classify", "plan"] and nodes[-1] == "answer"
+    assert nodes[:3] == ["start", "understand", "plan"] and nodes[-1] == "answer"
     state = client.threads.get_state(thread["thread_id"])["values"]
     assert state["turn_images"] == ["dress_red.jpg"]  # the first turn's image, from the server's checkpointer
     assert [h["question"] for h in state["history"]] == ["这件衣服是什么颜色的？", "那它是什么颜色的？"]

@@ -27,8 +27,13 @@ _COLOUR_ASK = re.compile(
     r"\b(?:what|which)(?: is| are|'s)?(?: the)? colou?rs?(?: is| are| of)?|colou?rs?\b",
     re.IGNORECASE,
 )
-#: another ask left in the question ("什么颜色，什么面料？")
-_OTHER_ASK = re.compile(r"什么|啥|哪|多少|几|怎么|如何|\b(?:what|which|how|where|who|why|does|is it)\b", re.IGNORECASE)
+#: another ask left in the question ("什么颜色，什么面料？", "款式、颜色、材质"): a question word, a
+#: list of aspects, or another attribute named
+_OTHER_ASK = re.compile(
+    r"什么|啥|哪|多少|几|怎么|如何|、|材质|面料|款式|尺码|"
+    r"\b(?:what|which|how|where|who|why|does|is it|material|fabric|style|size)\b",
+    re.IGNORECASE,
+)
 #: "哪一个是帽子" / "which one is red": the thing asked about
 _WHICH_ZH = re.compile(r"(?:哪一?个|哪一?张|哪一?件|哪款)[^，。？?]*?(?:是|有)(?:一[个顶件双只张条款])?([^，。？?\s]{1,8})")
 _WHICH_EN = re.compile(r"\bwhich\b[^?]*?\b(?:shows?|is|has|contains?|are)\s+(?:a |an |the |some )?(?:pair of )?([a-z\-]+)", re.IGNORECASE)

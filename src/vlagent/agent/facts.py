@@ -7,13 +7,13 @@ settle the question without an LLM, :func:`decide` states them. It reads the que
 :class:`Cues` (written once by the understanding pass), never the question's text:
 
 * "which one is the cap?" / "Which of these shows shoes?" (``cues.which``) when exactly one
-  image's title (or caption) names the thing asked about — and, when no image has any fact that
-  says what it shows, that nothing here can tell, and which facts were missing
-  (:class:`Decision` ``missing``), instead of an LLM's guess;
+  image's title (or caption) names the thing asked about — and, when no fact names it (and none
+  is written in another language, which only an LLM can match), that nothing here can tell, and
+  which facts were missing (:class:`Decision` ``missing``), instead of an LLM's guess;
 * "which one is red?" from each image's colours; a colour question about several images
   (``cues.colour``): each image's main colour;
-* "what colour is it?" (``cues.colour_only``): the measured colours as a sentence in the
-  question's language, whatever an LLM would write (the title's colour word when it names the
+* "what colour is it?" (``cues.colour_only``) with no vision model's answer: the measured colours
+  as a sentence in the question's language, whatever an LLM would write (the title's colour word when it names the
   same colour: a seller's 藏青色 is the pixels' blue; both when they differ); an LLM answer to a
   colour question that leaves the measured colour out gets it put first (:func:`keep_colour`);
 * a question that needs sight (what it is, what animal, which suits work) when no fact says what
@@ -236,9 +236,15 @@ def which_one(asked: str, images: list[ImageFacts], shared: dict[str, str], lang
         return None
     if any(_names(" ".join(" ".join(v) for v in img.facts.values()), terms) for img in images):
         return None  # the text on an image (or a plugin's fact) names it: the LLM weighs that
-    if not any(_decisive(img).strip() for img in images) and not _sight(images, shared)[0]:
-        return _cannot_tell_which(asked, images, shared, lang)
-    return None  # the facts name other things, in words this check may not know (another language): the LLM reads them
+    if any(_other_script(asked, " ".join(" ".join(v) for v in img.facts.values())) for img in images):
+        return None  # a fact in another language may name it in words this check cannot match: the LLM reads them
+    return _cannot_tell_which(asked, images, shared, lang)
+
+
+def _other_script(asked: str, facts: str) -> bool:
+    """The facts are written in a script the asked word is not (an English "cap", a Chinese title)."""
+    latin = asked.isascii()
+    return any((ch.isascii() and ch.isalpha()) if not latin else ("\u4e00" <= ch <= "\u9fff") for ch in facts)
 
 
 def title_colour(text: str) -> tuple[str, str] | None:
@@ -457,8 +463,8 @@ def decide(qtype: QuestionType, cues: Cues, images: list[ImageFacts], shared: di
             or (colour_of_each(images, lang) if cues.colour else None) or cannot_see(cues, images, shared, lang)
         )  # fmt: skip
     if qtype is QuestionType.vqa:
-        if cues.colour_only and (found := colour_answer(images[:1], lang)) is not None:
-            return found  # the measured colours are the answer, whatever an LLM would write
+        if cues.colour_only and not _shared_answer(shared) and (found := colour_answer(images[:1], lang)) is not None:
+            return found  # no vision model: the measured colours are the answer, whatever an LLM would write
         return cannot_see(cues, images[:1], shared, lang)
     if qtype is QuestionType.describe:
         if (said := nothing_to_describe(images, shared, lang)) is not None:
@@ -487,7 +493,7 @@ def fallback(qtype: QuestionType, cues: Cues, images: list[ImageFacts], shared: 
     tool-result fallback."""
     if qtype is QuestionType.describe:
         return describe(images, shared, lang)
-    if qtype is QuestionType.vqa and cues.colour:
+    if qtype is QuestionType.vqa and cues.colour_only and not _shared_answer(shared):
         found = colour_answer(images, lang)
         return found.text if found else None
     if qtype is QuestionType.compare and images:

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import BaseModel, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, field_validator
 from pydantic_core import PydanticCustomError, core_schema
 
 #: one instance per registered question card's name (the built-in cards register when the
@@ -163,6 +163,14 @@ class ClassifierResult(BaseModel):
     classification: Intent
     source: ClassifierSource
     error: str | None = Field(None, description="why a voter was not used (no LLM, a failed call, a timeout)")
+
+    @field_validator("classification", mode="before")
+    @classmethod
+    def _as_intent(cls, value: Any) -> Any:
+        """A plain :class:`Classification` (a custom classifier's) is an intent with no cues."""
+        if isinstance(value, Classification) and not isinstance(value, Intent):
+            return Intent(**value.model_dump())
+        return value
 
 
 class ToolTrace(BaseModel):

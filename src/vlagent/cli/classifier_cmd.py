@@ -20,11 +20,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+import vlagent.agent as agent_pkg
 from vlagent.agent.classify import llm_vote
-from vlagent.agent.intent_model import WEIGHTS, read_weights
-from vlagent.agent.intent_train import CANDIDATES, BLIND_FILE, Labelled, default_training_files, oof_proba, read_labelled, shipped_file, train
+from vlagent.agent.intent_model import WEIGHTS, EmbeddingCache, embed_questions, read_weights
+from vlagent.agent.intent_train import (
+    BLIND_FILE, CANDIDATES, Labelled, default_training_files, featurise, oof_proba, read_labelled, shipped_file, train,
+)  # fmt: skip
 from vlagent.agent.language import merge_images
-from vlagent.agent.understand import llm_name
+from vlagent.agent.understand import Understander, llm_name
 from vlagent.agent.vote import fit_fusion, load_votes, write_fusion
 from vlagent.cli.errors import err_console
 from vlagent.fileio import atomic_write_text
@@ -40,8 +43,6 @@ DataOpt = Annotated[
 
 
 def _shipped_weights_path() -> Path:
-    import vlagent.agent as agent_pkg
-
     return Path(agent_pkg.__file__).parent / WEIGHTS
 
 
@@ -83,6 +84,8 @@ def votes_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL of votes; an existing file is resumed")],
     data: DataOpt = None,
     blind: Annotated[bool, typer.Option(help="vote on the blind holdout instead (for its report, never for a fit)")] = False,
+    every: Annotated[int, typer.Option(min=1, help="every Nth question of each file (a spread-out sample: votes cost an LLM call each)")] = 1,
+    below: Annotated[Optional[float], typer.Option(help="only the questions whose learned top probability is below this (the ones a fusion would ask about)")] = None,
 ) -> None:
     """The configured LLM's vote (a probability per type) on each labelled question, one JSON
     line each; resumable (questions already in OUT are skipped)."""
@@ -91,7 +94,10 @@ def votes_cmd(
         err_console.print("[red]error:[/] no LLM configured (VLAGENT_LLM_BACKEND=none)")
         raise typer.Exit(2)
     files = [shipped_file(BLIND_FILE)] if blind else (data or default_training_files())
-    rows = [r for f in files for r in read_labelled(f)]
+    rows = [r for f in files for r in read_labelled(f)[::every]]
+    if below is not None:
+        understand = Understander(settings)
+        rows = [r for r in rows if max(understand(r.question, r.images, None).classification.scores.values()) < below]
     done = load_votes(out) if out.is_file() else {}
     llm = build_chat_model(settings)
     name = llm_name(llm)
@@ -138,9 +144,6 @@ def fit_fusion_cmd(
     weights = read_weights()
     cand = next((c for c in CANDIDATES if c.name == weights.trained.chosen), CANDIDATES[0])
     rows: list[Labelled] = [r for f in default_training_files() for r in read_labelled(f)]
-    from vlagent.agent.intent_model import EmbeddingCache, embed_questions
-    from vlagent.agent.intent_train import featurise
-
     x = featurise(rows, EmbeddingCache(Settings().cache_dir, embed_questions))
     y = np.array([r.type for r in rows])
     labels = sorted(set(y.tolist()))

@@ -60,7 +60,7 @@ _BOUNDARY = frozenset(" \t\n,.;:!?()[]/|-+&，。、；：！？（）【】《�
 ALIASES: dict[str, str] = {
     "粉红": "pink", "玫红": "pink", "藏青": "navy", "藏蓝": "navy", "咖啡色": "brown", "咖色": "brown",
     "驼色": "khaki", "橘色": "orange", "橘红": "orange", "橘黄": "orange", "银色": "grey", "银灰": "grey",
-    "紫红": "burgundy", "酒红": "burgundy", "乳白": "white", "奶白": "white", "浅蓝": "blue", "天蓝": "blue",
+    "紫红": "burgundy", "酒红": "burgundy", "乳白": "white", "奶白": "white", "米白": "white", "浅蓝": "blue", "天蓝": "blue",
     "宝蓝": "blue", "墨绿": "green", "草绿": "green", "湖蓝": "teal",
     "gray": "grey", "navy blue": "navy", "dark blue": "navy", "light blue": "blue", "sky blue": "blue",
     "wine red": "burgundy", "maroon": "burgundy", "violet": "purple", "cyan": "teal", "turquoise": "teal",
