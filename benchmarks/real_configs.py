@@ -53,7 +53,7 @@ CHINESE_CLIP_VIT_B16: dict[str, Any] = {
 }  # fmt: skip
 CHINESE_CLIP_PREPROCESSOR: dict[str, Any] = {
     "image_processor_type": "ChineseCLIPImageProcessor", "processor_class": "ChineseCLIPProcessor",
-    "do_resize": True, "size": {"shortest_edge": 224}, "resample": 3, "do_center_crop": True,
+    "do_resize": True, "size": {"height": 224, "width": 224}, "resample": 3, "do_center_crop": False,
     "crop_size": {"height": 224, "width": 224}, "do_rescale": True, "rescale_factor": 1 / 255,
     "do_normalize": True, "image_mean": CLIP_MEAN, "image_std": CLIP_STD, "do_convert_rgb": True,
 }  # fmt: skip
@@ -152,7 +152,7 @@ TINY: dict[str, dict[str, Any]] = {
               "num_key_value_heads": 1, "max_window_layers": 2},
 }  # fmt: skip
 TINY_PREPROCESSOR = {
-    "chinese_clip": {"size": {"shortest_edge": 64}, "crop_size": {"height": 64, "width": 64}},
+    "chinese_clip": {"size": {"height": 64, "width": 64}, "crop_size": {"height": 64, "width": 64}},
     "blip": {"size": {"height": 64, "width": 64}},
     "qwen2_vl": {"max_pixels": 28 * 28 * 64},
 }
