@@ -119,7 +119,8 @@ def test_a_server_gets_at_most_its_image_limit_per_request(vision_ctx, images: d
     assert sent == [4, 2]
     art = msg.artifact
     assert art["requests"] == 2 and art["groups"] == [names[:4], names[4:]]
-    assert msg.content == f"[{', '.join(names[:4])}] {VLM_TEXT}\n[{', '.join(names[4:])}] {VLM_TEXT}"
+    shown = [Path(n).name for n in names]  # base names in the text the LLM reads, never paths
+    assert msg.content == f"[{', '.join(shown[:4])}] {VLM_TEXT}\n[{', '.join(shown[4:])}] {VLM_TEXT}"
     assert art["usage"]["input_tokens"] == 2  # summed over the two requests (the fake counts 1 each)
 
 

@@ -117,12 +117,15 @@ def placement(settings: "Settings", kind: Kind, model_cls: Any = None) -> Placem
 
 
 def architecture(name: str, local_files_only: bool = False) -> Any:
-    """The transformers class a saved model names (its config's ``architectures``); None if
-    transformers has none of them (reads config.json only)."""
+    """The transformers class a saved model names (its config's ``architectures``; reads
+    config.json only). None when it cannot tell: the load that follows reports the real problem."""
     import transformers
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(name, local_files_only=local_files_only)
+    try:
+        config = AutoConfig.from_pretrained(name, local_files_only=local_files_only)
+    except Exception:  # noqa: BLE001 - a missing or broken model: the loader's own error says which
+        return None
     for arch in getattr(config, "architectures", None) or []:
         cls = getattr(transformers, arch, None)
         if cls is not None:

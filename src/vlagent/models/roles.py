@@ -223,7 +223,8 @@ def _llm_build(s: Settings, local_only: bool) -> Any:
         return llm.openai_chat_model(s)
     if backend == "llama-cpp":
         return llm.build_llama(s)
-    return llm.build_transformers(s.llm_model, placement(s, "generator", architecture(s.llm_model, local_only)), local_files_only=local_only)
+    place = placement(s, "generator", architecture(s.llm_model, local_only))
+    return llm.build_transformers(s.llm_model, place, local_files_only=local_only)
 
 
 LLM = RoleSpec(
@@ -254,10 +255,10 @@ def _caption_probe(s: Settings) -> Found:
 
 def _caption_build(s: Settings, local_only: bool) -> Any:
 
+    place = placement(s, "encoder", architecture(s.caption_model, local_only))
     return CaptionEngine(
-        s.caption_model, placement(s, "encoder", architecture(s.caption_model, local_only)), s.caption_max_new_tokens, s.caption_num_beams,
-        local_files_only=local_only,
-    )  # fmt: skip
+        s.caption_model, place, s.caption_max_new_tokens, s.caption_num_beams, local_files_only=local_only
+    )
 
 
 CAPTION = RoleSpec(
@@ -298,7 +299,8 @@ def _vqa_build(s: Settings, local_only: bool) -> Any:
 
     if _vqa_backend(s) == "openai":
         return OpenAIVqa(s)
-    return TransformersVqa(s.vqa_model, placement(s, "generator", architecture(s.vqa_model, local_only)), s.vqa_max_new_tokens, local_files_only=local_only)
+    place = placement(s, "generator", architecture(s.vqa_model, local_only))
+    return TransformersVqa(s.vqa_model, place, s.vqa_max_new_tokens, local_files_only=local_only)
 
 
 VQA = RoleSpec(

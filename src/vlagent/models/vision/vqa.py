@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
+from vlagent.data.images import base_name
 from vlagent.models import loader
 from vlagent.models.context import ToolContext
 from vlagent.models.roles import VQA
@@ -92,7 +93,8 @@ def ask(ctx: ToolContext, images: list[str], question: str) -> dict[str, Any]:
                     usage[k] = usage.get(k, 0) + v
             else:
                 text = eng.answer(part, question)
-            answers.append(text if len(groups) == 1 else f"[{', '.join(images[i] for i in group)}] {text}")
+            # the group's images by base name: the LLM reads this answer and sees names, never paths
+            answers.append(text if len(groups) == 1 else f"[{', '.join(base_name(images[i]) for i in group)}] {text}")
         art = {
             "answer": "\n".join(answers),
             "backend": resolve_backend(settings),
