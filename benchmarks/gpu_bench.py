@@ -197,12 +197,12 @@ def build_models(b: Bench) -> dict[str, Path]:
     size = "tiny" if tiny else "real"
     # the real tokenizer from the GGUF takes ~20 s to read once: --small uses the stand-in unless told
     gguf = b.args.gguf or (None if tiny else Settings().resolved_gguf)
-    tok_dir = b.args.qwen_tokenizer or (b.work / "qwen2-tokenizer")
-    b.facts["qwen tokenizer"] = rc.qwen2_tokenizer(tok_dir, gguf)
+    tok_dir, b.facts["qwen tokenizer"] = rc.qwen2_tokenizer(b.work, gguf, b.args.qwen_tokenizer)
+    size += "-" + tok_dir.name  # a model keeps the tokenizer it was built with
     t0 = time.perf_counter()
     models = {
-        "clip": rc.build_chinese_clip(b.work / f"chinese-clip-vit-b16-{size}", tiny, place),
-        "caption": rc.build_blip_caption(b.work / f"blip-caption-base-{size}", tiny, place),
+        "clip": rc.build_chinese_clip(b.work / f"chinese-clip-vit-b16-{'tiny' if tiny else 'real'}", tiny, place),
+        "caption": rc.build_blip_caption(b.work / f"blip-caption-base-{'tiny' if tiny else 'real'}", tiny, place),
         "vqa": rc.build_qwen2_vl(b.work / f"qwen2-vl-2b-{size}", tok_dir, tiny, place),
         "llm": rc.build_qwen2_llm(b.work / f"qwen2.5-1.5b-{size}", tok_dir, tiny, place),
     }
@@ -300,7 +300,8 @@ def bench_vqa_inprocess(b: Bench, vlm_dir: Path, photos: list[Image.Image]) -> N
         if mode == "after":
             b.facts["vqa in-process"] = f"{engine.place.dtype}, attention {engine.place.attn or 'default'}"
         free_models()
-    note = f"one 640x480 image, {tokens} new tokens, one at a time; before = the checkpoint's bf16 (transformers 5's default)"
+    note = (f"one 640x480 image, {tokens} new tokens, one at a time; before = the checkpoint's bf16 on any device "
+            "(transformers 5's default), after = auto (on CPU float32 unless it has native bf16)")
     b.rows.append(Row("Qwen2-VL-2B VQA in-process", "questions/min", minutes["before"], minutes["after"],
                       "lmdeploy: 5-8 requests/s on A10/A100", ", ".join(mem), note))  # fmt: skip
     b.rows.append(Row("Qwen2-VL-2B VQA in-process, one question", "ms p50", p50["before"], p50["after"],

@@ -198,19 +198,26 @@ def blip_vocab() -> list[str]:
     return list(dict.fromkeys(_bert_head() + words + pieces + fill))[:30522]
 
 
-def qwen2_tokenizer(folder: Path, gguf: Path | None) -> str:
-    """A Qwen2 tokenizer folder (tokenizer.json + config with the chat template): Qwen2.5's real
-    one from ``gguf`` when it and the ``gguf`` package are here, else a byte-level stand-in with
-    the real special-token ids. Made once; returns which it is."""
-    marker = folder / "vlagent-source.txt"
-    if (folder / "tokenizer.json").is_file() and marker.is_file():
-        return marker.read_text().strip()
+def qwen2_tokenizer(work: Path, gguf: Path | None, given: Path | None = None) -> tuple[Path, str]:
+    """A Qwen2 tokenizer folder (tokenizer.json + config with the chat template) and what it is:
+    ``given`` (a folder made before, e.g. carried to a GPU machine); else Qwen2.5's real one from
+    ``gguf`` when it and the ``gguf`` package are here (``work/qwen2-tokenizer-gguf``, read once);
+    else a byte-level stand-in with the real special-token ids (``work/qwen2-tokenizer-bytes``)."""
     import importlib.util
 
+    if given is not None:
+        marker = given / "vlagent-source.txt"
+        return given, marker.read_text().strip() if marker.is_file() else f"the tokenizer in {given}"
+    real = gguf is not None and gguf.is_file() and importlib.util.find_spec("gguf") is not None
+    folder = work / ("qwen2-tokenizer-gguf" if real else "qwen2-tokenizer-bytes")
+    marker = folder / "vlagent-source.txt"
+    if (folder / "tokenizer.json").is_file() and marker.is_file():
+        return folder, marker.read_text().strip()
     from transformers import AutoTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    if gguf is not None and gguf.is_file() and importlib.util.find_spec("gguf") is not None:
+    if real:
+        assert gguf is not None
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         source = f"Qwen2.5's tokenizer from {gguf.name}"
     else:
@@ -219,7 +226,7 @@ def qwen2_tokenizer(folder: Path, gguf: Path | None) -> str:
     tok.chat_template = CHATML
     tok.save_pretrained(str(folder))
     marker.write_text(source)
-    return source
+    return folder, source
 
 
 def _byte_level_qwen() -> Any:

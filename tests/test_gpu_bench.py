@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from vlagent.models.placement import resolve_dtype
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,7 +36,8 @@ def test_gpu_bench_small_runs_every_part(tmp_path: Path) -> None:
     assert rows["BLIP-base captions"]["before"] > 0 and rows["BLIP-base captions"]["after"] > 0
     vqa = rows["Qwen2-VL-2B VQA in-process"]
     assert vqa["before"] > 0 and vqa["after"] > 0
-    assert facts["vqa in-process"].startswith("float32")  # the bf16 checkpoint runs in float32 on CPU
+    # the bf16 checkpoint runs in float32 on a CPU without native bf16, in bf16 on one with it
+    assert facts["vqa in-process"].startswith(resolve_dtype("auto", "cpu", "generator"))
     assert rows["one vqa question end to end (`agent.invoke`)"]["after"] > 0
     vllm = rows["Qwen2-VL-2B VQA through vLLM"]
     if not os.environ.get("VLAGENT_VLLM_PYTHON"):

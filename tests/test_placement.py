@@ -30,9 +30,14 @@ class Eager:  # BLIP: neither
 
 
 def test_auto_dtype_is_float32_off_cuda_and_half_on_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: False)  # most CPUs
     for device in ("cpu", "mps"):
         assert placement.resolve_dtype("auto", device, "encoder") == "float32"
         assert placement.resolve_dtype("auto", device, "generator") == "float32"
+    monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: True)  # AMX / AVX512-BF16
+    assert placement.resolve_dtype("auto", "cpu", "generator") == "bfloat16"  # the published dtype, fast there
+    assert placement.resolve_dtype("auto", "cpu", "encoder") == "float32"  # CLIP, BLIP: as before
+    assert placement.resolve_dtype("auto", "mps", "generator") == "float32"
     monkeypatch.setattr(placement, "_bf16_supported", lambda device: True)
     assert placement.resolve_dtype("auto", "cuda", "encoder") == "float16"  # CLIP, BLIP
     assert placement.resolve_dtype("auto", "cuda:1", "generator") == "bfloat16"  # Qwen2-VL, the LLM
@@ -57,6 +62,7 @@ def test_attention_flash_where_installed_else_sdpa(monkeypatch: pytest.MonkeyPat
 
 def test_settings_placement_resolves_auto_device(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     s = Settings(home=tmp_path)
+    monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: False)
     assert s.device == "auto" and s.model_dtype == "auto"
     assert placement.placement(s, "encoder", Sdpa) == placement.Placement("cpu", "float32", "sdpa")
     monkeypatch.setattr(Settings, "resolved_device", lambda self: "cuda")
@@ -79,11 +85,13 @@ def _dtype_of(model: Any) -> torch.dtype:
 
 
 def test_bf16_checkpoints_load_in_float32_on_cpu(
-    tiny_qwen2vl_dir: Path, tiny_causal_lm_dir: Path, tiny_blip_dir: Path, tiny_clip, tmp_path: Path
-) -> None:
+    tiny_qwen2vl_dir: Path, tiny_causal_lm_dir: Path, tiny_blip_dir: Path, tiny_clip, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     """transformers 5 loads a checkpoint in its saved dtype by default (``dtype="auto"``): the
-    bf16 Qwen2-VL and LLM ran in bf16 on CPU (slow without native bf16); the tiny test models are
-    saved in float32 and never showed it."""
+    bf16 Qwen2-VL and LLM ran in bf16 on every CPU (emulated, slow, without native bf16 units);
+    the tiny test models are saved in float32 and never showed it."""
+    monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: False)
     from transformers import (
         BlipForConditionalGeneration,
         ChineseCLIPModel,
@@ -108,6 +116,11 @@ def test_bf16_checkpoints_load_in_float32_on_cpu(
         assert _dtype_of(loader.load("clip", s).model) == torch.float32
         # and the VLM still answers in float32
         assert isinstance(loader.load("vqa", s).answer([Image.new("RGB", (64, 64), (200, 30, 30))], "颜色？"), str)
+        # a CPU with native bf16 keeps the generators' published bf16
+        monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: True)
+        amx = s.model_copy(update={"vqa_max_new_tokens": 2})  # another key: loaded again
+        assert _dtype_of(loader.load("vqa", amx).model) == torch.bfloat16
+        assert _dtype_of(loader.load("clip", amx).model) == torch.float32
     finally:
         for role in ("vqa", "llm", "caption", "clip"):
             loader.clear(role)

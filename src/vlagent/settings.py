@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     model_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto",
         description="dtype of the in-process transformers models (vlagent.models.placement); auto: float32 on "
-        "CPU/MPS, on CUDA float16 for CLIP/BLIP and bfloat16 (float16 without bf16) for the VLM and the LLM",
+        "CPU/MPS (bfloat16 for the VLM and the LLM on a CPU with AMX-BF16/AVX512-BF16), on CUDA float16 for "
+        "CLIP/BLIP and bfloat16 (float16 without bf16) for the VLM and the LLM",
     )
     attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
         "auto",

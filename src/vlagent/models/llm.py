@@ -274,8 +274,8 @@ def build_transformers(
     """(model, tokenizer, device) for a local folder or hub id (uncached: see ``loader.load_transformers``).
 
     ``device``: a :class:`~vlagent.models.placement.Placement`, or a device name (``auto``: the
-    GPU if there is one) with the automatic dtype: float32 on CPU, never the checkpoint's bf16
-    that transformers 5 would pick by default."""
+    GPU if there is one) with the automatic dtype: on a CPU without native bf16, float32, not
+    the checkpoint's bf16 that transformers 5 would pick by default."""
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:  # pragma: no cover - transformers is a dependency

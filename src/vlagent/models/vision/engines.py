@@ -205,8 +205,8 @@ class OpenAIVqa:
 
 # --- backend (b): transformers in-process -----------------------------------------------------
 class TransformersVqa:
-    """A Qwen2-VL-class model in-process, in the placement's dtype (float32 on CPU: transformers 5
-    would otherwise keep the checkpoint's bf16, which most CPUs run slowly)."""
+    """A Qwen2-VL-class model in-process, in the placement's dtype (on a CPU without native bf16,
+    float32: transformers 5 would otherwise keep the checkpoint's bf16, which such CPUs emulate)."""
 
     def __init__(
         self, model_id: str, place: Placement | None = None, max_new_tokens: int = 128, local_files_only: bool = False
