@@ -176,8 +176,15 @@ def test_decoding_in_worker_processes_gives_the_same_index(  # type: ignore[no-u
     assert sorted(procs.collection.get()["ids"]) == ids
     np.testing.assert_allclose(procs.embeddings_of(ids), threads.embeddings_of(ids), atol=1e-5)
     again_steps: list[int] = []
+    for p in pids.iterdir():
+        p.unlink()
     _, again = _index_with(make_tiny_clip_settings(model, tmp_path / "p"), tiny_clip_encoder, folder, 2, again_steps)
     assert (again.indexed, again.skipped) == (0, len(catalogue.names)) and sum(again_steps) == again.total
+    assert len(list(pids.iterdir())) == len(bad_images.bad_names) - 1  # only the bad files are tried again
+    for p in pids.iterdir():
+        p.unlink()
+    _, clean = _index_with(make_tiny_clip_settings(model, tmp_path / "p"), tiny_clip_encoder, catalogue.folder, 2)
+    assert clean.skipped == len(catalogue.names) and not list(pids.iterdir())  # nothing new: no decoding at all
 
 
 def test_decode_processes_follow_the_device_and_the_setting(tiny_clip_encoder) -> None:  # type: ignore[no-untyped-def]

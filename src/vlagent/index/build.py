@@ -19,6 +19,7 @@ Two ways to decode, the same records either way:
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -305,9 +306,13 @@ def _encode_in_processes(
     import torch
     from torch.utils.data import DataLoader
 
+    batches = _full_batches(chunks, batch_size)
+    first = next(batches, None)
+    if first is None:  # nothing new (an unchanged catalogue): no process is started
+        return
     loader = DataLoader(
         DecodeToPixels(encoder.pixel_transform(), max_pixels),  # type: ignore[arg-type]
-        batch_sampler=_full_batches(chunks, batch_size),  # type: ignore[arg-type]
+        batch_sampler=itertools.chain([first], batches),  # type: ignore[arg-type]
         num_workers=processes,
         collate_fn=collate_pixels,
         pin_memory=str(encoder.device).startswith("cuda") and torch.cuda.is_available(),
