@@ -11,6 +11,9 @@
 * ``invalid_json``: a well-formed envelope whose content and tool-call arguments are not JSON;
 * ``error``: HTTP 500 with an OpenAI-style error body.
 
+``max_images``: like vLLM's ``--limit-mm-per-prompt``, a request with more images is refused
+with vLLM's HTTP 400.
+
 ``requests`` records ``(kind, body)`` per request: kind is ``classify``, ``answer`` or ``vqa``.
 """
 
@@ -37,6 +40,17 @@ def _kind(body: dict[str, Any]) -> str:
     return "answer"
 
 
+def _images(body: dict[str, Any]) -> int:
+    """The image parts of a chat request."""
+    return sum(
+        1
+        for message in body.get("messages", [])
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if part.get("type") == "image_url"
+    )
+
+
 def _decision(body: dict[str, Any]) -> dict[str, Any]:
     """The learned classifier's decision for the question in a classify request."""
     from vlagent.agent.understand import Understander
@@ -50,9 +64,10 @@ def _decision(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class FakeOpenAIServer:
-    def __init__(self, mode: str = "ok", delay: float = 3.0) -> None:
+    def __init__(self, mode: str = "ok", delay: float = 3.0, max_images: int | None = None) -> None:
         self.mode = mode
         self.delay = delay
+        self.max_images = max_images
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
         server = self
@@ -74,7 +89,10 @@ class FakeOpenAIServer:
                 if mode == "slow":
                     time.sleep(server.delay)
                     mode = "ok"
-                if mode == "garbage":
+                if server.max_images is not None and _images(body) > server.max_images:
+                    message = f"At most {server.max_images} image(s) may be provided in one prompt."
+                    self._send(400, {"error": {"message": message, "type": "BadRequestError", "code": 400}})
+                elif mode == "garbage":
                     self._raw(200, b"<html><body>502 Bad Gateway... or something</body></html>", "text/html")
                 elif mode == "error":
                     self._send(500, {"error": {"message": "the fake server broke", "type": "server_error"}})

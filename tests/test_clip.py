@@ -114,6 +114,26 @@ def test_chinese_tokenizer_knows_the_titles(encoders: dict[str, ClipEncoder], ca
         assert len(ids) >= len(title.replace(",", "")) + 2  # one token a character + CLS/SEP
 
 
+def test_chinese_clip_text_is_cut_at_its_trained_52_tokens(tiny_clip, tmp_path: Path) -> None:
+    """Finding 9: the published Chinese-CLIP tokenizer says 512 tokens (and the text tower has
+    512 positions), but the model was trained on 52: a long title was cut at 512, so its vector
+    was computed from far more text than training ever showed it."""
+    import json
+    import shutil
+
+    real_like = tmp_path / "chinese-clip-512"
+    shutil.copytree(tiny_clip["chinese_clip"][0], real_like)
+    config = json.loads((real_like / "tokenizer_config.json").read_text())
+    config["model_max_length"] = 512  # as OFA-Sys/chinese-clip-vit-base-patch16 ships it
+    (real_like / "tokenizer_config.json").write_text(json.dumps(config))
+    encoder = load_clip_encoder(str(real_like), device="cpu")
+    assert encoder.processor.tokenizer.model_max_length == 512  # type: ignore[attr-defined]
+    assert encoder.context_length == 52  # type: ignore[attr-defined]
+    long = "红色无袖雪纺连衣裙" * 12  # 108 characters: 110 tokens uncut
+    assert encoder.tokenize([long, "红色"])["input_ids"].shape[1] == 52  # type: ignore[attr-defined]
+    assert encoder.encode_texts([long]).shape == (1, TINY_DIM)
+
+
 def test_open_clip_checkpoint_and_folder_are_the_same_weights(
     encoders: dict[str, ClipEncoder], images: list[Image.Image]
 ) -> None:

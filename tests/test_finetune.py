@@ -130,6 +130,41 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_clip, ft_catalogue, tm
     assert [h.recall for h in report.history] == [h.recall for h in full_report.history]
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_rng_state_round_trips_through_a_checkpoint(device: str, tmp_path: Path) -> None:
+    """Finding 3: ``torch.load(map_location=<cuda>)`` moved the saved CPU generator state to the
+    GPU and ``torch.set_rng_state`` refused it; the CUDA generators (dropout on a GPU) were never
+    saved. The state is read onto the CPU and both come back."""
+    from vlagent.finetune.train import _save, load_checkpoint, restore_rng, rng_state
+
+    torch.manual_seed(123)
+    if device == "cuda":
+        torch.cuda.manual_seed_all(123)
+    _save(tmp_path / "last.pt", {"rng": rng_state(device)})
+    expected_cpu = torch.rand(4)
+    expected_dev = torch.rand(4, device=device)
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["rng"]["cpu"].device.type == "cpu" and saved["rng"]["cpu"].dtype == torch.uint8
+    assert ("cuda" in saved["rng"]) == (device == "cuda")
+    torch.rand(100, device=device)  # move every generator on
+    restore_rng(saved["rng"])
+    assert torch.equal(torch.rand(4), expected_cpu)
+    assert torch.equal(torch.rand(4, device=device), expected_dev)
+
+
+def test_a_checkpoint_of_before_the_cuda_state_still_resumes() -> None:
+    from vlagent.finetune.train import restore_rng
+
+    torch.manual_seed(7)
+    old = torch.get_rng_state()  # what last.pt held: the CPU state alone
+    expected = torch.rand(3)
+    restore_rng(old)
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_resuming_with_other_settings_is_refused(tiny_clip, ft_catalogue, tmp_path: Path) -> None:
     split = _split(ft_catalogue)
     with open_source(ft_catalogue[0]) as source:

@@ -117,6 +117,94 @@ def test_bad_files_are_counted_with_reasons_and_the_rest_indexed(bad_images, tin
     assert index.count() == 2
 
 
+def _index_with(settings, encoder, src: Path, processes: int, progress: list[int] | None = None):  # type: ignore[no-untyped-def]
+    index = ImageIndex.open(settings, encoder.model_id, encoder.dim)
+    with open_source(src) as source:
+        summary = index_images(
+            source, index, encoder, batch_size=3, decode_processes=processes,
+            progress=progress.append if progress is not None else None,
+        )  # fmt: skip
+    return index, summary
+
+
+def _pid_logging_load_image(log_dir: Path):  # type: ignore[no-untyped-def]
+    import os
+
+    from vlagent.index import build as build_module
+
+    real = build_module.load_image
+
+    def load_image(data, name, max_pixels):  # type: ignore[no-untyped-def]
+        (log_dir / f"{os.getpid()}-{abs(hash(name))}").touch()
+        return real(data, name, max_pixels)
+
+    return load_image
+
+
+def test_decoding_in_worker_processes_gives_the_same_index(  # type: ignore[no-untyped-def]
+    catalogue, bad_images, tiny_clip_encoder, tmp_path, monkeypatch
+) -> None:
+    """The GPU path: a DataLoader's worker processes decode and preprocess, this process
+    encodes. Same ids, embeddings, failures and counts as decoding in threads."""
+    import os
+
+    from fixtures_clip import make_tiny_clip_settings
+
+    from vlagent.index import build as build_module
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(catalogue.folder, folder)
+    for name in bad_images.bad_names:
+        shutil.copy(bad_images.folder / name, folder / name)
+    shutil.copy(catalogue.path(catalogue.names[0]), folder / "copy_of_first.jpg")  # a duplicate
+    model = tiny_clip_encoder.model_id.split(":", 1)[1]
+    threads, by_threads = _index_with(make_tiny_clip_settings(model, tmp_path / "t"), tiny_clip_encoder, folder, 0)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    monkeypatch.setattr(build_module, "load_image", _pid_logging_load_image(pids))
+    steps: list[int] = []
+    procs, by_procs = _index_with(make_tiny_clip_settings(model, tmp_path / "p"), tiny_clip_encoder, folder, 2, steps)
+    decoders = {int(p.name.split("-")[0]) for p in pids.iterdir()}
+    assert decoders and os.getpid() not in decoders  # decoded in other processes
+    # each image decoded once, the duplicate never, the empty file refused before decoding
+    assert len(list(pids.iterdir())) == len(catalogue.names) + len(bad_images.bad_names) - 1
+    assert by_procs.indexed == by_threads.indexed == len(catalogue.names)
+    assert (by_procs.duplicates, by_procs.count) == (by_threads.duplicates, by_threads.count) == (1, len(catalogue.names))
+    assert sorted((f.image, f.reason) for f in by_procs.failed) == sorted((f.image, f.reason) for f in by_threads.failed)
+    assert sum(steps) == by_procs.total == len(catalogue.names) + len(bad_images.bad_names) + 1
+    ids = sorted(threads.collection.get()["ids"])
+    assert sorted(procs.collection.get()["ids"]) == ids
+    np.testing.assert_allclose(procs.embeddings_of(ids), threads.embeddings_of(ids), atol=1e-5)
+    again_steps: list[int] = []
+    for p in pids.iterdir():
+        p.unlink()
+    _, again = _index_with(make_tiny_clip_settings(model, tmp_path / "p"), tiny_clip_encoder, folder, 2, again_steps)
+    assert (again.indexed, again.skipped) == (0, len(catalogue.names)) and sum(again_steps) == again.total
+    assert len(list(pids.iterdir())) == len(bad_images.bad_names) - 1  # only the bad files are tried again
+    for p in pids.iterdir():
+        p.unlink()
+    _, clean = _index_with(make_tiny_clip_settings(model, tmp_path / "p"), tiny_clip_encoder, catalogue.folder, 2)
+    assert clean.skipped == len(catalogue.names) and not list(pids.iterdir())  # nothing new: no decoding at all
+
+
+def test_decode_processes_follow_the_device_and_the_setting(tiny_clip_encoder) -> None:  # type: ignore[no-untyped-def]
+    from vlagent.index.build import MAX_AUTO_DECODE_PROCESSES, decode_processes_for
+
+    class OnGpu:
+        device, decode_processes = "cuda:0", None
+
+        def pixel_transform(self): ...  # type: ignore[no-untyped-def]
+
+        def encode_pixels(self, pixels): ...  # type: ignore[no-untyped-def]
+
+    assert decode_processes_for(tiny_clip_encoder) == 0  # CPU: threads, as before
+    assert 1 <= decode_processes_for(OnGpu()) <= MAX_AUTO_DECODE_PROCESSES
+    gpu = OnGpu()
+    gpu.decode_processes = 0  # VLAGENT_CLIP_DECODE_PROCESSES=0
+    assert decode_processes_for(gpu) == 0 and decode_processes_for(gpu, 3) == 3
+    assert decode_processes_for(CountingEncoder(tiny_clip_encoder), 4) == 0  # no pixel path: threads
+
+
 def test_annotation_rows_naming_missing_files_are_reported(catalogue, annotation_variants, tiny_clip_encoder, tiny_clip_settings) -> None:  # type: ignore[no-untyped-def]
     from fixtures_data import MISSING_NAME
 

@@ -114,14 +114,12 @@ def test_a_tiny_random_clip_runs_the_real_encoder_path(settings: Settings, tiny_
     assert 1 <= clip["text_rank"] <= 7 and -1.0 <= clip["cosine"] <= 1.0
 
 
-def test_blip_itm_probability_from_a_tiny_random_model(settings: Settings, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tiny_blip_itm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import BertTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
 
-    from vlagent.models.blip_itm import blip_itm_probe, itm_function
-
-    assert "no BLIP" in (blip_itm_probe(settings) or "")
-    out = tmp_path / "tiny-blip-itm"
+    out = tmp_path_factory.mktemp("tiny-blip-itm")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "red", "dress", "blue", "shirt"] + [f"[unused{i}]" for i in range(54)]
     tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, bos_token="[DEC]")
     BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok).save_pretrained(out)
@@ -134,13 +132,78 @@ def test_blip_itm_probability_from_a_tiny_random_model(settings: Settings, tmp_p
         projection_dim=32, image_text_hidden_size=32,
     )  # fmt: skip
     BlipForImageTextRetrieval(config).save_pretrained(out)
-    with_blip = settings.model_copy(update={"match_blip_model": str(out)})
+    return out
+
+
+def test_blip_itm_probability_from_a_tiny_random_model(settings: Settings, tiny_blip_itm_dir: Path) -> None:
+    from vlagent.models.blip_itm import blip_itm_probe, itm_function
+
+    assert "no BLIP" in (blip_itm_probe(settings) or "")
+    with_blip = settings.model_copy(update={"match_blip_model": str(tiny_blip_itm_dir)})
     assert blip_itm_probe(with_blip) is None
     result = match_image_text(_object(RED), "red dress", with_blip, itm=itm_function(with_blip))
     p = result.details["blip"]["probability"]
     assert 0.0 <= p <= 1.0 and result.verdict in {"yes", "no", "unsure"}
     expect = "yes" if p >= 0.7 else "no" if p <= 0.3 else "unsure"
     assert result.verdict == expect
+
+
+def test_the_blip_vote_happens_with_the_default_device(tiny_blip_itm_dir: Path, tmp_path: Path) -> None:
+    """Finding 1: Settings.device defaults to "auto"; the BLIP matcher passed it to ``.to()``,
+    which refuses it, and the match tool logged that at INFO: no BLIP vote, ever."""
+    from vlagent.data.resolver import ImageResolver
+    from vlagent.index.match_inputs import match_of
+    from vlagent.models.blip_itm import blip_matcher
+    from vlagent.models.context import ToolContext
+
+    settings = Settings(home=tmp_path / "home", match_blip_model=str(tiny_blip_itm_dir), ocr_backend="none", clip_backend="none")
+    assert settings.device == "auto"
+    assert blip_matcher(settings).device == settings.resolved_device()
+    path = tmp_path / "red.png"
+    _object(RED).save(path)
+    ctx = ToolContext(settings=settings, resolver=ImageResolver(roots=[tmp_path]))
+    result = match_of(ctx, str(path), "red dress")
+    assert 0.0 <= result.details["blip"]["probability"] <= 1.0
+
+
+def test_a_failing_blip_model_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from vlagent.data.resolver import ImageResolver
+    from vlagent.index.match_inputs import match_of
+    from vlagent.models.context import ToolContext
+
+    broken = tmp_path / "broken-blip"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    settings = Settings(home=tmp_path / "home", device="cpu", match_blip_model=str(broken), ocr_backend="none", clip_backend="none")
+    path = tmp_path / "red.png"
+    _object(RED).save(path)
+    with caplog.at_level("INFO", logger="vlagent.index.match_inputs"):
+        result = match_of(ToolContext(settings=settings, resolver=ImageResolver(roots=[tmp_path])), str(path), "red dress")
+    assert "blip" not in result.details
+    assert [r.levelname for r in caplog.records if "match_blip" in r.getMessage()] == ["WARNING"]
+
+
+class SpyItm:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def __call__(self, image: Image.Image, text: str) -> float:
+        self.texts.append(text)
+        return 0.95
+
+
+def test_chinese_descriptions_are_not_sent_to_the_english_blip_head(settings: Settings) -> None:
+    """Finding 2: BLIP's ITM head read English captions only; a Chinese title scored with it
+    (weight 2.0, yes at >= 0.7) is noise."""
+    spy = SpyItm()
+    zh = match_image_text(_object(RED), "红色无袖连衣裙", settings, itm=spy)
+    mixed = match_image_text(_object(RED), "XL 红色 dress", settings, itm=spy)
+    assert spy.texts == []
+    assert zh.details["blip"] == {"vote": 0, "skipped": "the description is not English: BLIP's ITM head reads English only"}
+    assert "blip" not in zh.by and "blip" not in mixed.by
+    en = match_image_text(_object(RED), "a red sleeveless dress", settings, itm=spy)
+    assert spy.texts == ["a red sleeveless dress"] and en.details["blip"]["probability"] == 0.95
+    assert en.verdict == "yes" and "blip" in en.by
 
 
 # ----------------------------------------------------------------------------------------

@@ -93,6 +93,61 @@ def test_build_specs_all_and_engine_choice(tmp_path: Path, monkeypatch: pytest.M
         commands.resolve_engine(s, "llama-cpp", "vlm")
 
 
+def test_vlm_pixel_cap_is_what_the_vqa_tool_sends(tmp_path: Path) -> None:
+    """Finding 6: without --mm-processor-kwargs vLLM sizes its start-up memory check for
+    Qwen2-VL's own cap (12,845,056 pixels, 16,384 tokens an image); the client shrinks images
+    to vqa_max_image_side (640) first, so the server's cap is that square on the 28-pixel grid."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    s = Settings(home=tmp_path)
+    cap = json.loads(_opt(vllm_command(s, "vlm", use_module=False).argv, "--mm-processor-kwargs"))["max_pixels"]
+    assert cap == 644 * 644 == commands.vlm_max_pixels(s)
+    assert cap // (28 * 28) == 529 < 16_384  # image tokens at most, against the model's own 16,384
+    for w, h in [(640, 640), (640, 480), (427, 640), (640, 90)]:  # what the vqa tool sends at most
+        assert smart_resize(h, w, factor=28, min_pixels=56 * 56, max_pixels=cap) == smart_resize(
+            h, w, factor=28, min_pixels=56 * 56, max_pixels=12_845_056
+        ), (w, h)  # the cap never shrinks what the client sends
+    bigger = Settings(home=tmp_path, vqa_max_image_side=1000)
+    assert commands.vlm_max_pixels(bigger) == 1008 * 1008
+    four = 4 * (cap // 784)  # a compare question's 4 images fit serve_max_model_len with room for text
+    assert four < s.serve_max_model_len
+
+
+def test_serve_all_shares_one_gpu_and_splits_several(tmp_path: Path) -> None:
+    """Finding 7: each vLLM server takes its --gpu-memory-utilization of the whole GPU; two at
+    0.9 on one GPU cannot both start."""
+    s = Settings(home=tmp_path)
+    one = commands.plan_gpus(s, ["llm", "vlm"], gpus=["0"])
+    assert sum(p.utilization for p in one.values()) <= 0.9 and all(p.devices is None for p in one.values())
+    two = commands.plan_gpus(s, ["llm", "vlm"], gpus=["0", "1"])
+    assert {r: (p.utilization, p.devices) for r, p in two.items()} == {"llm": (0.9, ["0"]), "vlm": (0.9, ["1"])}
+    tp2 = commands.plan_gpus(s.model_copy(update={"serve_tensor_parallel_size": 2}), ["llm", "vlm"], gpus=["0", "1", "2", "3"])
+    assert [p.devices for p in tp2.values()] == [["0", "1"], ["2", "3"]]
+    shared_tp = commands.plan_gpus(s.model_copy(update={"serve_tensor_parallel_size": 2}), ["llm", "vlm"], gpus=["0", "1"])
+    assert [p.devices for p in shared_tp.values()] == [None, None]
+    assert commands.plan_gpus(s, ["vlm"], gpus=["0"])["vlm"].utilization == 0.9  # alone: the whole GPU
+    explicit = s.model_copy(update={"serve_gpu_memory_utilization": 0.9})
+    with pytest.raises(VlagentError, match="VLAGENT_SERVE_GPU_MEMORY_UTILIZATION=0.9") as err:
+        commands.plan_gpus(explicit, ["llm", "vlm"], gpus=["0"])
+    assert "\n" not in str(err.value)
+    assert commands.plan_gpus(s.model_copy(update={"serve_gpu_memory_utilization": 0.4}), ["llm", "vlm"], gpus=["0"])["llm"].utilization == 0.4
+
+
+def test_serve_all_command_lines_on_one_and_two_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings(home=tmp_path)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    specs = build_specs(s, "all", "vllm")
+    assert [float(_opt(x.argv, "--gpu-memory-utilization")) for x in specs] == [0.45, 0.45]
+    assert all("CUDA_VISIBLE_DEVICES" not in x.env for x in specs)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    specs = build_specs(s, "all", "vllm")
+    assert [float(_opt(x.argv, "--gpu-memory-utilization")) for x in specs] == [0.9, 0.9]
+    assert [x.env["CUDA_VISIBLE_DEVICES"] for x in specs] == ["2", "3"]
+    assert specs[1].command_line.startswith("CUDA_VISIBLE_DEVICES=3 ")  # --dry-run shows it
+    alone = build_specs(s, "vlm", "vllm")
+    assert float(_opt(alone[0].argv, "--gpu-memory-utilization")) == 0.9 and not alone[0].env
+
+
 def test_vllm_from_its_own_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """VLAGENT_VLLM_PYTHON: vLLM's own interpreter, started with the module form; auto picks it."""
     python = tmp_path / "vllm-env" / "bin" / "python"

@@ -103,3 +103,32 @@ def test_data_url_is_a_jpeg() -> None:
     url = data_url(Image.new("RGB", (10, 10), (1, 2, 3)))
     assert url.startswith("data:image/jpeg;base64,")
     assert Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).format == "JPEG"
+
+
+def test_a_server_gets_at_most_its_image_limit_per_request(vision_ctx, images: dict[str, str]) -> None:
+    """Finding 8: a question may attach up to MAX_IMAGES (8) images, vLLM takes
+    serve_vlm_max_images (4) a prompt and answers more with HTTP 400. The tool splits the images
+    into requests of at most that many; the answer names each group's images."""
+    from fake_servers import VLM_TEXT, FakeOpenAIServer
+
+    names = [images["small"], images["big"]] * 3  # 6 images
+    with FakeOpenAIServer(max_images=4) as server:
+        ctx = vision_ctx(vqa_backend="openai", vqa_base_url=server.url, serve_vlm_max_images=4, max_retries=0)
+        msg = call(make_vqa_tool(ctx), names, "Which of these is blue?")  # before: one request, HTTP 400
+        sent = [sum(p.get("type") == "image_url" for p in body["messages"][-1]["content"]) for _, body in server.requests]
+    assert sent == [4, 2]
+    art = msg.artifact
+    assert art["requests"] == 2 and art["groups"] == [names[:4], names[4:]]
+    shown = [Path(n).name for n in names]  # base names in the text the LLM reads, never paths
+    assert msg.content == f"[{', '.join(shown[:4])}] {VLM_TEXT}\n[{', '.join(shown[4:])}] {VLM_TEXT}"
+    assert art["usage"]["input_tokens"] == 2  # summed over the two requests (the fake counts 1 each)
+
+
+def test_within_the_limit_all_images_go_in_one_request(vision_ctx, images: dict[str, str]) -> None:
+    from fake_servers import VLM_TEXT, FakeOpenAIServer
+
+    with FakeOpenAIServer(max_images=4) as server:
+        ctx = vision_ctx(vqa_backend="openai", vqa_base_url=server.url, serve_vlm_max_images=4, max_retries=0)
+        msg = call(make_vqa_tool(ctx), [images["small"], images["big"]], "Which is blue?")
+    assert len(server.requests) == 1 and msg.content == VLM_TEXT and msg.artifact["requests"] == 1
+    assert "groups" not in msg.artifact

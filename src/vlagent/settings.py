@@ -69,6 +69,17 @@ class Settings(BaseSettings):
     profile: Profile = "hub"
     home: Path = Field(default_factory=default_home, description="cache, models and index root")
     device: Device = Field("auto", description="auto | cpu | cuda[:N] | mps")
+    model_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto",
+        description="dtype of the in-process transformers models (vlagent.models.placement); auto: float32 on "
+        "CPU/MPS (bfloat16 for the VLM and the LLM on a CPU with AMX-BF16/AVX512-BF16), on CUDA float16 for "
+        "CLIP/BLIP and bfloat16 (float16 without bf16) for the VLM and the LLM",
+    )
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        "auto",
+        description="attention kernel of the in-process transformers models; auto: flash_attention_2 where flash_attn "
+        "is installed and the model runs on CUDA in half precision, else sdpa where the model supports it",
+    )
 
     # --- image index (Chroma) ---
     index_path: Path | None = Field(None, description="PersistentClient folder; default HOME/index")
@@ -112,6 +123,11 @@ class Settings(BaseSettings):
     )
     clip_backend: Literal["auto", "open_clip", "transformers", "none"] = "auto"
     clip_batch_size: int = Field(32, ge=1)
+    clip_decode_processes: int | None = Field(
+        None, ge=0,
+        description="worker processes that decode and preprocess images while CLIP encodes (vlagent index); "
+        "None: on a GPU min(8, CPUs - 1), on CPU 0 (decoding in threads beside the encoder)",
+    )
 
     # --- image-text matching (the ``match`` tool, vlagent.index.matching) ---
     # CLIP's raw cosine is not comparable across images/models: a text matches when it ranks high
@@ -213,14 +229,23 @@ class Settings(BaseSettings):
     serve_vlm_port: int = 8001
     serve_tensor_parallel_size: int = 1
     serve_max_model_len: int = 4096
-    serve_gpu_memory_utilization: float = 0.9
+    serve_gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1,
+        description="vLLM --gpu-memory-utilization per server; None: 0.9 for a server alone on its GPUs, "
+        "0.45 each when `serve all` puts the LLM and the VLM on the same GPUs",
+    )
     serve_dtype: str = "auto"
     serve_engine: Literal["auto", "vllm", "llama-cpp"] = Field(
         "auto", description="auto: vLLM if importable, else llama.cpp's server on the GGUF"
     )
-    serve_vlm_max_images: int = Field(4, description="vLLM --limit-mm-per-prompt image count")
+    serve_vlm_max_images: int = Field(
+        4, ge=1,
+        description="vLLM --limit-mm-per-prompt image count; the vqa tool sends at most this many images a request",
+    )
     serve_vlm_max_pixels: int | None = Field(
-        None, ge=28 * 28, description="VLM image cap in pixels (vLLM --mm-processor-kwargs max_pixels; default: the model's)"
+        None, ge=28 * 28,
+        description="VLM image cap in pixels (vLLM --mm-processor-kwargs max_pixels); None: what the vqa tool sends, "
+        "a vqa_max_image_side square rounded up to Qwen2-VL's 28-pixel grid (644x644 for 640)",
     )
     serve_compact_json: bool = Field(
         True,

@@ -28,6 +28,7 @@ from PIL import Image
 
 from vlagent.errors import ModelLoadError
 from vlagent.models.clip import ClipEncoder, HFClipEncoder, OpenClipEncoder, _features
+from vlagent.models.placement import param_dtype
 
 Group = Literal["image", "text", "projection", "scale"]
 _BLOCK = re.compile(r"\.(?:layers?|resblocks|blocks)\.(\d+)\.")
@@ -48,8 +49,12 @@ class Towers:
     """Family-independent access to the model behind an encoder (see the module docstring)."""
 
     def __init__(self, encoder: ClipEncoder, source_name: str, source_pretrained: str | None = None):
+        import torch
+
         self.encoder = encoder
         self.model: Any = encoder.model  # type: ignore[attr-defined]
+        if param_dtype(self.model) != torch.float32:  # loaded in half for a GPU: train float32 weights
+            self.model.float()  # under autocast (FinetuneConfig.precision); the encoder follows the weights
         self.source_name = source_name
         self.source_pretrained = source_pretrained
 

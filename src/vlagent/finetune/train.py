@@ -161,6 +161,37 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def rng_state(device: str) -> dict[str, Any]:
+    """The random state a resumed run needs: torch's CPU generator, and on a CUDA device every
+    CUDA generator (dropout on the GPU draws from those)."""
+    import torch
+
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if device.split(":")[0] == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(saved: Any) -> None:
+    """Put back :func:`rng_state`'s states (generator states are CPU byte tensors, whatever the
+    training device; a checkpoint of before the CUDA state was saved holds the CPU one alone)."""
+    import torch
+
+    state = saved if isinstance(saved, dict) else {"cpu": saved}
+    torch.set_rng_state(state["cpu"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """``last.pt`` read onto the CPU: the RNG states must stay CPU byte tensors (``map_location``
+    on a GPU would move them there and ``torch.set_rng_state`` refuses them); the model, the
+    optimizer and the scaler copy their tensors to the training device as they load them."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)  # type: ignore[no-any-return]
+
+
 def finetune(
     towers: Towers,
     source: ImageSource,
@@ -200,7 +231,7 @@ def finetune(
     resumed_from = None
     torch.manual_seed(config.seed)  # dropout; a resumed run restores the saved RNG state below
     if resume and last.is_file():
-        saved = torch.load(last, map_location=towers.device, weights_only=False)
+        saved = load_checkpoint(last)
         if saved["identity"] != identity:
             diff = sorted(k for k in identity if saved["identity"].get(k) != identity[k])
             raise ResumeMismatch(
@@ -211,14 +242,14 @@ def finetune(
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
-        torch.set_rng_state(saved["rng"])
+        restore_rng(saved["rng"])
         state.update(saved["state"])
         resumed_from = f"epoch {state['epoch'] + 1}, step {state['step']}"
 
     def checkpoint() -> None:
         _save(last, {"identity": identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                     "rng": torch.get_rng_state(), "state": state})  # fmt: skip
+                     "rng": rng_state(towers.device), "state": state})  # fmt: skip
 
     def evaluate() -> Recall:
         model.eval()

@@ -51,11 +51,11 @@ def _titles(ctx: ToolContext) -> TitleCalibrator | None:
     return TitleCalibrator([r.title for r in index.rows], index.e5, index.passages)
 
 
-def _optional(ctx: ToolContext, key: str, build: Any) -> Any:
+def _optional(ctx: ToolContext, key: str, build: Any, level: int = logging.INFO) -> Any:
     try:
         return ctx.once(key, build)
     except VlagentError as exc:  # that signal is missing here; the others still count
-        log.info("match: %s unavailable (%s)", key, one_line(exc))
+        log.log(level, "match: %s unavailable (%s)", key, one_line(exc))
         return None
 
 
@@ -65,7 +65,12 @@ def match_of(ctx: ToolContext, image: str, text: str) -> MatchResult:
     loaded = ctx.resolver.load(image)
     found = colors_of(ctx, image) if colour_probe(ctx.settings) is None else None
     read = str(ocr_image(ctx, image).get("text", "")) if ocr_probe(ctx.settings) is None else None
-    itm = _optional(ctx, "match_blip", lambda: itm_function(ctx.settings)) if blip_itm_probe(ctx.settings) is None else None
+    # a BLIP model was asked for (match_blip_model): failing to load it is a warning, not a detail
+    itm = (
+        _optional(ctx, "match_blip", lambda: itm_function(ctx.settings), logging.WARNING)
+        if blip_itm_probe(ctx.settings) is None
+        else None
+    )
     return match_image_text(
         loaded.image, text, ctx.settings, title=title, colours=found, ocr_text=read,
         clip=_optional(ctx, "match_clip", lambda: _clip(ctx)),

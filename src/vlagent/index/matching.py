@@ -4,7 +4,9 @@
 with a score in [0, 1] and one line of why, zh and en:
 
 * **blip** (``Settings.match_blip_model``): BLIP's ITM probability
-  (:mod:`vlagent.models.blip_itm`); yes at ``match_blip_yes``, no at ``match_blip_no``.
+  (:mod:`vlagent.models.blip_itm`); yes at ``match_blip_yes``, no at ``match_blip_no``. BLIP's
+  text encoder read English captions only: a description with Chinese characters is not sent
+  to it (its score would be noise; ``details["blip"]`` says it was skipped).
 * **clip**: CLIP's image-text cosine *calibrated against the catalogue*
   (:class:`ClipCalibrator`): the raw cosine of one pair says little (random, small or other
   models put every pair at 0.2-0.3), so the percentile of the text among the catalogue's
@@ -84,6 +86,15 @@ def _percentile(value: float, pool: np.ndarray) -> float:
 
 def _vote(p: float, yes: float, no: float) -> int:
     return 1 if p >= yes else -1 if p <= no else 0
+
+
+_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+BLIP_ENGLISH_ONLY = "the description is not English: BLIP's ITM head reads English only"
+
+
+def blip_reads(text: str) -> bool:
+    """Whether BLIP's ITM head can read ``text``: no Chinese (CJK) characters in it."""
+    return _CJK_CHAR.search(text) is None
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,7 +326,8 @@ def match_image_text(
     s = settings
     text = " ".join(text.split())
     signals: list[Signal] = []
-    if itm is not None and image is not None:
+    blip_skipped = itm is not None and image is not None and not blip_reads(text)
+    if itm is not None and image is not None and not blip_skipped:
         p = float(itm(image, text))
         vote = _vote(p, s.match_blip_yes, s.match_blip_no)
         zh = {1: "BLIP 判断图文相符", -1: "BLIP 判断图文不符", 0: "BLIP 无法确定"}[vote]
@@ -338,6 +350,8 @@ def match_image_text(
         if check is not None:
             signals.append(check)
     result = decide(signals)
+    if blip_skipped:
+        result.details["blip"] = {"vote": 0, "skipped": BLIP_ENGLISH_ONLY}
     result.details["text"] = text
     result.details["image_title"] = title or ""
     return result

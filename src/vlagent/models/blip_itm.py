@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlagent.errors import ModelLoadError, one_line
 from vlagent.models.hub import hub_offline
+from vlagent.models.placement import Placement, load_pretrained, param_dtype, placement
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -41,20 +42,24 @@ def blip_itm_probe(settings: "Settings") -> str | None:
 
 
 class BlipMatcher:
-    """``probability(image, text)``: P(text matches image) from the ITM head."""
+    """``probability(image, text)``: P(text matches image) from the ITM head (English text:
+    BLIP's BERT was trained on English captions; :mod:`vlagent.index.matching` sends it no other)."""
 
-    def __init__(self, name: str, device: str = "cpu", local_files_only: bool = False) -> None:
+    def __init__(self, name: str, place: Placement | None = None, local_files_only: bool = False) -> None:
         from transformers import BlipForImageTextRetrieval, BlipProcessor
 
+        place = place or Placement("cpu", "float32")
         self.model_id = f"blip-itm:{name}"
-        self.device = device
+        self.device = place.device
         self.processor = BlipProcessor.from_pretrained(name, local_files_only=local_files_only)
-        self.model = BlipForImageTextRetrieval.from_pretrained(name, local_files_only=local_files_only).to(device).eval()
+        self.model = load_pretrained(BlipForImageTextRetrieval, name, place, local_files_only)
+        self.dtype = param_dtype(self.model)
 
     def probability(self, image: "Image.Image", text: str) -> float:
         import torch
 
         inputs = self.processor(images=image.convert("RGB"), text=text, return_tensors="pt", truncation=True).to(self.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         with torch.inference_mode():
             out = self.model(**inputs, use_itm_head=True)
         logits = out.itm_score if hasattr(out, "itm_score") else out[0]
@@ -62,16 +67,20 @@ class BlipMatcher:
 
 
 @functools.lru_cache(maxsize=2)
-def _load(name: str, device: str, local_files_only: bool) -> BlipMatcher:
-    return BlipMatcher(name, device, local_files_only)
+def _load(name: str, place: Placement, local_files_only: bool) -> BlipMatcher:
+    return BlipMatcher(name, place, local_files_only)
 
 
 def blip_matcher(settings: "Settings") -> BlipMatcher:
-    """The configured matcher, loaded once per (model, device); ModelLoadError with one line."""
+    """The configured matcher, loaded once per (model, device, dtype) on the resolved device
+    (``device="auto"`` is the GPU when there is one); ModelLoadError with one line."""
     name = str(settings.match_blip_model or "")
     try:
+        from transformers import BlipForImageTextRetrieval
+
         local = Path(name).expanduser()
-        return _load(str(local) if local.exists() else name, settings.device, hub_offline(settings))
+        place = placement(settings, "encoder", BlipForImageTextRetrieval)
+        return _load(str(local) if local.exists() else name, place, hub_offline(settings))
     except Exception as exc:  # noqa: BLE001 - any load failure is one line
         raise ModelLoadError(f"cannot load BLIP matcher {name!r}: {one_line(exc)}") from exc
 

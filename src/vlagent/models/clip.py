@@ -1,7 +1,11 @@
 """CLIP encoders behind one small interface.
 
 ``encode_images`` / ``encode_texts`` return L2-normalised float32 numpy arrays, computed in
-batches under ``torch.inference_mode`` on the configured device. Two families:
+batches under ``torch.inference_mode`` on the configured device, in the dtype of
+:mod:`vlagent.models.placement` (float32 on CPU; float16 on a GPU: transformers models are
+loaded in it, open_clip models run under autocast). For indexing, the image side splits in two:
+``pixel_transform()`` (decode → pixels on the CPU; a picklable callable that DataLoader worker
+processes run) and ``encode_pixels(batch)`` (the model on the device). Two families:
 
 * open_clip: any open_clip model name + pretrained tag (``ViT-B-32`` + ``laion2b_s34b_b79k``),
   ``hf-hub:org/name`` ids, ``local-dir:/path`` folders, or a model name + a local checkpoint
@@ -14,12 +18,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vlagent.errors import ModelLoadError, VlagentError, one_line
+from vlagent.models.placement import Placement, load_pretrained, param_dtype, resolve_attention, resolve_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -29,6 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 HF_CLIP_TYPES = {"clip", "chinese_clip", "altclip"}
+#: the text context each family was trained with: Chinese-CLIP 52 tokens (its config allows 512
+#: positions and its tokenizer says 512), OpenAI CLIP 77; others: their tokenizer's and positions' limit
+TRAINED_TEXT_CONTEXT = {"chinese_clip": 52, "clip": 77}
 
 
 def _l2(x: "torch.Tensor") -> np.ndarray:
@@ -49,21 +58,42 @@ class _LoadProblem(VlagentError):
 
 
 class ClipEncoder:
-    """Shared batching; subclasses encode one batch of images / texts to a tensor."""
+    """Shared batching; subclasses turn images into pixels and encode one batch of pixels / texts."""
 
     #: identity of the weights, recorded in the index (backend:name[:pretrained])
     model_id: str
     dim: int
+    #: worker processes that decode images for ``vlagent index`` (None: the indexer decides by device)
+    decode_processes: int | None = None
 
-    def __init__(self, device: str, batch_size: int = 32) -> None:
+    def __init__(self, device: str, batch_size: int = 32, place: Placement | None = None) -> None:
         self.device = device
         self.batch_size = batch_size
+        self.place = place or Placement(device, "float32")
+
+    def pixel_transform(self) -> Callable[["Image.Image"], "torch.Tensor"]:
+        """One RGB image → its pixel tensor (C, H, W) on the CPU: picklable, so that worker
+        processes run it (the model's own preprocessing)."""
+        raise NotImplementedError
+
+    def _pixels(self, images: Sequence["Image.Image"]) -> "torch.Tensor":
+        import torch
+
+        transform = self.pixel_transform()
+        return torch.stack([transform(im) for im in images])
+
+    def _pixel_batch(self, pixels: "torch.Tensor") -> "torch.Tensor":
+        raise NotImplementedError
 
     def _image_batch(self, images: Sequence["Image.Image"]) -> "torch.Tensor":
-        raise NotImplementedError
+        return self._pixel_batch(self._pixels(images))
 
     def _text_batch(self, texts: Sequence[str]) -> "torch.Tensor":
         raise NotImplementedError
+
+    def _precision(self) -> Any:
+        """The context the model runs in (autocast for a model kept in float32 but run in half)."""
+        return nullcontext()
 
     def _batched(self, items: Sequence[Any], fn: Callable[[Sequence[Any]], "torch.Tensor"]) -> np.ndarray:
         import torch
@@ -71,7 +101,7 @@ class ClipEncoder:
         if len(items) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         parts = []
-        with torch.inference_mode():
+        with torch.inference_mode(), self._precision():
             for start in range(0, len(items), self.batch_size):
                 parts.append(_l2(fn(items[start : start + self.batch_size])))
         return np.concatenate(parts, axis=0)
@@ -79,17 +109,37 @@ class ClipEncoder:
     def encode_images(self, images: Sequence["Image.Image"]) -> np.ndarray:
         return self._batched(list(images), self._image_batch)
 
+    def encode_pixels(self, pixels: "torch.Tensor") -> np.ndarray:
+        """Embeddings of a batch of ``pixel_transform`` outputs (stacked; pinned memory is
+        copied to the GPU without blocking)."""
+        import torch
+
+        if pixels.shape[0] == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with torch.inference_mode(), self._precision():
+            return _l2(self._pixel_batch(pixels))
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self._batched(list(texts), self._text_batch)
 
 
+class HFPixels:
+    """A transformers image processor as a one-image transform (picklable, for worker processes)."""
+
+    def __init__(self, image_processor: Any) -> None:
+        self.image_processor = image_processor
+
+    def __call__(self, image: "Image.Image") -> "torch.Tensor":
+        return self.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+
+
 class OpenClipEncoder(ClipEncoder):
     def __init__(
-        self, name: str, pretrained: str | None, device: str, batch_size: int = 32
+        self, name: str, pretrained: str | None, device: str, batch_size: int = 32, place: Placement | None = None
     ) -> None:
         import open_clip
 
-        super().__init__(device, batch_size)
+        super().__init__(device, batch_size, place)
         if name.startswith("local-dir:"):
             # open_clip would warn and go on with random weights: refuse instead
             folder = Path(name.removeprefix("local-dir:")).expanduser()
@@ -114,45 +164,77 @@ class OpenClipEncoder(ClipEncoder):
         self.model_id = f"open_clip:{name}" + (f":{pretrained}" if pretrained else "")
         self.dim = int(self._text_batch(["x"]).shape[-1])
 
-    def _image_batch(self, images: Sequence["Image.Image"]) -> "torch.Tensor":
+    def _precision(self) -> Any:
+        """open_clip models stay in float32 and run under autocast in a half dtype."""
         import torch
 
-        pixels = torch.stack([self.preprocess(im) for im in images]).to(self.device)
-        return self.model.encode_image(pixels)
+        if not self.place.half:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.split(":")[0], dtype=self.place.torch_dtype)
+
+    def pixel_transform(self) -> Callable[["Image.Image"], "torch.Tensor"]:
+        return self.preprocess  # type: ignore[no-any-return]
+
+    def _pixel_batch(self, pixels: "torch.Tensor") -> "torch.Tensor":
+        return self.model.encode_image(pixels.to(self.device, non_blocking=True))
 
     def _text_batch(self, texts: Sequence[str]) -> "torch.Tensor":
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), self._precision():
             return self.model.encode_text(self.tokenizer(list(texts)).to(self.device))
 
 
-class HFClipEncoder(ClipEncoder):
-    def __init__(self, name: str, device: str, batch_size: int = 32, local_files_only: bool = False) -> None:
-        from transformers import AutoConfig, AutoModel, AutoProcessor
+def _hf_clip_class(model_type: str) -> Any:
+    import transformers
 
-        super().__init__(device, batch_size)
+    return getattr(transformers, {"clip": "CLIPModel", "chinese_clip": "ChineseCLIPModel", "altclip": "AltCLIPModel"}[model_type])
+
+
+class HFClipEncoder(ClipEncoder):
+    def __init__(
+        self, name: str, device: str, batch_size: int = 32, local_files_only: bool = False,
+        dtype: str = "auto", attn: str = "auto",
+    ) -> None:  # fmt: skip
+        from transformers import AutoConfig, AutoProcessor
+
         config = AutoConfig.from_pretrained(name, local_files_only=local_files_only)
         if config.model_type not in HF_CLIP_TYPES:
             raise _LoadProblem(
                 f"model type {config.model_type!r} is not a CLIP model "
                 f"(expected one of {sorted(HF_CLIP_TYPES)})"
             )
-        self.model = AutoModel.from_pretrained(name, local_files_only=local_files_only).to(device).eval()
+        cls = _hf_clip_class(config.model_type)
+        dtype = resolve_dtype(dtype, device, "encoder")
+        super().__init__(device, batch_size, Placement(device, dtype, resolve_attention(attn, cls, device, dtype)))
+        self.model = load_pretrained(cls, name, self.place, local_files_only)
         self.processor = AutoProcessor.from_pretrained(name, local_files_only=local_files_only)
         self.model_id = f"transformers:{name}"
+        self.context_length = self._text_context(config)
         self.dim = int(getattr(config, "projection_dim", 0)) or int(self._text_batch(["x"]).shape[-1])
 
-    def _image_batch(self, images: Sequence["Image.Image"]) -> "torch.Tensor":
-        inputs = self.processor(images=list(images), return_tensors="pt").to(self.device)
-        return _features(self.model.get_image_features(pixel_values=inputs["pixel_values"]))
+    def _text_context(self, config: Any) -> int:
+        """Where a text is cut: the tokenizer's limit, the text tower's positions and the context
+        the family was trained with (:data:`TRAINED_TEXT_CONTEXT`), whichever is least."""
+        tok_max = int(getattr(self.processor.tokenizer, "model_max_length", 0) or 0)
+        positions = int(getattr(getattr(config, "text_config", None), "max_position_embeddings", 0) or 0)
+        limits = [n for n in (tok_max, positions, TRAINED_TEXT_CONTEXT.get(config.model_type, 0)) if 0 < n < 100_000]
+        return min(limits, default=77)
+
+    def pixel_transform(self) -> Callable[["Image.Image"], "torch.Tensor"]:
+        return HFPixels(self.processor.image_processor)
+
+    def _pixels(self, images: Sequence["Image.Image"]) -> "torch.Tensor":
+        return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
+
+    def _pixel_batch(self, pixels: "torch.Tensor") -> "torch.Tensor":
+        pixels = pixels.to(self.device, dtype=param_dtype(self.model), non_blocking=True)
+        return _features(self.model.get_image_features(pixel_values=pixels))
 
     def tokenize(self, texts: Sequence[str]) -> Any:
         """The text tower's inputs, truncated to its context (search and fine-tuning share this)."""
-        tok = self.processor.tokenizer
-        max_len = min(int(getattr(tok, "model_max_length", 77) or 77), 512)
-        return tok(
-            list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+        return self.processor.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.context_length, return_tensors="pt"
         ).to(self.device)
 
     def _text_batch(self, texts: Sequence[str]) -> "torch.Tensor":
@@ -230,12 +312,17 @@ def load_clip_encoder(
     device: str = "cpu",
     batch_size: int = 32,
     local_files_only: bool = False,
+    dtype: str = "auto",
+    attn: str = "auto",
+    decode_processes: int | None = None,
 ) -> ClipEncoder:
     """Load a CLIP encoder (uncached); any failure becomes one :class:`ModelLoadError` line.
 
     ``local_files_only``: transformers models are read from the local HF cache only (the model
-    loader sets it when the hub is offline or unreachable). Cached loading from settings:
-    :func:`vlagent.models.loader.encoder_from_settings`."""
+    loader sets it when the hub is offline or unreachable). ``dtype`` / ``attn``: see
+    :mod:`vlagent.models.placement` (``auto``: float32 on CPU, float16 on CUDA).
+    ``decode_processes``: kept for the indexer (``Settings.clip_decode_processes``). Cached
+    loading from settings: :func:`vlagent.models.loader.encoder_from_settings`."""
     try:
         family = resolve_backend(name, pretrained, backend)
     except Exception as exc:  # open_clip import problems
@@ -243,12 +330,17 @@ def load_clip_encoder(
     try:
         if _looks_like_path(name) and not Path(name.removeprefix("local-dir:")).expanduser().exists():
             raise _LoadProblem("no such file or directory")
+        encoder: ClipEncoder
         if family == "open_clip":
             folder = Path(name).expanduser()
             target = f"local-dir:{folder}" if folder.is_dir() else name  # a folder named by path
-            return OpenClipEncoder(target, pretrained, device, batch_size)
-        local = Path(name).expanduser()
-        return HFClipEncoder(str(local) if local.exists() else name, device, batch_size, local_files_only)
+            place = Placement(device, resolve_dtype(dtype, device, "encoder"))
+            encoder = OpenClipEncoder(target, pretrained, device, batch_size, place)
+        else:
+            local = Path(name).expanduser()
+            encoder = HFClipEncoder(str(local) if local.exists() else name, device, batch_size, local_files_only, dtype, attn)
+        encoder.decode_processes = decode_processes
+        return encoder
     except ModelLoadError:
         raise
     except Exception as exc:

@@ -101,7 +101,9 @@ def hub_unreachable(timeout: float = HUB_CHECK_TIMEOUT) -> str | None:
     try:
         from huggingface_hub import get_session
 
-        get_session().head(url, timeout=timeout, follow_redirects=False)
+        # only arguments both sessions take: huggingface_hub >= 1.0 hands out an httpx client,
+        # older releases (the ones transformers 4.x needs) a requests.Session (no follow_redirects)
+        get_session().head(url, timeout=timeout)
         verdict = None
     except Exception as exc:  # noqa: BLE001 - DNS, refused, timeout, proxy: all mean "unreachable"
         verdict = f"the model hub {url} is unreachable ({one_line(exc, 160)})"

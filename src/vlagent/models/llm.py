@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from vlagent.errors import ModelLoadError, VlagentError, one_line
 from vlagent.models.llama_engine import EngineConfig, LlamaEngine
+from vlagent.models.placement import Placement, load_pretrained, resolve
 from vlagent.models.servers import Server, backend_unavailable, server_errors
 from vlagent.settings import Settings
 
@@ -267,28 +268,35 @@ def engine_chat_model(engine: LlamaEngine, settings: Settings) -> "VlagentChatOp
 # ----------------------------------------------------------------------------------------
 # transformers in-process
 # ----------------------------------------------------------------------------------------
-def build_transformers(model_id: str, device: str, local_files_only: bool = False) -> tuple[Any, Any, str]:
-    """(model, tokenizer, device) for a local folder or hub id (uncached: see ``loader.load_transformers``)."""
+def build_transformers(
+    model_id: str, device: "str | Placement", local_files_only: bool = False
+) -> tuple[Any, Any, str]:
+    """(model, tokenizer, device) for a local folder or hub id (uncached: see ``loader.load_transformers``).
+
+    ``device``: a :class:`~vlagent.models.placement.Placement`, or a device name (``auto``: the
+    GPU if there is one) with the automatic dtype: on a CPU without native bf16, float32, not
+    the checkpoint's bf16 that transformers 5 would pick by default."""
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:  # pragma: no cover - transformers is a dependency
         raise ModelLoadError("transformers is not installed") from exc
-    if device == "auto":
-        import torch
+    if isinstance(device, str):
+        if device == "auto":
+            import torch
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve(device, "auto", "auto", "generator")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=local_files_only)
-        model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto", local_files_only=local_files_only)
+        model = load_pretrained(AutoModelForCausalLM, model_id, device, local_files_only)
     except Exception as exc:
         raise ModelLoadError(
             f"could not load the LLM {model_id!r} with transformers ({one_line(exc)}); set "
             "VLAGENT_LLM_MODEL to a local folder or a hub id, or choose another VLAGENT_LLM_BACKEND"
         ) from exc
-    model.to(device).eval()
     if tokenizer.chat_template is None:
         raise ModelLoadError(f"the tokenizer of {model_id!r} has no chat template")
-    return model, tokenizer, device
+    return model, tokenizer, device.device
 
 
 class ChatTransformers(BaseChatModel):

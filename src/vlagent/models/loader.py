@@ -19,6 +19,7 @@ Roles (declared in :mod:`vlagent.models.roles`): ``clip``, ``llm``, ``caption``,
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -262,9 +263,11 @@ def load_llama(settings: Settings) -> LlamaEngine:
     return load("llm", settings.model_copy(update={"llm_backend": "llama-cpp"}))  # type: ignore[no-any-return]
 
 
-def load_transformers(model_id: str, device: str) -> tuple[Any, Any, str]:
-    """(model, tokenizer, device), loaded once per process (the ``llm`` role on transformers)."""
-    view = Settings.model_construct(llm_backend="transformers", llm_model=model_id, device=device)
+def load_transformers(model_id: str, device: str, settings: Settings | None = None) -> tuple[Any, Any, str]:
+    """(model, tokenizer, device), loaded once per process (the ``llm`` role on transformers);
+    the dtype and attention choices come from ``settings`` (default: automatic)."""
+    update = {"llm_backend": "transformers", "llm_model": model_id, "device": device}
+    view = settings.model_copy(update=update) if settings is not None else Settings.model_construct(**update)
     return load("llm", view)  # type: ignore[no-any-return]
 
 
@@ -280,5 +283,5 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         device=settings.device,
         temperature=settings.llm_temperature,
         max_tokens=settings.llm_max_tokens,
-        load=load_transformers,
+        load=functools.partial(load_transformers, settings=settings),
     )

