@@ -15,7 +15,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from vlagent.agent.build import VLAgent, make_checkpointer
 from vlagent.agent.graph import AgentParts, build_graph
 from vlagent.agent.cues import read_cues
-from vlagent.agent.types import Classification, ClassifierResult, Intent, QuestionType
+from vlagent.agent.types import ClassifierResult, Intent, QuestionType
 from vlagent.errors import ImageError
 from vlagent.settings import Settings
 from vlagent.agent.registry import tool_specs

@@ -223,7 +223,7 @@ def test_serve_prints_the_agent_lines(served: Served) -> None:
 
 
 def test_classification_is_schema_valid_through_structured_output(served: Served) -> None:
-    from vlagent.agent.classify import LLMDecision, build_messages, classify, structured_classifier
+    from vlagent.agent.classify import LLMDecision, build_messages, llm_vote, structured_classifier
     from vlagent.agent.types import QuestionType
     from vlagent.models.loader import build_chat_model
 
@@ -232,8 +232,8 @@ def test_classification_is_schema_valid_through_structured_output(served: Served
     messages = build_messages("这款衬衫的面料是什么？", ["blue_shirt.jpg"], method="structured")
     decision = structured_classifier(llm).invoke(messages)
     assert isinstance(decision, LLMDecision) and decision.type in set(QuestionType)  # parsed and validated
-    result = classify("这款衬衫的面料是什么？", ["blue_shirt.jpg"], llm, fewshot=False, method="structured")
-    assert not (result.error or "").startswith("llm failed"), result.error
+    vote = llm_vote(llm, "这款衬衫的面料是什么？", ["blue_shirt.jpg"])  # the default: one token's log-probabilities
+    assert vote.method == "logprobs" and abs(sum(vote.probs.values()) - 1) < 1e-6
 
     # the default method: one token with its top log-probabilities (vLLM reports them)
     reply = llm.bind(logprobs=True, top_logprobs=20, max_tokens=1, temperature=0).invoke(
