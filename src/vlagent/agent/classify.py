@@ -32,8 +32,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.output_parsers import PydanticOutputParser
 from langchain_core.runnables import Runnable
-from pydantic import BaseModel, Field, create_model
 import numpy as np
+from pydantic import BaseModel, Field, create_model
 
 from vlagent.agent.fewshot import Example, load_pool
 from vlagent.agent.questions import get_card, on_change, question_cards
@@ -42,9 +42,12 @@ from vlagent.agent.types import QuestionType
 from vlagent.cache import DiskCache
 from vlagent.data.images import base_name  # the one base-name helper (also `classify.base_name`)
 from vlagent.models.llm import structured_llm
-from vlagent.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: labelled questions per type in the fixed prompt (``Settings.classifier_static_examples``'s default)
+STATIC_EXAMPLES = 3
+
 
 def prompt_cards() -> list[Any]:
     """The cards in the classifier prompt's order (``prompt_rank``, then registration)."""
@@ -135,16 +138,6 @@ def build_messages(
     return [SystemMessage(system_prompt(method, static_examples)), HumanMessage("\n".join(lines))]
 
 
-@lru_cache(maxsize=1)
-def _settings() -> Any:
-    return Settings()
-
-
-def settings_method() -> tuple[Method, int]:
-    """("logprobs", ``Settings.classifier_static_examples``), read once per process."""
-    return "logprobs", _settings().classifier_static_examples
-
-
 def structured_classifier(llm: BaseChatModel) -> Runnable[Any, Any]:
     """messages → :class:`LLMDecision` (raises on failure)."""
     try:
@@ -229,15 +222,14 @@ def llm_vote(
     *,
     timeout: float | None = None,
     reply_cache: DiskCache | None = None,
-    static_examples: int | None = None,
+    static_examples: int = STATIC_EXAMPLES,
 ) -> Vote:
     """The LLM's probabilities over the types for one question (raises when it cannot vote).
 
     One decoded token and its top log-probabilities where the engine reports them (one forward
     pass over a mostly cached prompt); else the structured label, as a distribution that leaves
     :data:`STRUCTURED_OTHERS` to the other types."""
-    static = settings_method()[1] if static_examples is None else static_examples
-    messages = build_messages(question, images, None, "logprobs", static)
+    messages = build_messages(question, images, None, "logprobs", static_examples)
     key = ""
     if reply_cache is not None:
         prompt = "\n".join(f"{m.type}: {m.content}" for m in messages)

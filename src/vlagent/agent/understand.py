@@ -112,7 +112,10 @@ class Understander:
 
     def _vote(self, llm: BaseChatModel, question: str, images: list[str]) -> tuple[dict[str, float] | None, str | None]:
         try:
-            vote = llm_vote(llm, question, images, timeout=self.timeout, reply_cache=self.reply_cache)
+            vote = llm_vote(
+                llm, question, images, timeout=self.timeout, reply_cache=self.reply_cache,
+                static_examples=self.settings.classifier_static_examples,
+            )  # fmt: skip
             return vote.probs, None
         except (Exception, TimeoutError) as exc:  # noqa: BLE001 - a failed vote: the learned model alone
             log.info("the LLM's vote failed: %s", one_line(exc))

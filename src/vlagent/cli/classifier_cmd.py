@@ -111,7 +111,7 @@ def votes_cmd(
             imgs = merge_images(r.images, r.question)
             t0 = time.perf_counter()
             try:
-                vote = llm_vote(llm, r.question, imgs)
+                vote = llm_vote(llm, r.question, imgs, static_examples=settings.classifier_static_examples)
             except Exception as exc:  # noqa: BLE001 - a failed vote is recorded as missing
                 err_console.print(f"[yellow]warning:[/] no vote for {r.question[:40]!r}: {exc}")
                 bar.advance(task)
