@@ -444,7 +444,7 @@ def _llm_mode(mode: str, words: list[str]) -> None:
 
 _llm_mode("slow", ["did not answer within"])
 _llm_mode("garbage", ["answer_llm"])
-_llm_mode("invalid_json", ["classify: llm failed", "invalid LLM output"])
+_llm_mode("invalid_json", ["understand: llm vote failed"])
 _llm_mode("error", ["LLM server", "server error (500)"])
 
 
@@ -509,7 +509,7 @@ def _(ws: Workspace) -> Expect:
 
 @case("cache-folder-unwritable")
 def _(ws: Workspace) -> Expect:
-    ws.home.mkdir(parents=True)
+    ws.home.mkdir(parents=True, exist_ok=True)
     (ws.home / "cache").write_text("a file where the cache folder should be")
     return Expect(words=["cannot use the cache", "caching in memory"])
 
@@ -712,10 +712,13 @@ def test_ask_a_named_file_outside_the_catalogue_is_allowed_and_answered(workspac
     path = workspace.outside("shirt.jpg")
     for key, value in workspace.env.items():
         monkeypatch.setenv(key, value)
-    result = runner.invoke(app, ["ask", COLOUR_Q, "--image", str(path), "-c", str(workspace.images), "--json"])
+    # a question the answer LLM writes (colour alone would be the measured colour, no LLM): the
+    # measured colour first, then the LLM's words
+    result = runner.invoke(app, ["ask", "这件衣服是什么颜色，适合什么场合？", "--image", str(path), "-c", str(workspace.images), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["error"] is None and data["text"] == ANSWER_TEXT and "colors[shirt.jpg]" in data["evidence"]
+    assert data["error"] is None and data["text"].endswith(ANSWER_TEXT) and "colors[shirt.jpg]" in data["evidence"]
+    assert data["text"].startswith("这件商品的主要颜色是")
     assert workspace.llm.kinds().count("answer") == 1
     # the LLM saw the image's name, never its path
     assert all(str(workspace.root) not in json.dumps(body, ensure_ascii=False) for _, body in workspace.llm.requests
