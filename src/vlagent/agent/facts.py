@@ -138,13 +138,33 @@ class Decision:
     missing: list[str] = field(default_factory=list)
 
 
-def _terms(asked: str) -> list[str]:
-    """The words that name what was asked: ``帽子`` → 帽子, 帽; ``caps`` → caps, cap."""
+#: English words for the kinds of things in titles → the Chinese characters that name them:
+#: "Which shows shoes?" over Chinese titles (白色运动鞋) is settled without an LLM; English words
+#: that share a Chinese word are synonyms (a caption's "hat" names the cap asked about)
+KINDS = {
+    "shoe": "鞋", "sneaker": "鞋", "boot": "靴", "sandal": "凉鞋", "cap": "帽", "hat": "帽", "dress": "裙",
+    "skirt": "裙", "shirt": "衫", "blouse": "衫", "t-shirt": "T恤", "trousers": "裤", "pants": "裤", "jeans": "裤",
+    "shorts": "短裤", "bag": "包", "handbag": "包", "backpack": "背包", "wallet": "钱包", "hoodie": "卫衣",
+    "sweater": "毛衣", "jacket": "夹克", "coat": "外套", "sock": "袜", "glove": "手套", "scarf": "围巾", "belt": "腰带",
+    "glasses": "眼镜", "sunglasses": "眼镜", "watch": "手表", "phone": "手机", "cat": "猫", "dog": "狗", "bird": "鸟",
+    "cup": "杯", "mug": "杯", "bottle": "瓶", "camera": "相机", "rocket": "火箭", "astronaut": "宇航员", "car": "车",
+    "toy": "玩具", "book": "书", "lamp": "灯", "chair": "椅", "flower": "花",
+}  # fmt: skip
+
+
+def _terms(asked: str) -> tuple[list[str], bool]:
+    """(the words that name what was asked, in both languages where :data:`KINDS` knows it;
+    whether it knew it): ``shoes`` → shoes, shoe, 鞋, sneaker; ``帽子`` → 帽子, 帽, cap, hat."""
     word = re.sub(r"^(?:商品|产品|东西)", "", asked.strip()).rstrip("的")
     if word.isascii():
         word = word.lower()
-        return sorted({word, word[:-1] if word.endswith("s") else word}, key=len, reverse=True)
-    return sorted({t for t in (word, word.rstrip("子")) if t}, key=len, reverse=True)
+        singular = word[:-1] if word.endswith("s") and word[:-1] in KINDS else word
+        zh = KINDS.get(singular)
+        terms = {word, singular} | ({zh, *(en for en, z in KINDS.items() if z == zh)} if zh else set())
+        return sorted((t for t in terms if t), key=len, reverse=True), zh is not None
+    zh_kinds = {z for z in KINDS.values() if z in word}
+    terms = {word, word.rstrip("子"), *zh_kinds, *(en for en, z in KINDS.items() if z in zh_kinds)}
+    return sorted((t for t in terms if t), key=len, reverse=True), bool(zh_kinds)
 
 
 def _names(text: str, terms: list[str]) -> bool:
@@ -223,7 +243,7 @@ def which_one(asked: str, images: list[ImageFacts], shared: dict[str, str], lang
     vision model answered."""
     if not asked or len(images) < 2 or colour_words().find(asked):
         return None
-    terms = _terms(asked)
+    terms, known = _terms(asked)
     hits = [n for n, img in enumerate(images) if _names(_decisive(img), terms)]
     if len(hits) == 1:
         n = hits[0]
@@ -236,8 +256,8 @@ def which_one(asked: str, images: list[ImageFacts], shared: dict[str, str], lang
         return None
     if any(_names(" ".join(" ".join(v) for v in img.facts.values()), terms) for img in images):
         return None  # the text on an image (or a plugin's fact) names it: the LLM weighs that
-    if any(_other_script(asked, " ".join(" ".join(v) for v in img.facts.values())) for img in images):
-        return None  # a fact in another language may name it in words this check cannot match: the LLM reads them
+    if not known and any(_other_script(asked, " ".join(" ".join(v) for v in img.facts.values())) for img in images):
+        return None  # a fact in another language may name it in words no table here knows: the LLM reads them
     return _cannot_tell_which(asked, images, shared, lang)
 
 
