@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vlagent.errors import ModelLoadError, VlagentError, one_line
+from vlagent.models.extras import missing_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -29,6 +30,13 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 HF_CLIP_TYPES = {"clip", "chinese_clip", "altclip"}
+
+#: what each backend imports (the vision extra); auto asks open_clip's registry before choosing
+CLIP_MODULES: dict[str, tuple[str, ...]] = {
+    "auto": ("torch", "transformers", "open_clip"),
+    "open_clip": ("torch", "open_clip"),
+    "transformers": ("torch", "transformers"),
+}
 
 
 def _l2(x: "torch.Tensor") -> np.ndarray:
@@ -236,6 +244,9 @@ def load_clip_encoder(
     ``local_files_only``: transformers models are read from the local HF cache only (the model
     loader sets it when the hub is offline or unreachable). Cached loading from settings:
     :func:`vlagent.models.loader.encoder_from_settings`."""
+    missing = missing_line(f"clip: {name}", *CLIP_MODULES.get(backend, CLIP_MODULES["auto"]))
+    if missing:
+        raise ModelLoadError(missing)
     try:
         family = resolve_backend(name, pretrained, backend)
     except Exception as exc:  # open_clip import problems
