@@ -10,7 +10,11 @@ written atomically at the end. One run writes one output: a lock next to it
 A question is *failed* when it raises, or when the agent's answer carries an error (every
 tool the question needed failed: no evidence, so no answer). A failed item keeps its input
 ``answer`` (never a guess), is listed with its reason, and is retried on resume only with
-``retry_failed=True``; the run goes on. Invalid items (missing fields, empty question, an image
+``retry_failed=True``; the run goes on. An item is *degraded* when a step of it ran while its
+server was down (the LLM, a VLM, Chroma: the classification fell back to the rules, the answer
+to the facts or the other tools); the journal names the steps, the summary counts the items,
+and ``retry_degraded=True`` redoes exactly those on resume. A redo that fails where the old
+answer stood keeps the old answer. Invalid items (missing fields, empty question, an image
 that is not in the catalogue or is outside it) are reported with their index and copied to the
 output untouched; a duplicate item gets the answer of its first occurrence. Image names resolve
 only inside ``images`` (the ``--images`` catalogue).
@@ -52,6 +56,7 @@ from vlagent.evals.journal import (
     Journal,
     JournalEntry,
     RankedImage,
+    degraded_reasons,
     item_key,
     journal_files,
     journal_path,
@@ -82,8 +87,14 @@ class EvalSummary(BaseModel):
     answered: int = Field(0, description="items with an answer in the output")
     computed: int = Field(0, description="questions the agent answered in this run")
     reused: int = Field(0, description="answers taken from the journal (resume)")
+    redone: int = Field(0, description="journalled items asked again (--retry-failed, --retry-degraded)")
     duplicates: int = Field(0, description="duplicate items given their first occurrence's answer")
     failed: list[Problem] = Field(default_factory=list)
+    degraded: list[Problem] = Field(
+        default_factory=list,
+        description="items answered (or failed) while a server they needed was down: fallback answers; "
+        "--resume --retry-degraded redoes them",
+    )
     invalid: list[Problem] = Field(default_factory=list, description="skipped, copied untouched")
     warnings: list[Problem] = Field(default_factory=list, description="answered anyway")
     by_type: dict[str, int] = Field(default_factory=dict, description="answered items by the agent's type")
@@ -179,6 +190,8 @@ def answer_item(agent: Agent, index: int, item: QueryItem, key: str) -> JournalE
         )
         answer = result if isinstance(result, Answer) else Answer.model_validate(result)
         failed = answer.error is not None
+        tool_errors = [f"{t.name}: {t.error}" for t in answer.trace if not t.ok]
+        error = answer.error.line() if answer.error is not None else None
         entry = JournalEntry(
             index=index,
             key=key,
@@ -189,10 +202,11 @@ def answer_item(agent: Agent, index: int, item: QueryItem, key: str) -> JournalE
             fill={} if failed else fill_for(item, answer),
             classifier=answer.classifier,
             tools=[t.name for t in answer.trace],
-            tool_errors=[f"{t.name}: {t.error}" for t in answer.trace if not t.ok],
+            tool_errors=tool_errors,
             evidence=list(answer.evidence),
-            error=answer.error.line() if answer.error is not None else None,
+            error=error,
             error_kind=answer.error.kind if answer.error is not None else None,
+            degraded=degraded_reasons(tool_errors, error),
         )
     except Exception as exc:  # noqa: BLE001 - one question must not stop the run
         log.debug("item %s failed", index, exc_info=True)
@@ -238,6 +252,7 @@ class RunPlan:
     duplicate_of: dict[int, int]
     entries: dict[int, JournalEntry]
     todo: list[int]
+    redo: dict[int, JournalEntry]  # the journalled outcomes asked again (failed or degraded)
 
     @property
     def unique(self) -> int:
@@ -249,15 +264,22 @@ class RunPlan:
             query=str(self.query), out=str(self.out), journal=str(self.journal), total=len(self.queries.raw),
             invalid=self.invalid, warnings=self.warnings, workers=workers,
             reused=sum(e.status == "ok" for e in self.entries.values()),  # answers; kept failures count as failed
+            redone=len(self.redo),
         )  # fmt: skip
 
 
 def plan_run(
-    query: str | Path, out: str | Path, *, images: list[str | Path] | None, resume: bool, retry_failed: bool = False
+    query: str | Path,
+    out: str | Path,
+    *,
+    images: list[str | Path] | None,
+    resume: bool,
+    retry_failed: bool = False,
+    retry_degraded: bool = False,
 ) -> RunPlan:
     """Read and check ``query``; with ``resume`` take the outcomes in the run's journals (its
-    journal and the shards of distributed runs; failed ones too unless ``retry_failed``), else
-    set the old journals aside."""
+    journal and the shards of distributed runs; failed ones too unless ``retry_failed``,
+    degraded ones too unless ``retry_degraded``), else set the old journals aside."""
     out = Path(out)
     queries = read_queries(query)
     jpath = journal_path(out)
@@ -280,21 +302,30 @@ def plan_run(
             _fresh_journal(path)
         previous = {}
     entries: dict[int, JournalEntry] = {}
+    redo: dict[int, JournalEntry] = {}
     todo: list[int] = []
     for i in sorted(first_of.values()):
         old = previous.get(i)
-        if old is not None and old.key == keys[i] and (old.status == "ok" or not retry_failed):
-            entries[i] = old
-        else:
+        if old is None or old.key != keys[i]:
             todo.append(i)
+        elif (retry_failed and old.status == "failed") or (retry_degraded and old.degraded):
+            redo[i] = old
+            todo.append(i)
+        else:
+            entries[i] = old
     return RunPlan(
         query=Path(query), out=out, journal=jpath, queries=queries, valid=valid, invalid=invalid,
-        warnings=warnings, keys=keys, duplicate_of=duplicate_of, entries=entries, todo=todo,
+        warnings=warnings, keys=keys, duplicate_of=duplicate_of, entries=entries, todo=todo, redo=redo,
     )  # fmt: skip
 
 
 def finish_run(plan: RunPlan, entries: dict[int, JournalEntry], summary: EvalSummary, started: float) -> EvalRun:
-    """Copy answers to duplicates, fill the summary, write the output atomically."""
+    """Keep an old answer whose redo failed, copy answers to duplicates, fill the summary,
+    write the output atomically."""
+    for i, old in plan.redo.items():
+        new = entries.get(i)
+        if old.status == "ok" and (new is None or new.status == "failed"):
+            entries[i] = old  # a degraded answer beats none; still degraded, so redone next time
     for dup, orig in plan.duplicate_of.items():
         if orig in entries:
             entries[dup] = entries[orig].model_copy(update={"index": dup})
@@ -311,6 +342,8 @@ def finish_run(plan: RunPlan, entries: dict[int, JournalEntry], summary: EvalSum
             reasons.update(entry.tool_errors)
         else:
             summary.failed.append(Problem(index=i, message=entry.error or "failed"))
+        if entry.degraded:
+            summary.degraded.append(Problem(index=i, message=entry.degraded[0]))
     summary.tool_error_reasons = dict(reasons.most_common(10))
     summary.answered = len(fills)
     summary.by_type = dict(sorted(types.items()))
@@ -330,6 +363,7 @@ def run_eval(
     images: list[str | Path] | None = None,
     resume: bool = False,
     retry_failed: bool = False,
+    retry_degraded: bool = False,
     workers: int = 1,
     progress: bool = True,
     console: Console | None = None,
@@ -340,7 +374,8 @@ def run_eval(
 
     ``images``: the catalogue (folders / zips) image names must resolve in; ``None`` skips the
     check. ``resume``: reuse the journal's answers; failed items stay failed unless
-    ``retry_failed``. ``workers``: questions in flight at once (threads). ``lock``: hold
+    ``retry_failed``, degraded ones (a server was down) stay as they are unless
+    ``retry_degraded``. ``workers``: questions in flight at once (threads). ``lock``: hold
     ``OUT.lock`` for the run (pass False when the caller holds it). Raises ``KeyboardInterrupt``
     / ``SystemExit`` after journalling what finished; ``out`` is then left as it was.
     """
@@ -348,8 +383,8 @@ def run_eval(
         raise DataError(f"--workers must be at least 1, got {workers}")
     with OutputLock(out) if lock else ExitStack():
         return _run_eval(
-            agent, query, out, images=images, resume=resume, retry_failed=retry_failed, workers=workers,
-            progress=progress, console=console, on_entry=on_entry,
+            agent, query, out, images=images, resume=resume, retry_failed=retry_failed,
+            retry_degraded=retry_degraded, workers=workers, progress=progress, console=console, on_entry=on_entry,
         )  # fmt: skip
 
 
@@ -361,6 +396,7 @@ def _run_eval(
     images: list[str | Path] | None,
     resume: bool,
     retry_failed: bool,
+    retry_degraded: bool,
     workers: int,
     progress: bool,
     console: Console | None,
@@ -369,7 +405,7 @@ def _run_eval(
     started = time.perf_counter()
     console = console or Console(stderr=True)
     out = Path(out)
-    plan = plan_run(query, out, images=images, resume=resume, retry_failed=retry_failed)
+    plan = plan_run(query, out, images=images, resume=resume, retry_failed=retry_failed, retry_degraded=retry_degraded)
     valid, keys, entries, todo = plan.valid, plan.keys, plan.entries, plan.todo
     summary = plan.new_summary(workers)
 
@@ -428,7 +464,9 @@ def print_summary(summary: EvalSummary, console: Console, *, limit: int = 20) ->
         ("  computed now", str(summary.computed)),
         ("  from the journal (resume)", str(summary.reused)),
         ("  duplicates (answer copied)", str(summary.duplicates)),
+        ("  redone from the journal", str(summary.redone)),
         ("failed", str(len(summary.failed))),
+        ("degraded (a server was down)", str(len(summary.degraded))),
         ("skipped: invalid", str(len(summary.invalid))),
         ("tool errors", str(summary.tool_errors)),
     ]
@@ -448,6 +486,7 @@ def print_summary(summary: EvalSummary, console: Console, *, limit: int = 20) ->
         ("invalid (copied untouched)", summary.invalid, "yellow"),
         ("warnings", summary.warnings, "yellow"),
         ("failed (no answer; retried with --resume --retry-failed)", summary.failed, "red"),
+        ("degraded (a server was down: fallback answers; redone with --resume --retry-degraded)", summary.degraded, "yellow"),
     ):
         if not problems:
             continue

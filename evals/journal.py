@@ -3,7 +3,10 @@
 An interrupted run (Ctrl-C, crash, kill) loses at most the questions that were in flight.
 ``--resume`` reuses every line whose key still matches the input item (index + a hash of its
 question and images), so a changed input is recomputed; a failed one is retried only with
-``--retry-failed``.
+``--retry-failed``, a *degraded* one (answered, or failed, while a server it needed was down:
+its classification came from the rules, its answer from the facts or the tools alone) only with
+``--retry-degraded``. Each line names its degraded steps and why (``degraded``); a line written
+before that field existed gets it from its tool errors.
 One reader, :func:`load_journal` / :func:`load_journals`, with one rule: the latest line per item
 index wins (a later ``failed`` never hides an earlier ``ok`` for the same input); a line that
 does not parse (the torn last line of a process that died mid-write, or such a line that a
@@ -22,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from vlagent.data.queries import QueryItem
+from vlagent.models.servers import was_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +87,33 @@ class JournalEntry(BaseModel):
     evidence: list[str] = Field(default_factory=list, description="the tool results the answer used")
     error: str | None = Field(None, description="why there is no answer (status failed)")
     error_kind: str | None = Field(None, description="no_evidence / image / llm / internal / exception")
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="the steps that ran while their server was down ('step: reason'): the answer is a "
+        "fallback (rules, facts, the other tools), redone by --resume --retry-degraded",
+    )
     duration_s: float = 0.0
     finished_at: float = Field(default_factory=time.time)
+
+    @model_validator(mode="after")
+    def _derive_degraded(self) -> "JournalEntry":
+        """A line written before ``degraded`` existed: read it from the tool errors."""
+        if "degraded" not in self.model_fields_set:
+            self.degraded = degraded_reasons(self.tool_errors, self.error)
+        return self
 
     @property
     def ranked_ids(self) -> list[str]:
         return [r.image for r in self.ranked]
+
+
+def degraded_reasons(tool_errors: list[str], error: str | None = None) -> list[str]:
+    """The tool errors (``step: reason``) that say a server was down; for an item whose question
+    raised, its error when it says so."""
+    found = [line for line in tool_errors if was_unavailable(line)]
+    if not found and error and was_unavailable(error):
+        found = [error]
+    return list(dict.fromkeys(found))
 
 
 def _ends_with_newline(path: Path) -> bool:

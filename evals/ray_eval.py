@@ -72,6 +72,7 @@ def run_eval_ray(
     settings: "Settings",
     resume: bool = False,
     retry_failed: bool = False,
+    retry_degraded: bool = False,
     actors: int = 2,
     address: str | None = None,
     progress: bool = True,
@@ -87,8 +88,8 @@ def run_eval_ray(
     with OutputLock(out) if lock else ExitStack():
         return _run_eval_ray(
             factory, query, out, images=images, annotations=annotations, settings=settings, resume=resume,
-            retry_failed=retry_failed, actors=actors, address=address, progress=progress, console=console,
-            on_entry=on_entry,
+            retry_failed=retry_failed, retry_degraded=retry_degraded, actors=actors, address=address,
+            progress=progress, console=console, on_entry=on_entry,
         )  # fmt: skip
 
 
@@ -102,6 +103,7 @@ def _run_eval_ray(
     settings: "Settings",
     resume: bool,
     retry_failed: bool,
+    retry_degraded: bool,
     actors: int,
     address: str | None,
     progress: bool,
@@ -116,7 +118,8 @@ def _run_eval_ray(
     out = Path(out).expanduser().resolve()
     images = [Path(p).expanduser().resolve() for p in images]
     annotations = Path(annotations).expanduser().resolve() if annotations else None
-    plan = plan_run(query, out, images=list(images), resume=resume, retry_failed=retry_failed)
+    plan = plan_run(query, out, images=list(images), resume=resume, retry_failed=retry_failed,
+                    retry_degraded=retry_degraded)
     entries = plan.entries
     n_actors = max(1, min(actors, len(plan.todo)))
     summary = plan.new_summary(n_actors)

@@ -99,7 +99,9 @@ def _markdown(report: Report) -> str:
         f"| computed in this run | {s.computed} |",
         f"| from the journal (resume) | {s.reused} |",
         f"| duplicates (answer copied) | {s.duplicates} |",
+        f"| redone from the journal | {s.redone} |",
         f"| failed | {len(s.failed)} |",
+        f"| degraded (a server was down) | {len(s.degraded)} |",
         f"| skipped: invalid | {len(s.invalid)} |",
         f"| tool errors | {s.tool_errors} |",
         f"| time | {s.elapsed_s:.1f} s |",
@@ -158,6 +160,8 @@ def _markdown(report: Report) -> str:
     for title, problems in (
         ("Invalid items (copied to the output untouched)", s.invalid),
         ("Failed questions (no answer given; retried with --resume --retry-failed)", s.failed),
+        ("Degraded answers (a server was down: the rules, the facts or the other tools answered; "
+         "redone with --resume --retry-degraded)", s.degraded),
         ("Warnings (answered anyway)", s.warnings),
     ):
         if problems:
@@ -183,6 +187,8 @@ def write_report(run: EvalRun, metrics: Metrics | None, report_dir: str | Path) 
             row["error_kind"] = entry.error_kind
         if entry.tool_errors:
             row["tool_errors"] = entry.tool_errors
+        if entry.degraded:
+            row["degraded"] = entry.degraded
         if i in scored:
             row["gold_type"] = scored[i].gold_type
             row["scores"] = scored[i].scores

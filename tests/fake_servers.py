@@ -15,6 +15,10 @@
 with vLLM's HTTP 400.
 
 ``requests`` records ``(kind, body)`` per request: kind is ``classify``, ``answer`` or ``vqa``.
+
+``die_after=N``: the server dies after answering N requests, as a killed process does: the next
+request's connection is closed without a reply, and the port stops listening (connections are
+refused). ``port`` binds a given port (start a new server where a dead one was).
 """
 
 from __future__ import annotations
@@ -57,17 +61,29 @@ def _decision(body: dict[str, Any]) -> dict[str, Any]:
 
     text = str(body["messages"][-1].get("content", ""))
     match = re.search(r"Q: (.*) images: (.*)$", text, re.S)
-    question, names = (match.group(1), match.group(2)) if match else (text, "none")
+    question, names = (match.group(1), match.group(2)) if match else (text, "none")  # see question_of
     images = [] if names.strip() == "none" else [n.strip() for n in names.split(",")]
     c = Understander()(question, images, None).classification
     return {"type": c.type.value, "query": c.query}
 
 
+def question_of(body: dict[str, Any]) -> str:
+    """The question a classify request is about."""
+    text = str(body["messages"][-1].get("content", ""))
+    match = re.search(r"Q: (.*) images: (.*)$", text, re.S)
+    return match.group(1) if match else text
+
+
 class FakeOpenAIServer:
-    def __init__(self, mode: str = "ok", delay: float = 3.0, max_images: int | None = None) -> None:
+    def __init__(
+        self, mode: str = "ok", delay: float = 3.0, max_images: int | None = None, *, die_after: int | None = None, port: int = 0
+    ) -> None:
         self.mode = mode
         self.delay = delay
         self.max_images = max_images
+        self.die_after = die_after
+        self.dead = False
+        self._stopped = False
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
         server = self
@@ -84,7 +100,15 @@ class FakeOpenAIServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 kind = _kind(body)
                 with server._lock:
-                    server.requests.append((kind, body))
+                    dies = server.dead or (server.die_after is not None and len(server.requests) >= server.die_after)
+                    if not dies:
+                        server.requests.append((kind, body))
+                    elif not server.dead:
+                        server.dead = True
+                        threading.Thread(target=server.stop, daemon=True).start()
+                if dies:  # killed: no reply, the connection just closes
+                    self.close_connection = True
+                    return
                 mode = server.mode
                 if mode == "slow":
                     time.sleep(server.delay)
@@ -112,7 +136,7 @@ class FakeOpenAIServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -123,6 +147,11 @@ class FakeOpenAIServer:
     def kinds(self) -> list[str]:
         with self._lock:
             return [k for k, _ in self.requests]
+
+    def questions(self) -> list[str]:
+        """The questions of the classify requests answered, in order."""
+        with self._lock:
+            return [question_of(body) for kind, body in self.requests if kind == "classify"]
 
     def reply(self, kind: str, body: dict[str, Any], broken: bool = False) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": None}
@@ -154,8 +183,11 @@ class FakeOpenAIServer:
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        with self._lock:
+            stopped, self._stopped = self._stopped, True
+        if not stopped:
+            self.httpd.shutdown()
+            self.httpd.server_close()
 
     def __enter__(self) -> "FakeOpenAIServer":
         return self.start()

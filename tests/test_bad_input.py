@@ -787,3 +787,51 @@ def test_kill_9_mid_run_then_a_second_run_then_resume(workspace: Workspace, capl
     asked = ws.llm.kinds()[before:].count("classify")
     assert asked == len(ws.items) - len(done)  # nothing journalled was asked again
     assert not lock_path(ws.out).exists()
+
+
+# --------------------------------------------------------------------------- a server lost mid-run
+
+
+def test_llm_server_killed_mid_run_then_resume_retry_degraded_redoes_only_those(workspace: Workspace, caplog, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The LLM server dies mid-run: the run still answers everything (the rules classify, the
+    facts and the tools answer), the journal marks each item touched by the outage as degraded
+    and why, the summary and the report count them; after a restart, `--resume` alone asks
+    nothing and `--resume --retry-degraded` asks exactly the degraded questions again."""
+    ws = workspace
+    ws.items += [{"question": f"这件衣服是什么颜色的？（第{n}件）", "related_image": name, "answer": ""}
+                 for n, name in enumerate(["hat_green.png", "bag_brown.jpg", "scarf_pink.jpg", "socks_purple.png"])]  # fmt: skip
+    doomed = FakeOpenAIServer(die_after=4).start()  # answers 4 requests, then dies as a killed process
+    ws.cleanups.append(doomed.stop)
+    port = int(doomed.url.rsplit(":", 1)[1].split("/")[0])
+    ws.env["VLAGENT_LLM_BASE_URL"] = doomed.url
+    ws.extra_args += ["--workers", "1"]
+
+    run = run_eval_cli(ws, caplog, monkeypatch)
+    assert_the_four_things(ws, run, Expect())  # rc 0, nothing lost, nothing made up
+    assert doomed.dead
+    entries = load_journal(journal_path(ws.out))
+    degraded = {i for i, e in entries.items() if e.degraded}
+    assert degraded and degraded != set(entries), degraded  # the outage began mid-run
+    for i in degraded:
+        assert all("LLM server" in r and "is unreachable" in r for r in entries[i].degraded), entries[i]
+    report = json.loads((ws.root / "report" / "report.json").read_text(encoding="utf-8"))
+    assert {p["index"] for p in report["summary"]["degraded"]} == degraded
+    assert f"degraded (a server was down) | {len(degraded)} |" in (ws.root / "report" / "report.md").read_text(encoding="utf-8")
+
+    revived = FakeOpenAIServer(port=port).start()  # the server is back, on the same URL
+    ws.cleanups.append(revived.stop)
+    ws.extra_args.append("--resume")
+    again = run_eval_cli(ws, caplog, monkeypatch)
+    assert again.exit_code == 0 and revived.kinds() == []  # --resume alone keeps the fallbacks
+    assert "degraded (a server was down)" in again.seen and "--retry-degraded" in again.seen
+
+    ws.extra_args.append("--retry-degraded")
+    mended = run_eval_cli(ws, caplog, monkeypatch)
+    assert_the_four_things(ws, mended, Expect())
+    asked = revived.questions()
+    assert sorted(asked) == sorted(ws.items[i]["question"] for i in degraded)  # each degraded item once, no other
+    after = load_journal(journal_path(ws.out))
+    assert not any(e.degraded for e in after.values())
+    assert {i for i, e in after.items() if e.finished_at != entries[i].finished_at} == degraded
+    report = json.loads((ws.root / "report" / "report.json").read_text(encoding="utf-8"))
+    assert report["summary"]["degraded"] == [] and report["summary"]["redone"] == len(degraded)

@@ -353,7 +353,10 @@ class Settings(BaseSettings):
     def resolved_device(self) -> str:
         if self.device != "auto":
             return self.device
-        import torch
+        try:
+            import torch
+        except ImportError:  # a light install (no vision extra): whoever needs torch says so
+            return "cpu"
 
         if torch.cuda.is_available():
             return "cuda"

@@ -91,6 +91,11 @@ def eval_command(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="with --resume: ask the failed questions again too")
     ] = False,
+    retry_degraded: Annotated[
+        bool,
+        typer.Option("--retry-degraded", help="with --resume: ask again the questions answered (or failed) while a server "
+                     "they needed was down (the LLM, a VLM, Chroma): their answers are fallbacks"),
+    ] = False,
     workers: Annotated[
         Optional[int],
         typer.Option("--workers", "-w", min=1, help="questions answered concurrently (default: the in-process LLM engine's "
@@ -110,24 +115,27 @@ def eval_command(
 ) -> None:
     """Answer every question in QUERY and write the competition's output format to --out.
 
-    The output keeps the input order and fields: related_image is filled for retrieval questions, answer for the others. Each answer is journalled as it finishes, so an interrupted run continues with --resume. Invalid items (and images outside --images) are reported by index and copied untouched. A question whose tools all failed gets no answer: it is listed as failed with its reason. Exit code 1 if some questions failed (--resume --retry-failed asks them again); a second run on the same --out stops at once.
+    The output keeps the input order and fields: related_image is filled for retrieval questions, answer for the others. Each answer is journalled as it finishes, so an interrupted run continues with --resume. Invalid items (and images outside --images) are reported by index and copied untouched. A question whose tools all failed gets no answer: it is listed as failed with its reason. Exit code 1 if some questions failed (--resume --retry-failed asks them again). Questions answered while a server was down (the LLM, a VLM, Chroma) are counted as degraded in the summary; --resume --retry-degraded asks exactly those again. A second run on the same --out stops at once.
     """
-    if retry_failed and not resume:
-        raise VlagentError("--retry-failed goes with --resume (a run without --resume asks everything)")
+    for flag, given in (("--retry-failed", retry_failed), ("--retry-degraded", retry_degraded)):
+        if given and not resume:
+            raise VlagentError(f"{flag} goes with --resume (a run without --resume asks everything)")
     queries = read_queries(query)  # fail fast on a malformed file, before loading any model
     golds = load_gold(queries, gold)
     with OutputLock(out):  # fail fast if another run writes the same output
         try:
             if engine == Engine.ray:
                 run = run_eval_ray(make_agent, query, out, images=list(images), annotations=annotations, settings=Settings(),
-                                   resume=resume, retry_failed=retry_failed, actors=workers or 1, address=address,
+                                   resume=resume, retry_failed=retry_failed, retry_degraded=retry_degraded,
+                                   actors=workers or 1, address=address,
                                    progress=progress, console=err_console, lock=False)  # fmt: skip
             else:
                 with err_console.status("loading the agent ..."):
                     agent = make_agent(list(images), annotations)
                 workers = workers or auto_workers(agent)
                 run = run_eval(agent, query, out, images=list(images), resume=resume, retry_failed=retry_failed,
-                               workers=workers, progress=progress, console=err_console, lock=False)  # fmt: skip
+                               retry_degraded=retry_degraded, workers=workers, progress=progress, console=err_console,
+                               lock=False)  # fmt: skip
         except KeyboardInterrupt:
             err_console.print(
                 f"[yellow]interrupted:[/] finished answers are in {journal_path(out)}; "

@@ -19,6 +19,7 @@ from vlagent.finetune.data import match_pairs, split_pairs
 from vlagent.finetune.freeze import FreezeSpec
 from vlagent.finetune.towers import towers_for
 from vlagent.finetune.train import FinetuneConfig, finetune as run
+from vlagent.models.extras import require
 from vlagent.models.loader import encoder_from_settings
 from vlagent.settings import Settings
 
@@ -58,6 +59,7 @@ def finetune(
     prints the export line that makes `vlagent index` use it. Interrupted runs resume."""
 
     quiet_libraries(verbose)
+    require("vlagent finetune", "torch", "transformers")  # the CLIP role names what its backend adds
     if not images or len(images) != 1:
         raise VlagentError("give the catalogue once: --images DIR_OR_ZIP")
     if annotations is None:

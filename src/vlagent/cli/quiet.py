@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 NOISY = ("transformers", "huggingface_hub", "jieba", "open_clip", "urllib3", "httpx", "chromadb", "PIL", "matplotlib")
 
 
-def quiet_libraries(verbose: bool) -> None:
-    if verbose:
-        return
+def quiet_transformers() -> None:
+    """transformers' warnings and load bars off, never importing it (the offline path loads no
+    torch stack): its environment settings, read when it is imported, and its own switches
+    when it already is."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    for name in NOISY:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    try:
+    if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
+
+
+def quiet_libraries(verbose: bool) -> None:
+    if verbose:
+        return
+    quiet_transformers()
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         import jieba
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from vlagent.cli.errors import err_console
 from vlagent.cli.options import AnnotationsOpt, CatalogueOpt, JsonOpt, TopKOpt, VerboseOpt
+from vlagent.cli.quiet import quiet_transformers
 from vlagent.index.recommend import NothingToRecommendError, Recommender
 from vlagent.settings import Settings
 
@@ -38,13 +39,7 @@ def _quiet(verbose: bool) -> None:
         return
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
+    quiet_transformers()
 
 
 def recommend(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlagent.errors import ModelLoadError, one_line
+from vlagent.models.extras import missing_line
 from vlagent.models.hub import hub_offline
 from vlagent.models.placement import Placement, load_pretrained, param_dtype, placement
 
@@ -24,13 +25,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def blip_itm_probe(settings: "Settings") -> str | None:
     """Why no BLIP matcher can run here (None: it can); loads nothing."""
-    import importlib.util
-
     name = settings.match_blip_model
     if not name:
         return "match: no BLIP matcher configured (VLAGENT_MATCH_BLIP_MODEL)"
-    if importlib.util.find_spec("transformers") is None:
-        return "match: transformers is not installed"
+    missing = missing_line(f"match: the BLIP matcher {name}", "torch", "transformers")
+    if missing:
+        return missing
     path = Path(name).expanduser()
     looks_local = name.startswith(("/", ".", "~")) or path.exists()
     if looks_local and not (path / "config.json").is_file():

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vlagent.errors import ModelLoadError, VlagentError, one_line
+from vlagent.models.extras import missing_line
 from vlagent.models.placement import Placement, load_pretrained, param_dtype, resolve_attention, resolve_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,6 +39,13 @@ HF_CLIP_TYPES = {"clip", "chinese_clip", "altclip"}
 #: the text context each family was trained with: Chinese-CLIP 52 tokens (its config allows 512
 #: positions and its tokenizer says 512), OpenAI CLIP 77; others: their tokenizer's and positions' limit
 TRAINED_TEXT_CONTEXT = {"chinese_clip": 52, "clip": 77}
+
+#: what each backend imports (the vision extra); auto asks open_clip's registry before choosing
+CLIP_MODULES: dict[str, tuple[str, ...]] = {
+    "auto": ("torch", "transformers", "open_clip"),
+    "open_clip": ("torch", "open_clip"),
+    "transformers": ("torch", "transformers"),
+}
 
 
 def _l2(x: "torch.Tensor") -> np.ndarray:
@@ -323,6 +331,9 @@ def load_clip_encoder(
     :mod:`vlagent.models.placement` (``auto``: float32 on CPU, float16 on CUDA).
     ``decode_processes``: kept for the indexer (``Settings.clip_decode_processes``). Cached
     loading from settings: :func:`vlagent.models.loader.encoder_from_settings`."""
+    missing = missing_line(f"clip: {name}", *CLIP_MODULES.get(backend, CLIP_MODULES["auto"]))
+    if missing:
+        raise ModelLoadError(missing)
     try:
         family = resolve_backend(name, pretrained, backend)
     except Exception as exc:  # open_clip import problems

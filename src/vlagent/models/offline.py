@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 from pydantic import BaseModel
 
 from vlagent.errors import ModelLoadError
+from vlagent.models.extras import importable, require
 from vlagent.settings import OFFLINE_GGUF_NAME, Settings
 
 
@@ -284,8 +285,9 @@ def convert_gguf(
     if converted(gguf, dest) and not force:
         say(f"{dest} is already converted from {gguf.name}")
         return dest
+    require(f"converting {gguf.name}", "torch", "transformers")  # the vision extra first: one line
     for module, package in CONVERT_NEEDS:
-        if importlib.util.find_spec(module) is None:
+        if not importable(module):
             raise ModelLoadError(
                 f"converting {gguf.name} needs the {package} package: pip install gguf accelerate "
                 "(into vlagent's environment, not vLLM's)"

@@ -15,12 +15,12 @@ One :class:`RoleSpec` per role (clip, llm, caption, vqa, ocr, text_embedder). A 
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from vlagent.errors import ModelLoadError, ToolUnavailable, VlagentError
+from vlagent.models.extras import importable, missing_line
 from vlagent.models.hub import (
     cached,
     endpoint,
@@ -34,7 +34,7 @@ from vlagent.models.llama_engine import LLAMA_INSTALL_HINT
 from vlagent.models.placement import architecture, placement
 from vlagent.models.vision.engines import CaptionEngine, OcrEngine, OpenAIVqa, TransformersVqa
 from vlagent.settings import Settings
-from vlagent.models.clip import _is_open_clip_name, _load_hint
+from vlagent.models.clip import CLIP_MODULES, _is_open_clip_name, _load_hint
 from vlagent.models import clip, llm
 
 
@@ -65,20 +65,22 @@ class RoleSpec:
     cache_files: tuple[str, ...] = field(default=("config.json",))
 
 
-def _importable(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
 def _missing(role: str, *modules: tuple[str, str]) -> Found | None:
     for module, package in modules:
-        if not _importable(module):
+        if not importable(module):
             return Found(reason=f"{role}: {package} is not installed (pip install {package})")
     return None
 
 
+def _needs_extra(what: str, *modules: str) -> Found | None:
+    """The one line naming the extra to install when a torch role's modules are missing."""
+    line = missing_line(what, *modules)
+    return Found(reason=line) if line else None
+
+
 def locate_hf(role: str, name: str, env: str, settings: Settings, files: tuple[str, ...] = ("config.json",)) -> Found:
     """Where a transformers model named by a hub id or a local folder is; no network, no weights."""
-    missing = _missing(role, ("transformers", "transformers"))
+    missing = _needs_extra(f"{role}: {name}", "torch", "transformers")
     if missing:
         return missing
     path = Path(name).expanduser()
@@ -113,8 +115,12 @@ def _clip_backend(s: Settings) -> str:
 
 def _clip_probe(s: Settings) -> Found:
     name, pretrained = s.clip_model, s.clip_pretrained
-    if _clip_backend(s) == "none":
+    backend = _clip_backend(s)
+    if backend == "none":
         return Found(reason="clip: disabled (VLAGENT_CLIP_BACKEND=none or VLAGENT_CLIP_MODEL=none)")
+    missing = _needs_extra(f"clip: {name}", *CLIP_MODULES.get(backend, CLIP_MODULES["auto"]))
+    if missing:
+        return missing
     if name.startswith("local-dir:"):
         folder = Path(name.removeprefix("local-dir:")).expanduser()
         if folder.is_dir():
@@ -136,8 +142,8 @@ def _clip_probe(s: Settings) -> Found:
         try:
             if _is_open_clip_name(name):
                 return Found(f"open_clip {name}: weights from its pretrained tag (open_clip's cache or the hub)")
-        except Exception:  # noqa: BLE001 - open_clip cannot even be imported
-            return Found(reason="clip: open_clip cannot be imported (pip install open_clip_torch)")
+        except Exception as exc:  # noqa: BLE001 - open_clip is installed but does not import
+            return Found(reason=f"clip: open_clip cannot be imported ({type(exc).__name__}: {exc})")
     if cached(repo, "config.json", "open_clip_config.json"):
         return Found("HF cache")
     fix = _load_hint(name, "transformers").split("; ", 1)[1]
@@ -211,7 +217,7 @@ def _llm_probe(s: Settings) -> Found:
         gguf = s.resolved_gguf
         if not gguf.is_file():
             return Found(reason=f"llm: GGUF model file {gguf} not found: {FETCH_HINT}")
-        if not _importable("xllamacpp"):
+        if not importable("xllamacpp"):
             return Found(reason=f"llm: the llama.cpp engine is not installed: {LLAMA_INSTALL_HINT}")
         return Found(f"local file {gguf}")
     return locate_hf("llm", s.llm_model, "VLAGENT_LLM_MODEL", s)

@@ -67,8 +67,9 @@ class RoleCheck(BaseModel):
 
     @property
     def blocking(self) -> bool:
-        """A role the profile needs that cannot run here."""
-        return self.required and not self.ok
+        """A role the profile needs that cannot run here (not here, or its check failed; with
+        ``--no-run`` only whether it is here is known)."""
+        return self.required and not (self.ok if self.ran else self.available)
 
     def line(self) -> str:
         """The one line for a failed check: role, engine, what happened, what to do."""

@@ -2,7 +2,8 @@
 
 Used by the LLM (``vlagent.models.llm``) and the VLM behind the ``vqa`` tool: a server that is down,
 too slow, serves another model or refuses the request ends as one line that says which URL,
-what happened, and how to fix it.
+what happened, and how to fix it. :func:`was_unavailable` reads such a line back (in a trace, a
+journal) and tells a server that was down from a request it refused.
 """
 
 from __future__ import annotations
@@ -61,3 +62,21 @@ def backend_unavailable(exc: BaseException, server: Server) -> BackendUnavailabl
     else:
         why = f"failed ({one_line(exc, 200)})"
     return BackendUnavailableError(f"{server.kind} server {server.url} {why}; {server.hint}")
+
+
+#: the lines that say a server could not be used at that moment (and a later try may succeed):
+#: :func:`backend_unavailable` (not "refused the request": the request itself was wrong), the
+#: health check (``vlagent.models.health``), the Chroma client (``vlagent.index.store``), the
+#: classifier's own timeout, and langchain's words for a non-JSON reply (a proxy's error page)
+_UNAVAILABLE = re.compile(
+    r"\bserver (?:at )?\S+ (?:is unreachable|is not reachable|did not answer|failed with a server error"
+    r"|does not serve model)"
+    r"|\bdid not answer within\b"
+    r"|Unexpected response type from OpenAI-compatible endpoint"
+)
+
+
+def was_unavailable(line: str) -> bool:
+    """Whether an error line says a server (LLM, VLM, Chroma) was down, too slow or broken, as
+    opposed to bad input, bad model output or a missing model."""
+    return _UNAVAILABLE.search(line) is not None
