@@ -310,18 +310,24 @@ def main(
     reports: dict[str, dict[str, Report]] = {}
     for set_name, items in sets.items():
         per_set = dict(runs)
+        recorded_by: dict[str, dict[str, float]] = {}
         path = recorded_votes.get(set_name)
         if path is not None and path.is_file():
             lines = [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
             name = model or (lines[0].get("model") if lines else "llm")
             fusion = find_fusion(str(name), settings.home)
             recorded_by = load_votes(path)
+            console.print(f"{set_name}: {len(recorded_by)} recorded votes of {name}")
             per_set[f"learned + {name} (fused)"] = recorded(understand, recorded_by, fusion)
             per_set[f"{name} alone"] = recorded(understand, recorded_by, fusion, alone=True)
             if fusion is None:
                 console.print(f"[yellow]no fusion fit for {name}: the fused column is the learned model alone[/]")
+        voted = {k for k in (recorded_by if path is not None and path.is_file() else {})}
         for run_name, classify in per_set.items():
-            report = evaluate(f"{run_name} · {set_name}", items, classify)
+            subset = items
+            if run_name.endswith(("(fused)", "alone")):  # the questions the LLM voted on (a --every sample)
+                subset = [i for i in items if json.dumps([i.question, merge_images(list(i.images), i.question)], ensure_ascii=False) in voted]
+            report = evaluate(f"{run_name} · {set_name}", subset, classify)
             reports.setdefault(set_name, {})[run_name] = report
             render(report, console, errors=set_name != "blind holdout" or show_blind_errors)
     table = Table(title="accuracy per type: whole suite | blind holdout")

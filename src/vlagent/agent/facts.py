@@ -7,9 +7,9 @@ settle the question without an LLM, :func:`decide` states them. It reads the que
 :class:`Cues` (written once by the understanding pass), never the question's text:
 
 * "which one is the cap?" / "Which of these shows shoes?" (``cues.which``) when exactly one
-  image's title (or caption) names the thing asked about — and, when no fact names it (and none
-  is written in another language, which only an LLM can match), that nothing here can tell, and
-  which facts were missing (:class:`Decision` ``missing``), instead of an LLM's guess;
+  image's title (or caption) names the thing asked about — and, for a known kind of thing
+  (:data:`KINDS`, either language) that no fact names, that nothing here can tell, and which
+  facts were missing (:class:`Decision` ``missing``), instead of an LLM's guess;
 * "which one is red?" from each image's colours; a colour question about several images
   (``cues.colour``): each image's main colour;
 * "what colour is it?" (``cues.colour_only``) with no vision model's answer: the measured colours
@@ -256,15 +256,9 @@ def which_one(asked: str, images: list[ImageFacts], shared: dict[str, str], lang
         return None
     if any(_names(" ".join(" ".join(v) for v in img.facts.values()), terms) for img in images):
         return None  # the text on an image (or a plugin's fact) names it: the LLM weighs that
-    if not known and any(_other_script(asked, " ".join(" ".join(v) for v in img.facts.values())) for img in images):
-        return None  # a fact in another language may name it in words no table here knows: the LLM reads them
+    if not known:
+        return None  # not a kind of thing this table knows ("哪件是更便宜的"): the LLM reads the facts
     return _cannot_tell_which(asked, images, shared, lang)
-
-
-def _other_script(asked: str, facts: str) -> bool:
-    """The facts are written in a script the asked word is not (an English "cap", a Chinese title)."""
-    latin = asked.isascii()
-    return any((ch.isascii() and ch.isalpha()) if not latin else ("\u4e00" <= ch <= "\u9fff") for ch in facts)
 
 
 def title_colour(text: str) -> tuple[str, str] | None:
