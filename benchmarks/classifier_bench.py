@@ -14,7 +14,9 @@ learned classifier with the LLM voting only where the fit says (after), in one r
    untimed question that warms the LLM's prompt cache:
 
    * ``before``: the LLM asked on every question, with the prompt and one-token method the
-     classifier used before (a fusion that always asks): what each question paid;
+     classifier used before, its vote deciding alone (a fusion that always asks, weight 0 for the
+     learned model): what each question paid before issue 25. Its type accuracy is the LLM's
+     own, not the old classifier's (its fifteen guards and keyword rules are gone);
    * ``after``: the shipped fusion for this LLM (the LLM asked only where the learned model is
      unsure), else the learned model alone;
    * ``learned``: the learned model alone.
