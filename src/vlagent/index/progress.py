@@ -6,13 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from vlagent.console import STDERR
+
 
 @contextmanager
 def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
     """``with progress_bar("image text", n) as advance: ... advance(k)``.
 
-    When another live display already runs (a progress bar of the caller), it counts silently."""
-    from rich.console import Console
+    On the process's stderr Console (:data:`vlagent.console.STDERR`): drawn below another live
+    display that runs on it (the ``vlagent eval`` bar); when another one runs elsewhere, it
+    counts silently."""
     from rich.errors import LiveError
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -21,7 +24,7 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
         TextColumn(f"[bold]{escape(label)}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
     )  # fmt: skip
-    bar = Progress(*columns, console=Console(stderr=True), transient=False)
+    bar = Progress(*columns, console=STDERR, transient=False)
     try:
         bar.start()
     except LiveError:
