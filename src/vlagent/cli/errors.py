@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from vlagent.console import STDERR
 from vlagent.errors import VlagentError
+from vlagent.index.progress import STDERR
 
 err_console = STDERR  # one Console for every bar: rich nests live displays on one Console only
 

@@ -1,19 +1,26 @@
 """A progress bar on stderr for the indexing the agent does where it starts (``vlagent eval``,
-``ask``, ``ui``, ``serve api``): the same rich columns as ``vlagent index``."""
+``ask``, ``ui``, ``serve api``): the same rich columns as ``vlagent index``.
+
+:data:`STDERR` is the one rich Console on stderr that the bars and the command line's error
+lines draw on (``vlagent.cli.errors.err_console`` is this one): rich nests live displays only
+on one Console, so the image-text index's bar, drawn while a retrieval question waits for the
+index, shows below the ``vlagent eval`` bar instead of fighting it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from vlagent.console import STDERR
+from rich.console import Console
+
+STDERR = Console(stderr=True)
 
 
 @contextmanager
 def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
     """``with progress_bar("image text", n) as advance: ... advance(k)``.
 
-    On the process's stderr Console (:data:`vlagent.console.STDERR`): drawn below another live
+    On the process's stderr Console (:data:`STDERR`): drawn below another live
     display that runs on it (the ``vlagent eval`` bar); when another one runs elsewhere, it
     counts silently."""
     from rich.errors import LiveError
@@ -37,4 +44,4 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
         bar.stop()
 
 
-__all__ = ["progress_bar"]
+__all__ = ["STDERR", "progress_bar"]
