@@ -39,6 +39,7 @@ class BackgroundBuild(Generic[T]):
         self.error: str | None = None
         self.ready = threading.Event()
         self.started = time.monotonic()
+        self.ended: float | None = None  # time.monotonic() when it ended
         self._lock = threading.Lock()
         self._bar_shown = False
         self._run = run
@@ -49,7 +50,7 @@ class BackgroundBuild(Generic[T]):
     def finished(cls, label: str, value: T | None, total: int = 0) -> "BackgroundBuild[T]":
         """A build that is already complete (built in the caller's thread, or nothing to build)."""
         build: BackgroundBuild[T] = cls(label, total)
-        build.value, build.done = value, total
+        build.value, build.done, build.ended = value, total, time.monotonic()
         build.ready.set()
         return build
 
@@ -63,8 +64,9 @@ class BackgroundBuild(Generic[T]):
         finally:
             with self._lock:
                 self.done = max(self.done, self.total) if self.error is None else self.done
+            self.ended = time.monotonic()
             self.ready.set()
-            log.info("%s: built in %.1f s", self.label, time.monotonic() - self.started)
+            log.info("%s: built in %.1f s", self.label, self.ended - self.started)
 
     def advance(self, n: int) -> None:
         with self._lock:
