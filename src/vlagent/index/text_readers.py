@@ -79,9 +79,10 @@ def _init_worker(settings: dict[str, Any], root: str, cache: str | None, nice: i
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     if nice:
         os.nice(nice)
+    os.environ["OMP_NUM_THREADS"] = "1"  # the OpenMP runtimes loaded later (scikit-learn's) start with one thread
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1)  # numpy / BLAS / OpenMP in the colours: one thread per worker
+    threadpool_limits(1)  # and those loaded already (numpy's BLAS): one thread per worker
     resolved = Settings(**settings)
     resolver = ImageResolver.from_paths([root], resolved.max_image_pixels, memo=1)
     _CTX = ToolContext(settings=resolved, resolver=resolver, cache=DiskCache(Path(cache)) if cache else None)

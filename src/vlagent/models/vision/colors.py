@@ -33,6 +33,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from vlagent.models.context import ToolContext
+from vlagent.models.threads import one_openmp_thread
 from vlagent.settings import Settings
 
 MODEL_ID = "colors-ciede2000-xkcd-v2"
@@ -284,14 +285,6 @@ def _thumb(image: Image.Image, side: int) -> np.ndarray:
     return np.asarray(thumb, dtype=np.float64)
 
 
-@functools.lru_cache(maxsize=1)
-def _openmp() -> Any:
-    """threadpoolctl's view of the OpenMP runtimes loaded (scikit-learn's among them)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
 def dominant_colors(image: Image.Image, k: int = 3) -> list[NamedColor]:
     """The main object's ``k`` dominant named colours, largest share first."""
     from sklearn.cluster import KMeans
@@ -314,10 +307,8 @@ def dominant_colors(image: Image.Image, k: int = 3) -> list[NamedColor]:
 
     n_clusters = int(min(k + 2, len(np.unique(np.round(x), axis=0))))
     km = KMeans(n_clusters=max(1, n_clusters), n_init=3, random_state=0)
-    # a few thousand pixels: one thread. scikit-learn's OpenMP team of one thread per core spins
-    # while it waits, and on a busy machine (the index's OCR workers, the LLM) that made this
-    # 3-10x slower (benchmarks/index_bench.py --text). The limit is the calling thread's only.
-    with _openmp().limit(limits=1, user_api="openmp"):
+    # a few thousand pixels: one thread (vlagent.models.threads: 3-10x faster on a busy machine)
+    with one_openmp_thread("sklearn"):
         labels = km.fit_predict(x, sample_weight=wt)
 
     merged: dict[str, list[float]] = {}
