@@ -159,3 +159,52 @@ def test_a_search_of_a_partial_index_says_how_much_it_searched() -> None:
     assert "a.jpg" in text and "searched 412 of 1000 catalogue images" in text
     complete = make_title_tool(lambda: (titles, None))
     assert "searched" not in complete.invoke({"text": "红色连衣裙", "k": 1})
+
+
+EXIT_MID_BUILD = """
+import sys, time
+from vlagent.index import text_readers
+from vlagent.index.shared import text_index_build
+from vlagent.models.context import ToolContext
+from vlagent.settings import Settings
+
+text_readers.MIN_POOL_IMAGES = 1  # the worker processes, on a small catalogue
+ctx = ToolContext.from_settings(Settings(index_workers=2), [sys.argv[1]])
+build = text_index_build(ctx)
+while not text_readers._BACKGROUND and not build.ready.is_set():  # until its workers start
+    time.sleep(0.05)
+time.sleep(0.5)
+print("exiting", build.ready.is_set(), flush=True)
+"""
+
+
+def test_a_process_that_exits_mid_build_stops_its_workers_quietly_and_the_next_start_continues(
+    catalogue: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from vlagent.index.text_index import TextIndex
+    from vlagent.settings import Settings
+
+    env = {**os.environ, "VLAGENT_HOME": str(tmp_path / "home"), "VLAGENT_LOG_LEVEL": "INFO"}
+    done = subprocess.run([sys.executable, "-c", EXIT_MID_BUILD, str(catalogue)], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "exiting False" in done.stdout  # mid-build
+    assert "Traceback" not in done.stderr and "WARNING" not in done.stderr, done.stderr  # no "worker died"
+    settings = Settings(home=tmp_path / "home")
+    stored = TextIndex.open(settings).count()
+    assert stored < len(PHOTOS) + 1  # it stopped with its process
+    from vlagent.cache import DiskCache
+
+    # its workers were stopped while they started, not left to finish an image each
+    assert len(DiskCache(settings.cache_dir / "tools.sqlite")) == 0
+    from vlagent.data.images import open_source
+    from vlagent.index.text_index import index_image_texts
+    from vlagent.models.context import ToolContext
+
+    with open_source(catalogue) as source:
+        resumed = index_image_texts(source, TextIndex.open(settings), ToolContext.from_settings(settings, [catalogue]))
+    assert (resumed.skipped, resumed.indexed, resumed.count) == (stored, len(PHOTOS) + 1 - stored, len(PHOTOS) + 1)

