@@ -12,13 +12,18 @@ annotations (and no CLIP model on this machine) can still be found by its text.
   decoded, a run that stops half-way resumes where it stopped (each batch is upserted as it
   is done), and the per-image OCR / colours / captions sit in the tools' disk cache (the same
   entries the agent's ``ocr`` and ``colors`` tools read).
+* The images are read (OCR, colours, the passage's e5 vector) by worker processes, one per
+  core (:mod:`vlagent.index.text_readers`); this process hashes, skips and upserts. With
+  ``--engine ray`` Ray tasks read them (:mod:`vlagent.distributed.ray_text_index`).
 * ``TextIndex.search(text, k)`` ranks images by the cosine of the query against the passages.
 * Each record's metadata also keeps what was measured, for the attribute rankings of
   :mod:`vlagent.index.attributes`: ``colors`` (JSON ``[[zh, en, share], ...]``, the colour
   tool's names and each colour's share of the main object) and ``ocr`` (the label text).
 * :func:`ensure_text_index` builds or refreshes the index of a catalogue where the agent starts
   (``vlagent eval``, ``ask``, ``ui``, ``serve api``), as the CLIP index is: only when some
-  catalogue image is missing, was indexed by an older passage format, or has another title.
+  catalogue image is missing, was indexed by an older passage format, or has another title;
+  in the background there (:func:`vlagent.index.shared.text_index_build`): the searches wait
+  for it, the questions about a given image do not.
 """
 
 from __future__ import annotations
