@@ -167,3 +167,45 @@ def test_index_command_builds_the_text_side_without_clip(tmp_path: Path, monkeyp
     assert "images carrying text" in result.output
     assert "built the image-text index only" in result.output
     assert TextIndex.open(Settings()).count() == 2
+
+
+# ----------------------------------------------------------------------------------------
+# worker processes (the reader of a real catalogue)
+# ----------------------------------------------------------------------------------------
+def records_of(index: TextIndex) -> dict[str, tuple[Any, dict[str, Any]]]:
+    got = index.store.collection.get(include=["embeddings", "metadatas"])
+    return {i: (e, dict(m)) for i, e, m in zip(got["ids"], got["embeddings"], got["metadatas"])}
+
+
+def test_worker_processes_store_what_this_process_does_and_resume(
+    untitled_catalogue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from vlagent.cache import DiskCache
+    from vlagent.index import text_readers
+
+    here = Settings(home=tmp_path / "here", dataset="here", index_workers=1)
+    index_here, summary_here = build(here, untitled_catalogue)
+    monkeypatch.setattr(text_readers, "MIN_POOL_IMAGES", 2)  # 4 images are enough for the pool here
+    pool = Settings(home=tmp_path / "pool", dataset="pool", index_workers=2)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_chunk(n: int) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):  # interrupted after the first chunk of 2: the workers stop, 2 are stored
+        build(pool, untitled_catalogue, batch_size=2, progress=stop_after_first_chunk)
+    assert TextIndex.open(pool).count() == 2
+    index_pool, resumed = build(pool, untitled_catalogue, batch_size=2)
+    assert (resumed.indexed, resumed.skipped, resumed.count, resumed.failed) == (2, 2, 4, [])
+
+    a, b = records_of(index_here), records_of(index_pool)
+    assert sorted(a) == sorted(b) and summary_here.with_text == index_pool.with_text() >= 2
+    for id_, (vector, meta) in a.items():  # the same passages, embedded in the workers
+        np.testing.assert_allclose(b[id_][0], vector, atol=1e-5)
+        assert b[id_][1] == meta
+    # the workers wrote the OCR and the colours of every image into the tools' cache
+    assert len(DiskCache(pool.cache_dir / "tools.sqlite")) == len(DiskCache(here.cache_dir / "tools.sqlite")) == 8

@@ -9,9 +9,12 @@
   trace says which tool ran.
 
 Both text searches fuse every ranking available (:mod:`vlagent.index.fusion`: CLIP, titles, the
-image-text index, the colours and label words it measured). With a catalogue, the CLIP index
-and the image-text index are built or refreshed when the tools are built (a progress bar on
-stderr), so ``vlagent eval``, ``ask``, ``ui`` and ``serve api`` need no ``vlagent index`` first.
+image-text index, the colours and label words it measured). With a catalogue, the CLIP index is
+built or refreshed when the tools are built (a progress bar on stderr), and the image-text index
+starts building in the background then: a search waits for it (a progress bar) or, after
+``index_wait_s``, searches what is indexed and says how much of the catalogue that is. So
+``vlagent eval``, ``ask``, ``ui`` and ``serve api`` need no ``vlagent index`` first, and their
+questions about a given image do not wait for the catalogue.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
 from vlagent.agent.toolspec import ToolSpec
-from vlagent.index.shared import clip_retriever, text_search, title_probe
+from vlagent.index.shared import Coverage, clip_retriever, text_index_build, text_search, title_probe
 from vlagent.models.loader import clip_probe as probe
 from vlagent.models.context import ToolContext
 
@@ -52,11 +55,13 @@ def clip_probe(ctx: ToolContext) -> str | None:
 
 
 def make_clip_search(ctx: ToolContext) -> BaseTool:
-    search = text_search(ctx, with_clip=True)
+    clip_retriever(ctx)  # the model loads (and the catalogue's CLIP index is built) now
+    text_index_build(ctx)  # the image-text index builds in the background: searches wait for it
 
     def clip_search(text: str, k: int = 5) -> tuple[str, list[dict[str, Any]]]:
+        search, coverage = text_search(ctx, with_clip=True)
         hits = search.search_text(text, k)
-        return _render(hits), hits
+        return _with_coverage(_render(hits), coverage), hits
 
     return StructuredTool.from_function(
         clip_search,
@@ -90,18 +95,26 @@ def _prime_texts(ctx: ToolContext, tool: BaseTool, calls: Sequence[dict[str, Any
     return clip_retriever(ctx).prime_texts(texts) if texts else 0
 
 
+def _with_coverage(text: str, coverage: Coverage | None) -> str:
+    """The rendered hits, and how much of the catalogue they come from when not all of it."""
+    return text if coverage is None else f"{text}\n({coverage.note()})"
+
+
 def make_title_search(ctx: ToolContext) -> BaseTool:
-    return make_title_tool(text_search(ctx, with_clip=False))
+    text_index_build(ctx)  # the image-text index builds in the background: searches wait for it
+    return make_title_tool(lambda: text_search(ctx, with_clip=False))
 
 
 def make_title_tool(index: Any) -> BaseTool:
-    """``index``: a :class:`TitleIndex`, or a :class:`vlagent.index.fusion.FusedSearch` (titles +
-    the image-text index, fused: untitled images are found by their text)."""
-    search = getattr(index, "search_text", None) or index.search
+    """``index``: a :class:`TitleIndex`, a :class:`vlagent.index.fusion.FusedSearch` (titles +
+    the image-text index, fused: untitled images are found by their text), or a function that
+    returns one and its coverage when the tool is called (:func:`vlagent.index.shared.text_search`)."""
 
     def title_search(text: str, k: int = 5) -> tuple[str, list[dict[str, Any]]]:
+        current, coverage = index() if callable(index) else (index, None)
+        search = getattr(current, "search_text", None) or current.search
         hits = search(text, k)
-        return _render(hits), hits
+        return _with_coverage(_render(hits), coverage), hits
 
     return StructuredTool.from_function(
         title_search,

@@ -182,6 +182,32 @@ class Settings(BaseSettings):
 
     # --- OCR ---
     ocr_backend: Literal["rapidocr", "none"] = "rapidocr"
+    # benchmarks/index_bench.py --sample-ocr measured these on the sample labels and on 800x800
+    # product photos (README "Finding untitled images by their text")
+    ocr_det_side: int = Field(
+        640, ge=160, description="longest side the text detector sees (larger images are shrunk for detection "
+        "only; recognition reads the full-size crops): raise it for small print in large photos",
+    )
+    ocr_angle_classifier: bool = Field(
+        False, description="turn upside-down text lines with PP-OCR's angle classifier (labels are upright: off)"
+    )
+    ocr_threads: int | None = Field(
+        None, ge=1, description="onnxruntime threads per OCR engine (default: all cores; index workers: cores / workers)"
+    )
+
+    # --- the image-text index (vlagent.index.text_index) ---
+    index_workers: int | None = Field(
+        None, ge=1, description="processes reading image text (OCR, colours) for the index (default: one per core; "
+        "1: in this process)",
+    )
+    index_background: bool = Field(
+        True, description="eval/ask/ui/serve api build the image-text index in the background: questions about "
+        "given images are answered meanwhile, retrieval waits for it (false: build it before the first answer)",
+    )
+    index_wait_s: float | None = Field(
+        None, ge=0, description="how long retrieval waits for a background build before it searches what is "
+        "indexed so far and says how much (default: until the build is done)",
+    )
 
     # --- the LLM behind classify and answer ---
     llm_backend: Literal["auto", "openai", "llama-cpp", "transformers", "none"] = "auto"

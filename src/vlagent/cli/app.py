@@ -14,7 +14,7 @@ from rich.table import Table
 
 from vlagent.cli.errors import err_console, typer_app
 from vlagent.cli.options import VerboseOpt
-from vlagent.distributed.common import ADDRESS_HELP, ENGINE_HELP, Engine
+from vlagent.distributed.common import ADDRESS_HELP, ENGINE_HELP, Engine, ray_session
 from vlagent.errors import VlagentError
 from vlagent.settings import Settings
 from vlagent.cli.index_text import index_text_side, text_side_reason
@@ -81,10 +81,13 @@ def index(
 
     settings = _settings(dataset, clip_model=model, clip_pretrained=pretrained, clip_batch_size=batch_size)
     rows = read_annotations(annotations) if annotations else None
+    if engine == Engine.ray:  # one Ray for both sides
+        with ray_session(settings, address):
+            if text and _index_text_side(settings, images, rows, verbose, engine, address):
+                return
+            return _print_index_summary(index_on_ray(images, settings, rows, address))
     if text and _index_text_side(settings, images, rows, verbose):
         return
-    if engine == Engine.ray:
-        return _print_index_summary(index_on_ray(images, settings, rows, address))
     with open_source(images) as source:
         with console.status(f"loading {settings.clip_model} ..."):
             encoder = encoder_from_settings(settings)
@@ -122,14 +125,17 @@ def _print_index_summary(summary: "IndexSummary") -> None:
         console.print(f"[yellow]annotation rows naming no image file:[/] {shown}")
 
 
-def _index_text_side(settings: Settings, images: Path, rows: list | None, verbose: bool) -> bool:  # type: ignore[type-arg]
+def _index_text_side(
+    settings: Settings, images: Path, rows: list | None, verbose: bool,  # type: ignore[type-arg]
+    engine: Engine = Engine.local, address: str | None = None,
+) -> bool:
     """The image-text index (vlagent.cli.index_text); True when CLIP cannot run here (text side only)."""
 
     why_not_text = text_side_reason()
     if why_not_text:
         console.print(f"[yellow]no image-text index:[/] {why_not_text}")
         return False
-    index_text_side(settings, images, rows, console, verbose)
+    index_text_side(settings, images, rows, console, verbose, engine, address)
     why_not_clip = clip_probe(settings)
     if why_not_clip:
         console.print(f"[yellow]built the image-text index only[/] (no CLIP model here: {why_not_clip})")

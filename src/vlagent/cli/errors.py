@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
 from vlagent.errors import VlagentError
+from vlagent.index.progress import STDERR
 
-err_console = Console(stderr=True)
+err_console = STDERR  # one Console for every bar: rich nests live displays on one Console only
 
 
 def print_error(exc: BaseException) -> None:

@@ -1,9 +1,9 @@
 """The text side of ``vlagent index``: the image-text index (OCR text, colours, captions).
 
 :func:`index_text_side` reads every catalogue image's text into the second Chroma collection
-(:mod:`vlagent.index.text_index`) with a progress bar, prints how many images carry text, and
-returns why CLIP cannot run here (None when it can), so the ``index`` command builds the text
-side only on a machine without a CLIP model, and says so.
+(:mod:`vlagent.index.text_index`: worker processes here, or Ray tasks with ``--engine ray``)
+with a progress bar and prints how many images carry text; the ``index`` command builds the
+text side only on a machine without a CLIP model, and says so.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vlagent.cli.errors import err_console
+from vlagent.cli.ray_index_cmd import index_texts_on_ray
 from vlagent.data.annotations import Annotation
 from vlagent.index.text_index import TextIndex, TextIndexSummary, index_image_texts, unavailable_reason
 from vlagent.settings import Settings
 from vlagent.data.images import open_source
+from vlagent.distributed.common import Engine
 from vlagent.models.context import ToolContext
 from vlagent.models.vision import ocr
 from vlagent.models.vision.caption import CaptionTool, probe as caption_probe
@@ -48,24 +50,32 @@ def _quiet_ocr(settings: Settings) -> None:
 
 
 def index_text_side(
-    settings: Settings, images: Path, rows: list[Annotation] | None, console: Console, verbose: bool = False
+    settings: Settings, images: Path, rows: list[Annotation] | None, console: Console, verbose: bool = False,
+    engine: Engine = Engine.local, address: str | None = None,
 ) -> TextIndexSummary:
-    """Build / refresh the image-text index of ``images`` and print a summary table."""
+    """Build / refresh the image-text index of ``images`` and print a summary table
+    (``engine``: OCR and colours in worker processes here, or in Ray tasks)."""
 
-    ctx = ToolContext.from_settings(settings, [images])
-    captioner = _captioner(settings, ctx)
-    index = TextIndex.open(settings)
-    if not verbose:
-        _quiet_ocr(settings)
-    columns = (
-        TextColumn("[bold]image text"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-    )  # fmt: skip
-    with open_source(images) as source, Progress(*columns, console=err_console, transient=False) as bar:
-        task = bar.add_task("text", total=len(source))
-        summary = index_image_texts(
-            source, index, ctx, rows, captioner=captioner, progress=lambda n: bar.advance(task, n)
-        )
+    if engine == Engine.ray:
+        summary = index_texts_on_ray(images, settings, rows, address)
+        if caption_probe(settings) is None:
+            console.print("[dim]no captions on Ray: `vlagent index` without --engine ray adds them[/]")
+        captioner = None
+    else:
+        ctx = ToolContext.from_settings(settings, [images])
+        captioner = _captioner(settings, ctx)
+        index = TextIndex.open(settings)
+        if not verbose:
+            _quiet_ocr(settings)
+        columns = (
+            TextColumn("[bold]image text"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        )  # fmt: skip
+        with open_source(images) as source, Progress(*columns, console=err_console, transient=False) as bar:
+            task = bar.add_task("text", total=len(source))
+            summary = index_image_texts(
+                source, index, ctx, rows, captioner=captioner, progress=lambda n: bar.advance(task, n)
+            )
     table = Table(title=f"image-text index {summary.collection} (OCR, colours{', captions' if captioner else ''})")
     table.show_header = False
     for label, value in [

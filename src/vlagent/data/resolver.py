@@ -60,9 +60,11 @@ class ImageResolver:
         *,
         files: Iterable[str | Path] = (),
         roots: Iterable[str | Path] = (),
+        memo: int = 256,
     ) -> None:
         self.sources = list(sources or [])
         self.max_pixels = max_pixels
+        self.memo = memo  # decoded images kept (the tools a question calls on one image decode it once)
         self._lock = threading.Lock()
         self._files: set[Path] = set()
         self._roots: list[Path] = []
@@ -81,9 +83,10 @@ class ImageResolver:
         *,
         files: Iterable[str | Path] = (),
         roots: Iterable[str | Path] = (),
+        memo: int = 256,
     ) -> "ImageResolver":
         """Open the catalogue ``paths`` (folders or zips) as sources."""
-        return cls([open_source(p) for p in paths], max_pixels, files=files, roots=roots)
+        return cls([open_source(p) for p in paths], max_pixels, files=files, roots=roots, memo=memo)
 
     # ------------------------------------------------------------------ the allow-list
 
@@ -183,7 +186,7 @@ class ImageResolver:
         data = self.read_bytes(name)
         loaded = LoadedImage(name=name, image=load_image(data, name, self.max_pixels), hash=content_hash(data))
         with self._lock:
-            if len(self._memo) > 256:
+            if len(self._memo) >= self.memo:
                 self._memo.clear()
             self._memo[name] = loaded
             self._hashes[name] = loaded.hash

@@ -106,3 +106,10 @@ def as_user_error(exc: BaseException, what: str) -> VlagentError:
 
 def gpus_available(ray: Any) -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+def stop(batches: Any) -> None:
+    """Shut a Ray Data execution down (its tasks and actors) without waiting for the GC."""
+    close = getattr(batches, "close", None)
+    if callable(close):
+        close()

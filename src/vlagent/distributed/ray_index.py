@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vlagent.data.images import ImageSource, load_image, open_source
-from vlagent.distributed.common import as_user_error, gpus_available, ray_session
+from vlagent.distributed.common import as_user_error, gpus_available, ray_session, stop
 from vlagent.errors import ImageError, VlagentError
 from vlagent.index.build import (
     Failure,
@@ -126,13 +126,6 @@ def probe_encoder(settings: dict[str, Any]) -> tuple[str, int]:
 # --------------------------------------------------------------------------- driver side
 
 
-def _stop(batches: Any) -> None:
-    """Shut a Ray Data execution down (its tasks and actors) without waiting for the GC."""
-    close = getattr(batches, "close", None)
-    if callable(close):
-        close()
-
-
 def _worker_settings(settings: "Settings") -> dict[str, Any]:
     """The driver's settings, resolved, for the workers (their environment may differ)."""
     return settings.model_dump(mode="json", exclude_none=True)
@@ -200,7 +193,7 @@ def index_with_ray(
         except Exception as exc:
             raise as_user_error(exc, "hashing the images on Ray failed") from None
         finally:
-            _stop(batches)
+            stop(batches)
             options.preserve_order = ordered
 
         # 2-4. decode, encode, upsert the rest
@@ -244,6 +237,6 @@ def index_with_ray(
             except Exception as exc:
                 raise as_user_error(exc, "encoding the images on Ray failed") from None
             finally:
-                _stop(batches)  # after Ctrl-C too: the actors give their CPUs back now
+                stop(batches)  # after Ctrl-C too: the actors give their CPUs back now
         summary.count = index.count()
     return summary

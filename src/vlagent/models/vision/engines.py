@@ -26,12 +26,21 @@ Style = Literal["concise", "detailed"]
 
 # ---------------------------------------------------------------- OCR (RapidOCR)
 
-#: RapidOCR 3.x parameter names (see rapidocr/config.yaml): the longer side is capped at 960.
-RAPIDOCR_PARAMS: dict[str, Any] = {
-    "Det.limit_type": "max",
-    "Det.limit_side_len": 960,
-    "Global.log_level": "error",  # "no text found" is an answer, not a warning for the terminal
-}
+def rapidocr_params(det_side: int = 640, angle_classifier: bool = False, threads: int | None = None) -> dict[str, Any]:
+    """RapidOCR 3.x parameters (names: rapidocr/config.yaml). The detector sees the image with
+    its longer side capped at ``det_side`` (a smaller one is not enlarged); recognition crops the
+    lines from the full-size image, so small print stays readable while detection costs less.
+    ``threads``: onnxruntime intra-op threads (None: all cores)."""
+    params: dict[str, Any] = {
+        "Det.limit_type": "max",
+        "Det.limit_side_len": det_side,
+        "Global.use_cls": angle_classifier,
+        "Global.log_level": "error",  # "no text found" is an answer, not a warning for the terminal
+    }
+    if threads:
+        params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
+        params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
+    return params
 
 
 class OcrLine(BaseModel):
@@ -41,10 +50,12 @@ class OcrLine(BaseModel):
 
 
 class OcrEngine:
-    def __init__(self) -> None:
+    def __init__(self, det_side: int = 640, angle_classifier: bool = False, threads: int | None = None) -> None:
         from rapidocr import RapidOCR
 
-        self.engine = RapidOCR(params=dict(RAPIDOCR_PARAMS))
+        self.det_side = det_side
+        self.angle_classifier = angle_classifier
+        self.engine = RapidOCR(params=rapidocr_params(det_side, angle_classifier, threads))
         self._lock = threading.Lock()
         self.calls = 0
 

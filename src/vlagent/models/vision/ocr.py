@@ -12,7 +12,7 @@ from typing import Any
 
 from vlagent.models import loader
 from vlagent.models.context import ToolContext
-from vlagent.models.vision.engines import RAPIDOCR_PARAMS, OcrEngine
+from vlagent.models.vision.engines import OcrEngine
 from vlagent.settings import Settings
 
 
@@ -21,8 +21,10 @@ def probe(settings: Settings) -> str | None:
     return loader.status("ocr", settings).reason
 
 
-def model_id() -> str:
-    return f"rapidocr-{version('rapidocr')}-max{RAPIDOCR_PARAMS['Det.limit_side_len']}"
+def model_id(settings: Settings) -> str:
+    """What the cached OCR of an image depends on: the engine and how it detects (not its threads)."""
+    cls = "-cls" if settings.ocr_angle_classifier else ""
+    return f"rapidocr-{version('rapidocr')}-max{settings.ocr_det_side}{cls}"
 
 
 def engine(settings: Settings | None = None) -> OcrEngine:
@@ -38,6 +40,6 @@ def ocr_image(ctx: ToolContext, name: str) -> dict[str, Any]:
         lines = engine(ctx.settings).read(image)
         return {"lines": [ln.model_dump() for ln in lines], "text": "\n".join(ln.text for ln in lines)}
 
-    return ctx.cached("ocr", model_id(), name, "", compute)
+    return ctx.cached("ocr", model_id(ctx.settings), name, "", compute)
 
 
