@@ -30,7 +30,7 @@ def test_ask_json_is_the_typed_result(fake: FakeTools, tmp_path: Any) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["type"] == "vqa" and data["text"] == "红色"
-    assert [t["name"] for t in data["trace"]][0] == "classify"
+    assert [t["name"] for t in data["trace"]][0] == "understand"
     assert ("colors", {"image": str(image)}) in fake.calls
 
 

@@ -48,7 +48,7 @@ class Calls(BaseCallbackHandler):
 def test_server_answers_the_agents_classify_and_answer_calls(llama_server_settings, label_images) -> None:  # type: ignore[no-untyped-def]
     """Plumbing only: what SmolLM2 decides (the type, the words) is not asserted."""
     label = str(label_images["label_en.png"])
-    settings = _no_vision(llama_server_settings)
+    settings = _no_vision(llama_server_settings).model_copy(update={"classifier_timeout": 120.0})  # a cold prompt prefix
     agent = build_agent(settings, allow_files=[label])
     assert agent.parts.llm is not None and "llm" not in agent.parts.unavailable
     # a fusion fit that always asks this LLM: its vote runs end to end through the server

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from vlagent.agent.vote import Fusion, write_fusion
 from fake_servers import FakeOpenAIServer
 from fixtures_data import Catalogue
 
@@ -72,6 +73,7 @@ def test_the_offline_path_imports_no_torch_stack(light, catalogue: Catalogue, tm
     query = tmp_path / "query.json"
     query.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
     out = tmp_path / "answers.json"
+    write_fusion(Fusion(model="fake", llm_weight=1.0, ask_below=1.01), tmp_path / "home" / "fusion")  # the LLM votes on each
     with FakeOpenAIServer() as server:
         proc, attempts = light(
             "eval", str(query), "--images", str(catalogue.folder), "--annotations", str(catalogue.csv),
