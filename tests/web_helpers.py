@@ -16,7 +16,7 @@ import httpx
 
 
 def tiny_agent_env(home: Path, clip_model: str, **extra: str) -> dict[str, str]:
-    """VLAGENT_* for a real agent on the tiny Chinese-CLIP, real colours, no LLM (rules classify,
+    """VLAGENT_* for a real agent on the tiny Chinese-CLIP, real colours, no LLM (the learned classifier decides,
     answers come from the tool results): plumbing only, in seconds."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLAGENT_")}
     env.update(

@@ -121,7 +121,7 @@ def do_chat(service: AgentService, message: dict[str, Any] | None, history: list
     history = list(history or []) + _user_turn(text, files)
     images += session.pending
     session.pending = []
-    thinking = {"role": "assistant", "content": "", "metadata": {"title": "Steps: classify → tools → answer", "status": "pending"}}
+    thinking = {"role": "assistant", "content": "", "metadata": {"title": "Steps: understand → tools → answer", "status": "pending"}}
     history.append(thinking)
     yield history, keep, session, "", ""
     steps: list[str] = []
