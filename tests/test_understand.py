@@ -349,3 +349,19 @@ def test_without_its_embedder_the_llm_votes_alone_and_without_both_the_default_t
     llm = FakeListChatModel(responses=[STRUCTURED_TOY])
     voted = understander(tmp_path / "llm", None)("hello", [], llm)
     assert voted.source == "llm" and voted.classification.type is QuestionType.recommend
+
+
+def test_the_classifier_eval_reports_a_suite_and_keeps_the_blind_answers_unread(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vlagent.evals import classifier_eval as ce
+
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(ce.app, ["--suite", str(small_file(tmp_path)), "--no-blind", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text("utf-8"))
+    report = data["whole suite"]["learned"]
+    assert report["n"] == 24 and set(report["per_type"]) == {t.value for t in QuestionType}
+    assert len(report["predictions"]) == 24 and 0.0 <= report["accuracy"] <= 1.0
+    blind = ce.load_blind()
+    assert len(blind) >= 150 and {i.split for i in blind} == {"blind"}
