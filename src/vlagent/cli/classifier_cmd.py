@@ -29,12 +29,13 @@ from vlagent.agent.intent_train import (
 from vlagent.agent.language import merge_images
 from vlagent.agent.understand import Understander, llm_name
 from vlagent.agent.vote import fit_fusion, load_votes, write_fusion
-from vlagent.cli.errors import err_console
+from vlagent.cli.errors import err_console, typer_app
+from vlagent.errors import DataError
 from vlagent.fileio import atomic_write_text
 from vlagent.models.loader import build_chat_model
 from vlagent.settings import Settings
 
-app = typer.Typer(help="The learned question classifier: train it, record an LLM's votes, fit how much the LLM counts.", no_args_is_help=True)
+app = typer_app(help="The learned question classifier: train it, record an LLM's votes, fit how much the LLM counts.")
 console = Console()
 
 DataOpt = Annotated[
@@ -60,17 +61,14 @@ def train_cmd(
     files = data or default_training_files()
     for f in files:
         if not f.is_file():
-            err_console.print(f"[red]error:[/] {f}: no such file")
-            raise typer.Exit(2)
+            raise DataError(f"{f}: no such file")
         if f.name == Path(BLIND_FILE).name:
-            err_console.print(f"[red]error:[/] {f} is the blind holdout: it is never trained on")
-            raise typer.Exit(2)
+            raise DataError(f"{f} is the blind holdout: it is never trained on")
     t0 = time.perf_counter()
     try:
         result = train(files, cache_dir=Settings().cache_dir, progress=lambda m: console.print(f"  {m}"))
     except ValueError as exc:
-        err_console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise DataError(str(exc)) from None
     target = out or _shipped_weights_path()
     atomic_write_text(target, result.weights.model_dump_json() + "\n")
     rec = result.weights.trained
@@ -91,8 +89,7 @@ def votes_cmd(
     line each; resumable (questions already in OUT are skipped)."""
     settings = Settings()
     if settings.llm_backend == "none":
-        err_console.print("[red]error:[/] no LLM configured (VLAGENT_LLM_BACKEND=none)")
-        raise typer.Exit(2)
+        raise DataError("no LLM configured (VLAGENT_LLM_BACKEND=none)")
     files = [shipped_file(BLIND_FILE)] if blind else (data or default_training_files())
     rows = [r for f in files for r in read_labelled(f)[::every]]
     if below is not None:
@@ -133,14 +130,12 @@ def fit_fusion_cmd(
     """Fit how much one LLM's vote counts beside the learned model: the pool's weights and the
     threshold below which the LLM is asked, on the learned model's out-of-fold probabilities."""
     if not votes.is_file():
-        err_console.print(f"[red]error:[/] {votes}: no such file")
-        raise typer.Exit(2)
+        raise DataError(f"{votes}: no such file")
     recorded = load_votes(votes)
     lines = [json.loads(x) for x in votes.read_text("utf-8").splitlines() if x.strip()]
     name = model or (lines[0].get("model") if lines else None)
     if not name:
-        err_console.print("[red]error:[/] the votes file is empty")
-        raise typer.Exit(2)
+        raise DataError("the votes file is empty")
     weights = read_weights()
     cand = next((c for c in CANDIDATES if c.name == weights.trained.chosen), CANDIDATES[0])
     rows: list[Labelled] = [r for f in default_training_files() for r in read_labelled(f)]
@@ -151,8 +146,7 @@ def fit_fusion_cmd(
     keys = [vote_key(r.question, merge_images(r.images, r.question)) for r in rows]
     have = [i for i, k in enumerate(keys) if k in recorded]
     if len(have) < 50:
-        err_console.print(f"[red]error:[/] only {len(have)} of the training questions have a vote: record more with `vlagent classifier votes`")
-        raise typer.Exit(2)
+        raise DataError(f"only {len(have)} of the training questions have a vote: record more with `vlagent classifier votes`")
     llm = np.array([[recorded[keys[i]].get(t, 0.0) for t in labels] for i in have])
     fusion = fit_fusion(name, labels, [rows[i].type for i in have], oof[have], llm)
     path = write_fusion(fusion, out or Settings().home / "fusion")
