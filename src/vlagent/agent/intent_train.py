@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 #: the shipped labelled questions the model learns from (``vlagent.evals`` package data)
 TRAINING_FILES = (
     "suites/classifier/questions.jsonl", "suites/classifier/train_more.jsonl", "suites/classifier/train_more2.jsonl",
-    "suites/classifier/train_more3.jsonl",
+    "suites/classifier/train_more3.jsonl", "suites/classifier/train_more4.jsonl",
 )
 BLIND_FILE = "suites/classifier/blind.jsonl"
 SEED = 0
