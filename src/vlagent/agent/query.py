@@ -71,15 +71,20 @@ def copied_text(question: str, frame_words: Collection[str]) -> str:
     colon = _COLON.search(text, 0, COLON_WINDOW)
     if colon:
         text = text[colon.end():]
-    tokens = _tokens(text)
-    start, end = 0, len(tokens)
-    while start < end and tokens[start][0] in frame_words:
-        start += 1
-    while end > start and tokens[end - 1][0] in frame_words:
-        end -= 1
-    if start >= end:
-        return ""
-    return clean_query(text[tokens[start][1] : tokens[end - 1][2]])
+    for _ in range(4):  # cleaning can bare more frame ("… 最相关的图片": 的 stops the walk, 最 is left)
+        tokens = _tokens(text)
+        start, end = 0, len(tokens)
+        while start < end and tokens[start][0] in frame_words:
+            start += 1
+        while end > start and tokens[end - 1][0] in frame_words:
+            end -= 1
+        if start >= end:
+            return ""
+        cleaned = clean_query(text[tokens[start][1] : tokens[end - 1][2]])
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
 
 
 __all__ = ["copied_text", "learn_frame_words"]
