@@ -209,3 +209,37 @@ def test_worker_processes_store_what_this_process_does_and_resume(
         assert b[id_][1] == meta
     # the workers wrote the OCR and the colours of every image into the tools' cache
     assert len(DiskCache(pool.cache_dir / "tools.sqlite")) == len(DiskCache(here.cache_dir / "tools.sqlite")) == 8
+
+
+UNGUARDED_SCRIPT = """
+import sys
+print("top level ran", flush=True)  # a script with no `if __name__ == "__main__":` guard
+from vlagent.data.images import open_source
+from vlagent.index import text_readers
+from vlagent.index.text_index import TextIndex, index_image_texts
+from vlagent.models.context import ToolContext
+from vlagent.settings import Settings
+
+text_readers.MIN_POOL_IMAGES = 1  # the worker processes, on a small catalogue
+settings = Settings(index_workers=2)
+with open_source(sys.argv[1]) as source:
+    summary = index_image_texts(source, TextIndex.open(settings), ToolContext.from_settings(settings, [sys.argv[1]]))
+print("indexed", summary.indexed, "failed", len(summary.failed), flush=True)
+"""
+
+
+def test_a_script_without_a_main_guard_indexes_with_worker_processes(untitled_catalogue: Path, tmp_path: Path) -> None:
+    """The workers are fresh interpreters that do not run the caller's script again (``spawn``
+    did: each worker re-ran it from the top, and the build failed)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "my_script.py"
+    script.write_text(UNGUARDED_SCRIPT, encoding="utf-8")
+    env = {**os.environ, "VLAGENT_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, str(script), str(untitled_catalogue)], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("top level ran") == 1, done.stdout
+    assert "indexed 4 failed 0" in done.stdout, done.stdout + done.stderr

@@ -11,7 +11,10 @@ The reader is
   k-means, e5), and a resolver that keeps one decoded image. A worker reads one image at a
   time, start to end: OCR, colours, the passage's e5 vector, and writes the OCR and colours into
   the tools' cache as the agent's tools do (SQLite, WAL: several processes may write). Started
-  by ``spawn`` (the caller's threads, Chroma's and the LLM's, are not forked); a background build
+  as fresh interpreters by loky's context (the caller's threads, Chroma's and the LLM's, are not
+  forked), which, unlike ``spawn``, does not run the caller's ``__main__`` again in each worker:
+  a script that calls ``build_agent`` at its top level needs no ``if __name__ == "__main__"``
+  guard (with ``spawn`` each worker re-ran the script and the build failed); a background build
   runs them at a lower priority (``nice``) so that the answers the agent gives meanwhile go
   first. No image waits in a queue: Ctrl-C (it reaches the parent only) waits for the images in
   flight only, and a process that ends while a background build runs (``vlagent ask``, an
@@ -24,7 +27,6 @@ The reader is
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import threading
@@ -35,6 +37,8 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from loky.backend.context import get_context as loky_context
 
 from vlagent.cache import DiskCache
 from vlagent.data.resolver import ImageResolver
@@ -170,7 +174,7 @@ def text_reader(ctx: ToolContext, root: str | Path, expected: int, *, background
     nice = BACKGROUND_NICE if background else 0
     log.info("image-text index: %d worker processes, %d OCR thread(s) each", workers, threads)
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"),
+        workers, mp_context=loky_context("loky"),
         initializer=_init_worker, initargs=(worker_settings, str(root), cache, nice),
     )  # fmt: skip
     if background:
