@@ -310,9 +310,11 @@ def colour_of_each(images: list[ImageFacts], lang: str) -> Decision | None:
     return Decision("They differ: " + ", ".join(parts) + ".")
 
 
-def colour_answer(images: list[ImageFacts], lang: str) -> Decision | None:
-    """A colour question about one image: the measured colours as one sentence in the question's
-    language (the title's colour word when it names the same colour; both, when they differ)."""
+def colour_answer(images: list[ImageFacts], lang: str, short: bool = False) -> Decision | None:
+    """A colour question about one image: the measured colours in the question's language (the
+    title's colour word when it names the same colour; both, when they differ). ``short``: the
+    colours are the whole answer, said in a word or two as the vqa answers are ("白色", "白色，还有灰色",
+    "White, with some grey"); else a sentence that can lead another answer."""
     img = images[0] if images else None
     if img is None or not img.colours:
         return None
@@ -326,9 +328,12 @@ def colour_answer(images: list[ImageFacts], lang: str) -> Decision | None:
     if seller is not None and lang == "zh":
         names[0] = seller[0]  # the seller's word for the same colour: 藏青色, 米白色
     rest = [n for n in names[1:] if n != names[0]]
+    end = "" if short else ("。" if lang == "zh" else ".")
     if lang == "zh":
-        return Decision(f"这件商品的主要颜色是{names[0]}" + (f"，还有{'、'.join(rest)}" if rest else "") + "。")
-    return Decision(f"The main colour is {names[0]}" + (f", with some {' and '.join(rest)}" if rest else "") + ".")
+        lead = names[0] if short else f"这件商品的主要颜色是{names[0]}"
+        return Decision(lead + (f"，还有{'、'.join(rest)}" if rest else "") + end)
+    lead = names[0][:1].upper() + names[0][1:] if short else f"The main colour is {names[0]}"
+    return Decision(lead + (f", with some {' and '.join(rest)}" if rest else "") + end)
 
 
 def names_colour(text: str, images: list[ImageFacts]) -> bool:
@@ -477,7 +482,7 @@ def decide(qtype: QuestionType, cues: Cues, images: list[ImageFacts], shared: di
             or (colour_of_each(images, lang) if cues.colour else None) or cannot_see(cues, images, shared, lang)
         )  # fmt: skip
     if qtype is QuestionType.vqa:
-        if cues.colour_only and not _shared_answer(shared) and (found := colour_answer(images[:1], lang)) is not None:
+        if cues.colour_only and not _shared_answer(shared) and (found := colour_answer(images[:1], lang, short=True)) is not None:
             return found  # no vision model: the measured colours are the answer, whatever an LLM would write
         return cannot_see(cues, images[:1], shared, lang)
     if qtype is QuestionType.describe:
@@ -508,7 +513,7 @@ def fallback(qtype: QuestionType, cues: Cues, images: list[ImageFacts], shared: 
     if qtype is QuestionType.describe:
         return describe(images, shared, lang)
     if qtype is QuestionType.vqa and cues.colour_only and not _shared_answer(shared):
-        found = colour_answer(images, lang)
+        found = colour_answer(images, lang, short=True)
         return found.text if found else None
     if qtype is QuestionType.compare and images:
         return render(images, shared, lang)
