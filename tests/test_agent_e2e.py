@@ -41,12 +41,26 @@ def e2e_settings(tiny_clip, tiny_blip_dir, tiny_qwen2vl_dir, tiny_causal_lm_dir,
 
 
 @pytest.fixture(scope="module")
-def agent(e2e_settings, shop, catalogue):  # type: ignore[no-untyped-def]
+def vote_server():  # type: ignore[no-untyped-def]
+    """An OpenAI-compatible fake that votes like a real engine (one token, its top log-probabilities)
+    for the learned model's type: the tiny random LLM writes the answers, but its vote is gibberish."""
+    from fake_servers import FakeOpenAIServer
+
+    server = FakeOpenAIServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def agent(e2e_settings, shop, catalogue, vote_server):  # type: ignore[no-untyped-def]
+    from langchain_openai import ChatOpenAI
+
     from vlagent.agent.understand import llm_name
     from vlagent.agent.vote import Fusion, write_fusion
 
-    built = build_agent(e2e_settings, images=[shop], annotations=catalogue.csv)
-    write_fusion(Fusion(model=llm_name(built.parts.llm), llm_weight=1.0, ask_below=1.01), e2e_settings.home / "fusion")
+    voter = ChatOpenAI(model="fake-voter", base_url=vote_server.url, api_key="x", max_retries=0)
+    built = build_agent(e2e_settings, images=[shop], annotations=catalogue.csv, classifier_llm=voter)
+    write_fusion(Fusion(model=llm_name(voter), llm_weight=1.0, ask_below=1.01), e2e_settings.home / "fusion")
     return built
 
 
@@ -55,14 +69,15 @@ def test_every_tool_is_available_with_local_models(agent) -> None:  # type: igno
     assert agent.parts.unavailable == {}
 
 
-def test_retrieval_searches_the_auto_built_index(agent, catalogue) -> None:  # type: ignore[no-untyped-def]
+def test_retrieval_searches_the_auto_built_index(agent, catalogue, vote_server) -> None:  # type: ignore[no-untyped-def]
     title = catalogue.titles[catalogue.names[0]]
     answer = agent.invoke(f"请匹配到与 {title} 最相关的图片。")
     assert answer.type is QuestionType.retrieve
     understood = answer.trace[0]
     assert understood.name == "understand" and understood.args["question"].startswith("请匹配到与")
-    # the tiny LLM was asked; its vote counted, or (gibberish) failed and the trace says why
-    assert answer.classifier == "fused" or (answer.classifier == "learned" and understood.error.startswith("llm vote failed"))
+    # the LLM was asked (always: ask_below 1.01) and its vote was pooled with the learned model's
+    assert answer.classifier == "fused" and not understood.error
+    assert vote_server.questions()[-1] == f"请匹配到与 {title} 最相关的图片。"
     assert len(answer.images) == 10 and set(answer.image_ids) <= set(catalogue.names) | {"label_zh.png", "label_en.png"}
     (search,) = [t for t in answer.trace if t.name == "clip_search"]
     assert search.ok and search.args["text"] == title

@@ -203,17 +203,39 @@ def test_frozen_parameters_stay_bit_identical(tiny_clip, ft_catalogue, tmp_path:
         assert [k for k in changed if ".layers.1." in k] and [k for k in changed if ".layer.1." in k]
 
 
-def test_open_clip_checkpoint_is_written_for_vlagent_pretrained(tiny_clip, ft_catalogue, tmp_path: Path) -> None:
+def _scripted_recall(monkeypatch: pytest.MonkeyPatch, r1s: list[float]) -> None:
+    """The held-out evaluation still runs (the real encoder over the validation pairs), but its
+    R@1 is scripted per call (before training, then each epoch): which model is kept is then
+    the test's choice, not a tiny random model's."""
+    from vlagent.finetune import train as train_mod
+    from vlagent.finetune.metrics import Recall
+
+    real, calls = train_mod.heldout_recall, iter(r1s)
+
+    def scripted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        got = real(*args, **kwargs)
+        r1 = next(calls)
+        return Recall(r1=r1, r5=r1, r10=r1, queries=got.queries, images=got.images)
+
+    monkeypatch.setattr(train_mod, "heldout_recall", scripted)
+
+
+@pytest.mark.parametrize("kept", ["finetuned", "original"])
+def test_open_clip_checkpoint_is_written_for_vlagent_pretrained(
+    tiny_clip, ft_catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept: str
+) -> None:
     split = _split(ft_catalogue)
     towers = _towers(tiny_clip, "open_clip")
+    _scripted_recall(monkeypatch, [0.2, 0.5] if kept == "finetuned" else [0.5, 0.2])
     with open_source(ft_catalogue[0]) as source:
         report = finetune(towers, source, split, tmp_path, FinetuneConfig(epochs=1, batch_size=12, lr=1e-2), progress=False)
     ckpt = tmp_path / "best" / "open_clip_model.pt"
-    name = tiny_clip["open_clip"][0]
-    if report.kept == "original":  # a random start may stay the best after one epoch: export it by hand
-        towers.export(tmp_path / "best", tmp_path / "best")
-    else:
-        assert report.export == {"VLAGENT_CLIP_MODEL": name, "VLAGENT_CLIP_PRETRAINED": str(ckpt)}
+    name, pretrained = tiny_clip["open_clip"]
+    assert report.kept == kept and report.best_epoch == (1 if kept == "finetuned" else 0)
+    if kept == "original":  # nothing better than the start: the export names the model it started from
+        assert not ckpt.exists() and report.export == {"VLAGENT_CLIP_MODEL": name, "VLAGENT_CLIP_PRETRAINED": pretrained}
+        return
+    assert report.export == {"VLAGENT_CLIP_MODEL": name, "VLAGENT_CLIP_PRETRAINED": str(ckpt)}
     loaded = load_clip_encoder(name, str(ckpt), device="cpu")
     texts = ["红色连衣裙", "蓝色长裤"]
     assert torch.allclose(torch.from_numpy(loaded.encode_texts(texts)), torch.from_numpy(towers.encoder.encode_texts(texts)), atol=1e-5)

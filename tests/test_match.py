@@ -110,8 +110,18 @@ def test_a_tiny_random_clip_runs_the_real_encoder_path(settings: Settings, tiny_
     titles = ["红色无袖连衣裙", "蓝色衬衫 男", "黑色西裤", "白色运动鞋", "黄色T恤", "绿色半身裙", "粉色卫衣"]
     result = match_image_text(_object(RED), "红色无袖连衣裙", settings, clip=ClipCalibrator(tiny_clip_encoder, titles))
     clip = result.details["clip"]
-    assert result.verdict in {"yes", "no", "unsure"} and clip["text_pool"] == 6  # the text itself is not a rival
-    assert 1 <= clip["text_rank"] <= 7 and -1.0 <= clip["cosine"] <= 1.0
+    assert clip["text_pool"] == 6  # the text itself is not a rival
+    # the figures are the encoder's own: its cosine, and the rank and percentile among the titles
+    img = np.asarray(tiny_clip_encoder.encode_images([_object(RED)]), dtype=np.float32)[0]
+    txt, *rivals = np.asarray(tiny_clip_encoder.encode_texts(titles), dtype=np.float32)
+    cosine, sims = float(img @ txt), np.asarray(rivals) @ img
+    assert clip["cosine"] == pytest.approx(cosine, abs=1e-3)
+    assert clip["text_rank"] == 1 + int(np.sum(sims > cosine + 1e-7))
+    p = (np.sum(sims < cosine - 1e-7) + 0.5 * np.sum(np.abs(sims - cosine) <= 1e-7)) / len(sims)
+    assert clip["text_percentile"] == pytest.approx(p, abs=1e-3)
+    # CLIP is the only signal that can vote here (no colours, no label, no title): its vote is the verdict
+    expect = "yes" if p >= settings.match_clip_yes_percentile else "no" if p <= settings.match_clip_no_percentile else "unsure"
+    assert result.verdict == expect and ("clip" in result.by.split("+") or expect == "unsure")
 
 
 @pytest.fixture(scope="module")
@@ -285,8 +295,20 @@ def test_the_match_tool_calibrates_clip_against_its_catalogue(tiny_clip_settings
     msg = tools["match"].invoke({"type": "tool_call", "name": "match", "id": "1", "args": {"image": "p0.png", "text": "白色运动鞋"}})
     clip = MatchResult.model_validate(msg.artifact).details["clip"]
     assert clip["text_pool"] == 6 and clip["image_pool"] == 5  # every title a rival; the other images
-    assert 1 <= clip["text_rank"] <= 7 and 1 <= clip["image_rank"] <= 6
-    assert msg.artifact["verdict"] in {"yes", "no", "unsure"}
+    # the ranks are the catalogue's: the titles' and the indexed images' cosines from the same encoder
+    from vlagent.index.shared import clip_retriever
+
+    retriever = clip_retriever(ctx)
+    img = np.asarray(retriever.encoder.encode_images([Image.open(folder / "p0.png").convert("RGB")]), dtype=np.float32)[0]
+    txt = np.asarray(retriever.encoder.encode_texts(["白色运动鞋"]), dtype=np.float32)[0]
+    titles = np.asarray(retriever.encoder.encode_texts([r.title for r in rows]), dtype=np.float32)
+    stored = np.asarray(retriever.index.collection.get(include=["embeddings"])["embeddings"], dtype=np.float32)
+    others = stored[stored @ img < 0.999]
+    cosine = float(img @ txt)
+    assert clip["cosine"] == pytest.approx(cosine, abs=1e-3) and len(others) == 5
+    assert clip["text_rank"] == 1 + int(np.sum(titles @ img > cosine + 1e-7))
+    assert clip["image_rank"] == 1 + int(np.sum(others @ txt > cosine + 1e-7))
+    assert msg.artifact["verdict"] in {"yes", "no", "unsure"} and msg.artifact["details"]["clip"] == clip
 
 
 # ----------------------------------------------------------------------------------------
