@@ -207,6 +207,28 @@ def test_colour_ranking_orders_by_the_share_of_the_named_colour() -> None:
     assert table.label_ranking("cotton") == []  # lower case: not written as a label
 
 
+def test_an_identifier_on_one_label_outranks_the_word_every_label_has() -> None:
+    """100 labels that differ only in their number: "SKU 100042" finds the one that reads it,
+    first in the fusion even where the passage ranking (which cannot tell the numbers apart)
+    leaves it out and puts the others first."""
+    from vlagent.index.fusion import LABEL_WEIGHT
+
+    records = [{"file": f"{n:03d}.jpg", "ocr": f"NORTHWIND 100% COTTON SIZE M SKU {100000 + n}"} for n in range(100)]
+    table = AttributeTable(records, colour_words())
+    ranked = table.label_ranking("请匹配到与 SKU 100042 最相关的图片。")
+    assert ranked[0]["image"] == "042.jpg" and ranked[0]["score"] == 1.0 and ranked[0]["rank"] == 1.0
+    others = {h["rank"] for h in ranked[1:]}  # "SKU" alone: one place for all, far down
+    assert len(ranked) == 50 and len(others) == 1 and min(others) > 40  # its top 50
+    passages = [{"image": f"{n:03d}.jpg", "score": 0.85 - n / 1000} for n in range(100) if n != 42][:50]
+    fused = FusedSearch({"text": lambda text, k: passages[:k], "label": table.label_ranking},
+                        covers={"label": table.with_label.__contains__}, weights={"label": LABEL_WEIGHT})  # fmt: skip
+    hits = fused.search_text("请匹配到与 SKU 100042 最相关的图片。", 5)
+    assert hits[0]["image"] == "042.jpg" and hits[0]["by"] == "label"
+    plain = FusedSearch({"text": lambda text, k: passages[:k], "label": table.label_ranking},
+                        covers={"label": table.with_label.__contains__})  # fmt: skip
+    assert plain.search_text("SKU 100042", 1)[0]["image"] != "042.jpg"  # why the label ranking weighs more
+
+
 # ----------------------------------------------------------------------------------------
 # the fusion: the colour ranking, and the score a person reads
 # ----------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ Two rankings of the catalogue for a query text, fused with the others by
   instead of its position. A query that names no colour gets an empty ranking (it says nothing).
 * **label**: the label words of the query (tokens in capitals or with digits, as labels print
   them: ``XL``, ``SHANHAI``, ``100%``, ``199``) found in each image's OCR text; the score is the
-  share of those words the label carries.
+  share of those words' information (inverse document frequency among the labels) the label
+  carries, and each hit's ``rank`` comes from that share (:data:`LABEL_GAP`).
 
 :class:`AttributeTable` holds what these rankings read (one row per indexed image), read once
 from the index's metadata; a query costs one pass over a small matrix (no model).
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -46,6 +48,10 @@ MIN_SHARE = 0.1
 #: calibrated measure; by positions alone a 30 % black camera would be second to 93 % black
 #: trousers, one place the passage ranking undoes (with ``COLOUR_GAP`` 10 it is 8th)
 COLOUR_GAP = 10.0
+#: an image's rank in the label ranking is ``1 + LABEL_GAP * (1 - share)`` (the share of the
+#: query's label information its label carries): all of it is first, a label with only the
+#: words every label has ("SKU", "SIZE") is about as far down as one the ranking does not list
+LABEL_GAP = 50.0
 #: what a related shade counts (``深蓝色`` for a ``蓝色`` query, ``blue`` for ``navy``)
 RELATED = 0.5
 #: one-character zh stems that may name a colour without ``色``; other stems (``米`` in 厘米,
@@ -242,18 +248,27 @@ class AttributeTable:
         ]
 
     def label_ranking(self, text: str, k: int = 50) -> list[dict[str, Any]]:
-        """Images whose label text has the label words of ``text``, by the share they have."""
+        """Images whose label text has the label words of ``text``, by the share of the words'
+        information they carry: each word weighs its inverse document frequency among the
+        labelled images, ``log(1 + N / df)`` (a word no label has weighs as one only one label
+        has), so "SKU 100201" is mostly its number. Each hit's ``rank`` comes from that share
+        (:data:`LABEL_GAP`), not its position: the labels that carry only "SKU" are not second
+        to the one that reads "SKU 100201", however few lie between."""
         words = label_words(text)
         if not words:
             return []
-        hits: dict[int, int] = {}
+        n_labels = max(1, len(self.with_label))
+        idf = {w: math.log(1.0 + n_labels / max(1, len(self.tokens.get(w, ())))) for w in words}
+        total = sum(idf.values())
+        hits: dict[int, float] = {}
         for word in words:
             for row in self.tokens.get(word, ()):
-                hits[row] = hits.get(row, 0) + 1
+                hits[row] = hits.get(row, 0.0) + idf[word] / total
         ranked = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         return [
-            {"image": self.files[i], "score": round(n / len(words), 4), "title": self.titles[i], "words": words}
-            for i, n in ranked
+            {"image": self.files[i], "score": round(min(share, 1.0), 4), "title": self.titles[i], "words": words,
+             "rank": round(1.0 + LABEL_GAP * (1.0 - min(share, 1.0)), 3)}  # fmt: skip
+            for i, share in ranked
         ]
 
 
@@ -275,6 +290,7 @@ __all__ = [
     "AttributeTable",
     "COLOUR_GAP",
     "ColourWords",
+    "LABEL_GAP",
     "MIN_SHARE",
     "RELATED",
     "colour_names",

@@ -20,7 +20,8 @@ able to rank it (rank from 1, ``k0`` = 60). A ranking covers an image when it co
 it (the title ranking covers only the images that have a title); a covered image missing from
 the ranking's top ``depth`` counts as rank ``depth + 1``; a ranking that lists nothing for a
 query (no colour named) is left out. Plain RRF sums instead, which puts every untitled image
-below every titled one in a partly titled catalogue.
+below every titled one in a partly titled catalogue. ``w`` is 1 for every ranking but the label
+ranking (:data:`LABEL_WEIGHT`: exact printed words outvote a passage embedding).
 :class:`FusedSearch` is what the agent's retrieval tool calls:
 ``search_text(text, k) -> [{"image", "score", "by", "rrf", "title", "sources"}]``, in the fused
 order. ``score`` is a similarity a person can read, in [0, 1]: the one of the ranking that
@@ -42,6 +43,11 @@ from vlagent.index.attributes import AttributeTable
 
 RRF_K0 = 60
 DEPTH = 50
+#: the label ranking counts this much beside the others (1 each): it matches the printed words a
+#: query names exactly (a SKU, a size, a brand), which the passage ranking's embedding cannot
+#: tell apart ("SKU 100201" and "SKU 100207" are as close as two passages get); with 1 an
+#: exact label that the passage ranking leaves out ties with a passage's first place
+LABEL_WEIGHT = 1.5
 
 Ranker = Callable[[str, int], list[dict[str, Any]]]  # (text, k) → hits with "image" (+ "title")
 
@@ -223,12 +229,13 @@ def fused_search(
         covers["colour"] = lambda key: key in with_colours and key not in coloured
         rankers["label"] = attributes.label_ranking
         covers["label"] = attributes.with_label.__contains__
-    return FusedSearch(rankers, {a.image: a.title for a in rows}, covers=covers)
+    return FusedSearch(rankers, {a.image: a.title for a in rows}, covers=covers, weights={"label": LABEL_WEIGHT})
 
 
 __all__ = [
     "DEPTH",
     "FusedSearch",
+    "LABEL_WEIGHT",
     "RRF_K0",
     "Ranker",
     "fused_search",
