@@ -113,3 +113,27 @@ def stop(batches: Any) -> None:
     close = getattr(batches, "close", None)
     if callable(close):
         close()
+
+
+@contextmanager
+def draining(dataset: Any, batch_size: int, what: str, *, in_order: bool = False) -> Iterator[Iterator[Any]]:
+    """The driver's side of a Ray Data pipeline: its numpy batches of ``batch_size`` rows (in
+    the dataset's order with ``in_order``); anything that fails while they are consumed becomes
+    one line, "``what``: ..."; and the execution is stopped at the end, after Ctrl-C too, so its
+    tasks and actors give their CPUs back now."""
+    from ray.data import DataContext
+
+    options = DataContext.get_current().execution_options
+    ordered = options.preserve_order
+    if in_order:
+        options.preserve_order = True
+    batches = iter(dataset.iter_batches(batch_size=batch_size, batch_format="numpy"))
+    try:
+        yield batches
+    except VlagentError:
+        raise
+    except Exception as exc:
+        raise as_user_error(exc, what) from None
+    finally:
+        stop(batches)
+        options.preserve_order = ordered

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vlagent.data.images import ImageSource, load_image, open_source
-from vlagent.distributed.common import as_user_error, gpus_available, ray_session, stop
-from vlagent.errors import ImageError, VlagentError
+from vlagent.distributed.common import as_user_error, draining, gpus_available, ray_session
+from vlagent.errors import ImageError
 from vlagent.index.build import (
     Failure,
     IndexSummary,
@@ -148,7 +148,7 @@ def index_with_ray(
     worker_settings = _worker_settings(settings)
     with ray_session(settings, address) as ray:
         import ray.data
-        from ray.data import ActorPoolStrategy, DataContext
+        from ray.data import ActorPoolStrategy
 
         gpus = 1.0 if gpus_available(ray) > 0 else 0.0
         actors = settings.ray_encode_actors or max(1, int(gpus_available(ray)) if gpus else 1)
@@ -161,8 +161,6 @@ def index_with_ray(
         index = ImageIndex.open(settings, model_id, dim)
         with open_source(root) as source:
             summary = new_summary(source, index, annotations)
-        options = DataContext.get_current().execution_options
-        ordered = options.preserve_order
 
         # 1. hash everything; the driver skips what the index holds
         fresh: list[Item] = []
@@ -172,9 +170,8 @@ def index_with_ray(
             hash_batch, fn_kwargs={"root": root}, batch_size=HASH_BATCH, num_cpus=settings.ray_decode_cpus,
             batch_format="numpy",
         )  # fmt: skip
-        options.preserve_order = True  # in name order: the first of duplicate files wins, as locally
-        batches = iter(hashed.iter_batches(batch_size=UPSERT_BATCH, batch_format="numpy"))
-        try:
+        # in name order: the first of duplicate files wins, as locally
+        with draining(hashed, UPSERT_BATCH, "hashing the images on Ray failed", in_order=True) as batches:
             for batch in batches:
                 items: list[Item] = []
                 for name, title, id_, error in zip(batch["name"], batch["title"], batch["id"], batch["error"]):
@@ -188,13 +185,6 @@ def index_with_ray(
                 fresh += split_known(index, items, summary)
                 if progress:
                     progress("hash", len(batch["name"]), len(names))
-        except VlagentError:
-            raise
-        except Exception as exc:
-            raise as_user_error(exc, "hashing the images on Ray failed") from None
-        finally:
-            stop(batches)
-            options.preserve_order = ordered
 
         # 2-4. decode, encode, upsert the rest
         if fresh:
@@ -216,8 +206,7 @@ def index_with_ray(
                     # a dead actor is not restarted: the run stops, and the next run resumes
                     max_restarts=0,
                 )  # fmt: skip
-            batches = iter(encoded.iter_batches(batch_size=UPSERT_BATCH, batch_format="numpy"))
-            try:
+            with draining(encoded, UPSERT_BATCH, "encoding the images on Ray failed") as batches:
                 for batch in batches:
                     good = [k for k, e in enumerate(batch["error"]) if not e]
                     for k, e in enumerate(batch["error"]):
@@ -232,11 +221,5 @@ def index_with_ray(
                         summary.indexed += len(good)
                     if progress:
                         progress("encode", len(batch["error"]), len(fresh))
-            except VlagentError:
-                raise
-            except Exception as exc:
-                raise as_user_error(exc, "encoding the images on Ray failed") from None
-            finally:
-                stop(batches)  # after Ctrl-C too: the actors give their CPUs back now
         summary.count = index.count()
     return summary

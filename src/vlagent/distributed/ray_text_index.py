@@ -33,9 +33,8 @@ import numpy as np
 from vlagent.cache import DiskCache
 from vlagent.data.images import open_source
 from vlagent.data.resolver import ImageResolver
-from vlagent.distributed.common import as_user_error, ray_session, stop
+from vlagent.distributed.common import draining, ray_session
 from vlagent.distributed.ray_index import HASH_BATCH, UPSERT_BATCH, hash_batch
-from vlagent.errors import VlagentError
 from vlagent.index.image_text import ImageText, Read, ReadItem, read_item
 from vlagent.index.text_index import ReadPlan, TextIndex, TextIndexSummary, read_items, split_fresh, store_reads
 from vlagent.models.context import ToolContext
@@ -108,13 +107,10 @@ def index_texts_with_ray(
     worker_settings = _worker_settings(settings)
     with ray_session(settings, address) as ray:
         import ray.data
-        from ray.data import DataContext
 
         index = TextIndex.open(settings)
         summary = TextIndexSummary(total=len(names), collection=index.name)
         plan = ReadPlan()
-        options = DataContext.get_current().execution_options
-        ordered = options.preserve_order
 
         # 1. hash everything; the driver skips what the index holds
         seen: set[str] = set()
@@ -123,9 +119,8 @@ def index_texts_with_ray(
             hash_batch, fn_kwargs={"root": root}, batch_size=HASH_BATCH, num_cpus=settings.ray_decode_cpus,
             batch_format="numpy",
         )  # fmt: skip
-        options.preserve_order = True  # in name order: the first of duplicate files wins, as locally
-        batches = iter(hashed.iter_batches(batch_size=UPSERT_BATCH, batch_format="numpy"))
-        try:
+        # in name order: the first of duplicate files wins, as locally
+        with draining(hashed, UPSERT_BATCH, "hashing the images on Ray failed", in_order=True) as batches:
             for batch in batches:
                 ids: dict[str, str] = {}
                 for name, id_, error in zip(batch["name"], batch["id"], batch["error"]):
@@ -139,13 +134,6 @@ def index_texts_with_ray(
                 split_fresh(index, ids, titles, False, summary, plan)
                 if progress:
                     progress("hash", len(batch["name"]), len(names))
-        except VlagentError:
-            raise
-        except Exception as exc:
-            raise as_user_error(exc, "hashing the images on Ray failed") from None
-        finally:
-            stop(batches)
-            options.preserve_order = ordered
 
         # 2-3. read and embed in tasks; upsert here, as the reads arrive
         if plan.todo:
@@ -154,8 +142,7 @@ def index_texts_with_ray(
                 read_text_batch, fn_kwargs={"root": root, "settings": worker_settings}, batch_size=READ_BATCH,
                 num_cpus=settings.ray_decode_cpus, batch_format="numpy",
             )  # fmt: skip
-            batches = iter(read.iter_batches(batch_size=UPSERT_BATCH, batch_format="numpy"))
-            try:
+            with draining(read, UPSERT_BATCH, "reading the image text on Ray failed") as batches:
                 for batch in batches:
                     reads = [
                         Read(ImageText.model_validate_json(str(f)), [float(x) for x in v], "") if f else Read(None, None, str(e))
@@ -164,12 +151,6 @@ def index_texts_with_ray(
                     store_reads(index, reads, plan.todo, shown, summary)
                     if progress:
                         progress("read", len(reads), len(plan.todo))
-            except VlagentError:
-                raise
-            except Exception as exc:
-                raise as_user_error(exc, "reading the image text on Ray failed") from None
-            finally:
-                stop(batches)  # after Ctrl-C too: the tasks give their CPUs back now
         summary.count = index.count()
     return summary
 
