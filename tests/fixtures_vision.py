@@ -18,6 +18,9 @@ Fixtures (the contract other areas may build on)
     (``LABEL_TEXTS``), rendered with the WenQuanYi font when it is installed, else the copies
     committed under ``tests/assets/``.
 
+``label_catalogue(folder, label_images, labels, photos)``: a catalogue folder of copies of the
+    named label images and sample-suite photos.
+
 ``vision_ctx`` (function) -> a factory ``(**settings_overrides) -> ToolContext`` with its own
     home and on-disk cache under ``tmp_path``.
 """
@@ -25,7 +28,9 @@ Fixtures (the contract other areas may build on)
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +52,7 @@ LABEL_TEXTS: dict[str, list[str]] = {
     "label_dark.png": ["品牌 HAPPY KIDS", "适用年龄 3-6岁"],
 }
 COMMITTED = ("label_zh.png", "label_en.png")
+SAMPLE_IMAGES = Path(str(resources.files("vlagent.evals").joinpath("suites/sample/images")))
 
 
 def render_label(lines: list[str], path: Path, *, dark: bool = False, font_size: int = 38) -> Path:
@@ -75,6 +81,16 @@ def label_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         name: render_label(lines, out / name, dark=name == "label_dark.png") for name, lines in LABEL_TEXTS.items()
     }
+
+
+def label_catalogue(folder: Path, label_images: dict[str, Path], labels: Sequence[str], photos: Sequence[str]) -> Path:
+    """``folder`` (created) with copies of the label images ``labels`` and the sample-suite photos ``photos``."""
+    folder.mkdir()
+    for name in labels:
+        shutil.copy(label_images[name], folder / name)
+    for name in photos:
+        shutil.copy(SAMPLE_IMAGES / name, folder / name)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ slow OCR is the one it runs."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from contextlib import nullcontext
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from fixtures_vision import label_catalogue
 from vlagent.data.annotations import Annotation
 from vlagent.index.background import BackgroundBuild
 from vlagent.index.shared import Coverage
@@ -34,12 +34,7 @@ PHOTOS = ["red_dress.jpg", "grey_cap.jpg", "blue_shirt.jpg", "yellow_tshirt.jpg"
 
 @pytest.fixture()
 def catalogue(tmp_path: Path, label_images: dict[str, Path]) -> Path:
-    folder = tmp_path / "catalogue"
-    folder.mkdir()
-    shutil.copy(label_images["label_en.png"], folder / "label_en.png")
-    for name in PHOTOS:
-        shutil.copy(SAMPLE / "images" / name, folder / name)
-    return folder
+    return label_catalogue(tmp_path / "catalogue", label_images, ("label_en.png",), PHOTOS)
 
 
 def _eval(catalogue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background: bool) -> dict[str, Any]:

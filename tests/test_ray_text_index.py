@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from fixtures_vision import label_catalogue
 from vlagent.data.images import open_source
 from vlagent.index.fusion import fused_search
 from vlagent.index.text_index import TextIndex, index_image_texts
@@ -26,12 +27,8 @@ SAMPLE = Path(str(resources.files("vlagent.evals").joinpath("suites/sample")))
 
 @pytest.fixture()
 def labelled(tmp_path: Path, label_images: dict[str, Path]) -> Path:
-    folder = tmp_path / "catalogue"
-    folder.mkdir()
-    for name in ("label_zh.png", "label_en.png"):
-        shutil.copy(label_images[name], folder / name)
-    for name in ("red_dress.jpg", "grey_cap.jpg", "blue_shirt.jpg"):
-        shutil.copy(SAMPLE / "images" / name, folder / name)
+    folder = label_catalogue(tmp_path / "catalogue", label_images, ("label_zh.png", "label_en.png"),
+                             ("red_dress.jpg", "grey_cap.jpg", "blue_shirt.jpg"))  # fmt: skip
     shutil.copy(SAMPLE / "images" / "red_dress.jpg", folder / "red_dress_copy.jpg")  # the same bytes twice
     return folder
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from fixtures_vision import label_catalogue
 from vlagent.data.annotations import Annotation, read_annotations
 from vlagent.data.images import open_source
 from vlagent.evals import retrieval_eval as re_eval
@@ -72,13 +73,7 @@ def test_fused_search_reports_sources_and_titles() -> None:
 # ----------------------------------------------------------------------------------------
 @pytest.fixture()
 def untitled_catalogue(tmp_path: Path, label_images: dict[str, Path]) -> Path:
-    folder = tmp_path / "catalogue"
-    folder.mkdir()
-    for name in ("label_zh.png", "label_en.png"):
-        shutil.copy(label_images[name], folder / name)
-    for name in ("red_dress.jpg", "grey_cap.jpg"):
-        shutil.copy(SAMPLE / "images" / name, folder / name)
-    return folder
+    return label_catalogue(tmp_path / "catalogue", label_images, ("label_zh.png", "label_en.png"), ("red_dress.jpg", "grey_cap.jpg"))
 
 
 def test_untitled_label_image_is_found_by_its_text(untitled_catalogue: Path, tmp_path: Path) -> None:
