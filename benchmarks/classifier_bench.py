@@ -118,7 +118,7 @@ def sample_suite(modes: list[str]) -> None:
         for item in items:
             images = [i.strip() for i in str(item.get("related_image") or "").replace("，", ",").split(",") if i.strip()]
             answer = agent.invoke({"question": item["question"], "images": images})
-            right += answer.type.value == item.get("gold_type")
+            right += answer.type == item.get("gold_type")
         seconds = time.perf_counter() - t0
         print(f"  {mode:<8} {len(items) / seconds * 60:6.1f} questions/min  {seconds / len(items):.2f} s/question  "
               f"LLM classification calls {calls.n:3d}  type accuracy {right / len(items):.3f}  (load {os.getloadavg()[0]:.2f})")  # fmt: skip

@@ -420,7 +420,7 @@ def bench_e2e(b: Bench, models: dict[str, Path], photos: list[Image.Image], serv
             t0 = time.perf_counter()
             answer = agent.invoke(QUESTIONS[(i + 1) % len(QUESTIONS)], images=[f"item{i % 4}.jpg"])
             times.append(time.perf_counter() - t0)
-            kinds.append(f"{answer.type.value}{'' if answer.text else ' (no text)'}")
+            kinds.append(f"{answer.type}{'' if answer.text else ' (no text)'}")
     free_models()
     b.facts["end-to-end answers"] = ", ".join(sorted(set(kinds)))
     b.rows.append(Row("one vqa question end to end (`agent.invoke`)", "ms p50", None, 1000 * statistics.median(times),

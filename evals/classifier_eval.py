@@ -35,6 +35,7 @@ from rich.table import Table
 from vlagent.agent.intent_model import read_weights
 from vlagent.agent.intent_train import BLIND_FILE, TRAINING_FILES
 from vlagent.agent.language import merge_images
+from vlagent.agent.cards import ORDER
 from vlagent.agent.types import ClassifierResult, QuestionType
 from vlagent.agent.understand import Understander, llm_name
 from vlagent.agent.vote import Fusion, find_fusion, load_votes, pool
@@ -44,8 +45,8 @@ from vlagent.settings import Settings
 
 
 def type_names() -> list[str]:
-    """The registered question types (one per card, :mod:`vlagent.agent.questions`)."""
-    return [t.value for t in QuestionType]
+    """The built-in question types, in the cards' order (:mod:`vlagent.agent.cards`)."""
+    return list(ORDER)
 
 
 
@@ -123,8 +124,8 @@ def normalise_query(q: str) -> str:
 def stratified(items: list[SuiteItem], per_type: int) -> list[SuiteItem]:
     """``per_type`` items of every type, evenly spaced through the suite (deterministic)."""
     out: list[SuiteItem] = []
-    for t in QuestionType:
-        of_type = [i for i in items if i.type is t]
+    for t in ORDER:
+        of_type = [i for i in items if i.type == t]
         if len(of_type) <= per_type:
             out += of_type
             continue
@@ -152,7 +153,7 @@ def evaluate(
         if item.query:  # a copied title or description to extract (retrieve, match)
             query_ok = c.type is item.type and normalise_query(c.query) == normalise_query(item.query)
         pred = Prediction(
-            question=item.question, expected=item.type.value, predicted=c.type.value,
+            question=item.question, expected=item.type, predicted=c.type,
             language_ok=c.language == item.language, query_ok=query_ok, query=c.query,
             source=result.source, error=result.error, seconds=round(dt, 3), split=item.split,
         )  # fmt: skip
@@ -269,7 +270,7 @@ def recorded(understand: Understander, votes: dict[str, dict[str, float]], fusio
                 return base
             probs, source = pool(learned, vote, fusion), "fused"
         best = max(probs, key=lambda t: probs[t])
-        c = base.classification.model_copy(update={"type": QuestionType(best)})
+        c = base.classification.model_copy(update={"type": best})
         return ClassifierResult(classification=c, source=source)  # type: ignore[arg-type]
 
     return run

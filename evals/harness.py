@@ -46,7 +46,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from vlagent.agent.types import Answer, QuestionType
+from vlagent.agent.types import Answer
 from vlagent.data.images import ImageSource, open_source
 from vlagent.data.queries import QueryFile, QueryItem, read_queries, write_queries
 from vlagent.data.resolver import ImageResolver
@@ -172,7 +172,7 @@ def check_items(queries: QueryFile, sources: list[ImageSource] | None) -> tuple[
 
 def fill_for(item: QueryItem, answer: Answer) -> dict[str, str]:
     """The output fields: ``related_image`` for a retrieval question, ``answer`` otherwise."""
-    if answer.type == QuestionType.retrieve and not item.images:
+    if answer.type == "retrieve" and not item.images:  # the competition's retrieval question
         best = answer.images[0].image if answer.images else ""
         return {"related_image": Path(best).name if best else ""}
     return {"answer": answer.text}
@@ -196,7 +196,7 @@ def answer_item(agent: Agent, index: int, item: QueryItem, key: str) -> JournalE
             index=index,
             key=key,
             status="failed" if failed else "ok",
-            type=answer.type.value,
+            type=answer.type,
             text="" if failed else answer.text,
             ranked=[] if failed else [RankedImage(image=r.image, score=r.score) for r in answer.images],
             fill={} if failed else fill_for(item, answer),

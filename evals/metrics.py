@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from vlagent.agent.types import QuestionType
+from vlagent.agent.cards import ORDER
 from vlagent.data.queries import QueryFile
 from vlagent.errors import DataError
 
@@ -38,8 +38,8 @@ from vlagent.evals.journal import JournalEntry
 
 
 def type_names() -> list[str]:
-    """The registered question types (one per card, :mod:`vlagent.agent.questions`)."""
-    return [t.value for t in QuestionType]
+    """The built-in question types, in the cards' order (:mod:`vlagent.agent.cards`)."""
+    return list(ORDER)
 
 NO_TYPE = "none"  # predicted type of a failed question
 

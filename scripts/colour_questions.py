@@ -66,7 +66,7 @@ def main() -> None:
         ok = main_colour is not None and main_colour in said
         right += ok
         total += 1
-        print(f"{'ok ' if ok else 'NO '} {answer.type.value:<8} measured {main_colour or '?':<7} {image:<18} {question}  →  {answer.text}")
+        print(f"{'ok ' if ok else 'NO '} {answer.type:<8} measured {main_colour or '?':<7} {image:<18} {question}  →  {answer.text}")
     print(f"\nthe measured colour is in {right} of {total} answers")
 
 

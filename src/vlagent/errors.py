@@ -35,6 +35,10 @@ class ToolUnavailable(VlagentError):
     """A tool's model cannot be loaded here; the agent drops the tool and says so once."""
 
 
+class ConfigError(VlagentError):
+    """The agent's own parts do not fit together: two question cards or tools of one name, no card."""
+
+
 class ImageNotAllowedError(ImageError):
     """An image name that resolves outside the allowed roots (catalogue, named files, settings)."""
 

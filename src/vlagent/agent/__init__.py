@@ -1,6 +1,4 @@
-"""The agent: question cards, classifier, plan, graph, answer writer.
+"""The agent: question cards, the understanding pass, plan, graph, answer writer.
 
-Importing the package registers the built-in question cards (:mod:`vlagent.agent.cards`), so
-``QuestionType`` knows them before any module of the agent is used."""
-
-from vlagent.agent import cards as _cards  # noqa: F401 - registers the built-in question types
+Importing the package registers nothing: :func:`vlagent.agent.build.build_agent` assembles the
+agent's one spec (:mod:`vlagent.agent.spec`) and hands it to each part."""

@@ -5,15 +5,23 @@ from __future__ import annotations
 import logging
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from vlagent.agent.graph import AgentParts, AgentState, build_graph
-from vlagent.agent.types import Answer, AnswerError, QuestionType, RetrievedImage, ToolTrace
+from vlagent.agent.calls import PlanInput
+from vlagent.agent.graph import build_graph
+from vlagent.agent.plan import calls_for
+from vlagent.agent.questions import QuestionCard
+from vlagent.agent.registry import build_tools, prepare
+from vlagent.agent.spec import AgentSpec, build_spec
+from vlagent.agent.state import STATE_TYPES, AgentParts, AgentState
+from vlagent.agent.toolspec import ToolSpec
+from vlagent.agent.types import Answer, AnswerError, Intent, RetrievedImage, ToolTrace
 from vlagent.data.annotations import Annotation, read_annotations, usable_rows
 from vlagent.data.queries import check_question
 from vlagent.errors import VlagentError
@@ -21,8 +29,6 @@ from vlagent.models.selfcheck import ensure_llm_runs
 from vlagent.settings import Settings
 from vlagent.models.context import ToolContext
 from vlagent.agent.understand import Understander
-from vlagent.agent.plan import PlanInput, calls_for
-from vlagent.agent.registry import build_tools, prepare
 from vlagent.enrich.categories import read_categories
 from vlagent.models.loader import build_chat_model
 
@@ -37,9 +43,11 @@ class VLAgent:
     ) -> None:
         self.graph = graph
         self.parts = parts
+        self.spec = parts.spec
         self.ctx = ctx
         #: longer questions are refused before any work (``Settings.question_max_chars``)
-        self.question_max_chars = Settings().question_max_chars if question_max_chars is None else question_max_chars
+        limit = parts.spec.settings.question_max_chars
+        self.question_max_chars = limit if question_max_chars is None else question_max_chars
 
     def _input(self, question: str | dict[str, Any], images: list[str] | None) -> dict[str, Any]:
         if isinstance(question, dict):
@@ -114,8 +122,8 @@ class VLAgent:
             question = str(item.get("question", ""))
             c = self.parts.classifier(question, images, None).classification
             inp = PlanInput(question=question, images=images, language=c.language, query=c.query, available=available)
-            calls += calls_for(c.type, 0, inp)
-        return prepare(self.ctx, self.parts.tools, calls)
+            calls += calls_for(self.spec, c.type, 0, inp)
+        return prepare(self.spec.tool_map, self.ctx, self.parts.tools, calls)
 
     def state(self, thread_id: str) -> AgentState:
         return self.graph.get_state({"configurable": {"thread_id": thread_id}}).values
@@ -130,11 +138,11 @@ class VLAgent:
                 pass
 
     def to_answer(self, state: dict[str, Any]) -> Answer:
-        c = state.get("intent", {})
+        intent = state.get("intent") or Intent(type="chat", language="zh")
         return Answer(
             text=state.get("answer", ""),
-            type=QuestionType(c.get("type", "chat")),
-            language=c.get("language", "zh"),
+            type=intent.type,
+            language=intent.language,
             images=[
                 RetrievedImage(image=h["image"], score=float(h["score"]), title=h.get("title", ""), by=str(h.get("by", "")))
                 for h in state.get("retrieved", [])
@@ -151,8 +159,9 @@ class VLAgent:
         return sorted(self.parts.tools)
 
 
-def _default_classifier(settings: Settings) -> Understander:
-    return Understander(settings)
+def state_serializer() -> JsonPlusSerializer:
+    """The checkpointer's serializer, allowed to read back the state's own types."""
+    return JsonPlusSerializer(allowed_msgpack_modules=[(t.__module__, t.__name__) for t in STATE_TYPES])
 
 
 def make_checkpointer(settings: Settings) -> Any:
@@ -161,10 +170,10 @@ def make_checkpointer(settings: Settings) -> Any:
 
         path = Path(settings.checkpoint_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
+        return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False), serde=state_serializer())
     from langgraph.checkpoint.memory import InMemorySaver
 
-    return InMemorySaver()
+    return InMemorySaver(serde=state_serializer())
 
 
 def _load_llm(settings: Settings) -> tuple[BaseChatModel | None, str | None]:
@@ -201,8 +210,15 @@ def build_agent(
     auto_index: bool = True,
     use_cache: bool = True,
     allow_files: list[str | Path] | None = None,
+    cards: Iterable[QuestionCard] = (),
+    tool_specs: Iterable[ToolSpec] = (),
+    spec: AgentSpec | None = None,
 ) -> VLAgent:
     """Build the agent from settings.
+
+    Its spec (question cards, tool specs, settings) is assembled once here
+    (:func:`vlagent.agent.spec.build_spec`: the built-ins, the installed plugins', then ``cards``
+    and ``tool_specs``; or ``spec`` as given) and handed to every part.
 
     ``images``: the catalogue (image folders or zips) that image names resolve against and that
     retrieval searches (indexed at build time while the index holds fewer records than the
@@ -211,7 +227,8 @@ def build_agent(
     ``allow_files``: image files named explicitly (``ask --image``) that may be read besides the
     catalogue and ``settings.image_roots``; other paths are refused (``ImageNotAllowedError``).
     """
-    settings = settings or Settings()
+    settings = spec.settings if spec is not None and settings is None else settings or Settings()
+    spec = spec or build_spec(settings, cards=cards, tools=tool_specs)
     if isinstance(images, (str, Path)):
         images = [images]
     image_paths = [Path(p) for p in images or []]
@@ -226,15 +243,16 @@ def build_agent(
         if why:
             unavailable["llm"] = why
     if tools is None:
-        built, dropped = build_tools(ctx)
+        built, dropped = build_tools(spec.tools, ctx)
         tools = list(built.values())
         unavailable.update(dropped)
     for name, why in unavailable.items():
         log.warning("%s unavailable: %s", name, why)
     parts = AgentParts(
+        spec=spec,
         tools={t.name: t for t in tools},
         llm=llm,
-        classifier=_default_classifier(settings),
+        classifier=Understander(settings, cards=spec.cards),
         classifier_llm=classifier_llm if classifier_llm is not None else llm,
         titles=title_hints(settings, ctx.titles),
         unavailable=unavailable,

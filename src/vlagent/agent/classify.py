@@ -1,6 +1,7 @@
 """The LLM's vote on a question's type: one voter beside the learned classifier.
 
-``llm_vote(llm, question, images) -> Vote``: a probability for each registered type.
+``llm_vote(llm, question, images, cards=spec.cards) -> Vote``: a probability for each of the
+agent's question types (the built-in cards' unless ``cards`` is given).
 
 * The system prompt is ``prompts/classify.txt`` with one line per question card
   (``prompt_line``), ``Settings.classifier_static_examples`` labelled questions per type from
@@ -24,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import logging
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Literal
@@ -35,9 +37,10 @@ from langchain_core.runnables import Runnable
 import numpy as np
 from pydantic import BaseModel, Field, create_model
 
+from vlagent.agent.cards import BUILTIN, ORDER
 from vlagent.agent.fewshot import Example, load_pool
-from vlagent.agent.questions import get_card, on_change, question_cards
 from vlagent.agent.language import detect_language
+from vlagent.agent.questions import QuestionCard
 from vlagent.agent.types import QuestionType
 from vlagent.cache import DiskCache
 from vlagent.data.images import base_name  # the one base-name helper (also `classify.base_name`)
@@ -49,14 +52,17 @@ log = logging.getLogger(__name__)
 STATIC_EXAMPLES = 3
 
 
-def prompt_cards() -> list[Any]:
-    """The cards in the classifier prompt's order (``prompt_rank``, then registration)."""
-    return sorted(question_cards(), key=lambda c: c.prompt_rank)
+Cards = Sequence[QuestionCard]
+
+
+def prompt_cards(cards: Cards) -> list[QuestionCard]:
+    """The cards in the classifier prompt's order (``prompt_rank``, then the cards' order)."""
+    return sorted(cards, key=lambda c: c.prompt_rank)
 
 
 class LLMDecision(BaseModel):
     """What the LLM is asked for (language and images are decided without it); the schema sent
-    is :func:`decision_model`'s, which lists the registered types."""
+    is :func:`decision_model`'s, which lists the cards' types."""
 
     type: QuestionType = Field(
         description="retrieve | recommend | describe | vqa | ocr | compare | chat (see the system prompt)"
@@ -64,15 +70,15 @@ class LLMDecision(BaseModel):
     query: str = Field("", description="for retrieve: the product title to search for, copied from the question; else empty")
 
 
-def decision_model() -> type[LLMDecision]:
-    """:class:`LLMDecision` for the types registered now (its schema enumerates them)."""
-    return _decision_model(tuple(c.name for c in prompt_cards()))
+def decision_model(cards: Cards = BUILTIN) -> type[LLMDecision]:
+    """:class:`LLMDecision` for the cards' types (its schema enumerates them)."""
+    return _decision_model(tuple(c.name for c in prompt_cards(cards)))
 
 
 @lru_cache(maxsize=16)
 def _decision_model(names: tuple[str, ...]) -> type[LLMDecision]:
     described = Field(description=" | ".join(names) + " (see the system prompt)")
-    return create_model("LLMDecision", __base__=LLMDecision, type=(QuestionType, described))  # type: ignore[call-overload]
+    return create_model("LLMDecision", __base__=LLMDecision, type=(Literal[names], described))  # type: ignore[call-overload,valid-type]
 
 
 Method = Literal["logprobs", "structured"]
@@ -84,25 +90,34 @@ REPLY = {
 }
 
 
-@lru_cache(maxsize=4)
-def system_prompt(method: Method = "structured", static_examples: int = 0) -> str:
+def system_prompt(method: Method = "structured", static_examples: int = 0, cards: Cards = BUILTIN) -> str:
     """``prompts/classify.txt``, ``static_examples`` labelled questions per type (the same for
     every question: the engine's prompt cache keeps this whole prefix), and the reply line."""
+    return _system_prompt(method, static_examples, tuple(cards))
+
+
+@lru_cache(maxsize=8)
+def _system_prompt(method: Method, static_examples: int, cards: tuple[QuestionCard, ...]) -> str:
     template = resources.files("vlagent.prompts").joinpath("classify.txt").read_text("utf-8").strip()
-    lines = [template.replace("$types", "\n".join(f"{c.name}: {c.prompt_line}" for c in prompt_cards()))]
+    lines = [template.replace("$types", "\n".join(f"{c.name}: {c.prompt_line}" for c in prompt_cards(cards)))]
     if static_examples:
-        lines += ["Labelled examples:", *(_example_line(e) for e in static_pool(static_examples))]
+        lines += ["Labelled examples:", *(_example_line(e, cards) for e in static_pool(static_examples, cards))]
     lines.append(REPLY[method])
     return "\n".join(lines)
 
 
-@lru_cache(maxsize=4)
-def static_pool(per_type: int) -> tuple[Example, ...]:
+def static_pool(per_type: int, cards: Cards = BUILTIN) -> tuple[Example, ...]:
     """``per_type`` labelled questions of each type from the suite's main split (never the
     holdout), alternating Chinese and English in the suite's order: a fixed, cacheable set."""
+    return _static_pool(per_type, tuple(cards))
+
+
+@lru_cache(maxsize=8)
+def _static_pool(per_type: int, cards: tuple[QuestionCard, ...]) -> tuple[Example, ...]:
     chosen: list[Example] = []
-    for qtype in QuestionType:
-        rows = [e for e in load_pool() if e.type is qtype]
+    pool = load_pool(cards=cards)
+    for card in cards:
+        rows = [e for e in pool if e.type == card.name]
         zh = [e for e in rows if detect_language(e.question) == "zh"]
         en = [e for e in rows if detect_language(e.question) != "zh"]
         mixed = [e for pair in zip(zh, en) for e in pair] + zh[len(en):] + en[len(zh):]
@@ -117,8 +132,9 @@ def describe_images(images: list[str]) -> str:
     return f"{len(images)} ({', '.join(base_name(i) for i in images)})"
 
 
-def _example_line(ex: Example) -> str:
-    label = ex.type.value + (f", query: {ex.query}" if get_card(ex.type).query and ex.query else "")
+def _example_line(ex: Example, cards: Cards) -> str:
+    takes_query = any(c.name == ex.type and c.query for c in cards)
+    label = ex.type + (f", query: {ex.query}" if takes_query and ex.query else "")
     return f"Q: {ex.question.strip()} images: {len(ex.images) or 'none'} -> {label}"
 
 
@@ -128,22 +144,23 @@ def build_messages(
     examples: list[Example] | None = None,
     method: Method = "structured",
     static_examples: int = 0,
+    cards: Cards = BUILTIN,
 ) -> list[BaseMessage]:
     """The fixed system prefix first, then what is this question's own: its similar labelled
     questions (dynamic examples) and the question itself."""
     lines = []
     if examples:
-        lines = ["Similar labelled questions:", *(_example_line(e) for e in examples), ""]
+        lines = ["Similar labelled questions:", *(_example_line(e, cards) for e in examples), ""]
     lines.append(f"Q: {question.strip()} images: {describe_images(images)}")
-    return [SystemMessage(system_prompt(method, static_examples)), HumanMessage("\n".join(lines))]
+    return [SystemMessage(system_prompt(method, static_examples, cards)), HumanMessage("\n".join(lines))]
 
 
-def structured_classifier(llm: BaseChatModel) -> Runnable[Any, Any]:
+def structured_classifier(llm: BaseChatModel, cards: Cards = BUILTIN) -> Runnable[Any, Any]:
     """messages → :class:`LLMDecision` (raises on failure)."""
     try:
-        return structured_llm(llm, decision_model())
+        return structured_llm(llm, decision_model(cards))
     except NotImplementedError:  # a chat model without tool calling: prompted JSON
-        parser = PydanticOutputParser(pydantic_object=decision_model())
+        parser = PydanticOutputParser(pydantic_object=decision_model(cards))
         return llm | parser
 
 
@@ -159,7 +176,7 @@ def reports_logprobs(llm: BaseChatModel) -> bool:
     return isinstance(llm, ChatOpenAI)
 
 
-def score_types(llm: BaseChatModel, messages: list[BaseMessage]) -> dict[QuestionType, float]:
+def score_types(llm: BaseChatModel, messages: list[BaseMessage], names: Sequence[str] = ORDER) -> dict[QuestionType, float]:
     """The type whose first token the model finds most likely, from one decoded token.
 
     One forward pass over the (mostly cached) prompt and one token out, with the engine's
@@ -174,7 +191,7 @@ def score_types(llm: BaseChatModel, messages: list[BaseMessage]) -> dict[Questio
     scores: dict[QuestionType, float] = {}
     for alternative in content[0].get("top_logprobs") or []:
         token = str(alternative.get("token", "")).strip().lower()
-        named = [t for t in QuestionType if token and t.value.startswith(token)]
+        named = [t for t in names if token and t.startswith(token)]
         if len(named) == 1:
             scores[named[0]] = max(scores.get(named[0], float("-inf")), float(alternative["logprob"]))
     return scores
@@ -205,12 +222,11 @@ class Vote(BaseModel):
 STRUCTURED_OTHERS = 0.1
 
 
-def as_probs(scores: dict[QuestionType, float]) -> dict[str, float]:
-    """Log-probabilities of the types the engine named → a distribution over every registered
-    type; a type outside the engine's top alternatives gets the least one found, minus log 10."""
-    names = [t.value for t in QuestionType]
+def as_probs(scores: dict[QuestionType, float], names: Sequence[str] = ORDER) -> dict[str, float]:
+    """Log-probabilities of the types the engine named → a distribution over every one of
+    ``names``; a type outside the engine's top alternatives gets the least one found, minus log 10."""
     floor = min(scores.values()) - 2.302585 if scores else 0.0
-    logits = np.array([scores.get(QuestionType(n), floor) for n in names], dtype=np.float64)
+    logits = np.array([scores.get(n, floor) for n in names], dtype=np.float64)
     e = np.exp(logits - logits.max())
     return {n: float(p) for n, p in zip(names, e / e.sum())}
 
@@ -223,13 +239,15 @@ def llm_vote(
     timeout: float | None = None,
     reply_cache: DiskCache | None = None,
     static_examples: int = STATIC_EXAMPLES,
+    cards: Cards = BUILTIN,
 ) -> Vote:
     """The LLM's probabilities over the types for one question (raises when it cannot vote).
 
     One decoded token and its top log-probabilities where the engine reports them (one forward
     pass over a mostly cached prompt); else the structured label, as a distribution that leaves
     :data:`STRUCTURED_OTHERS` to the other types."""
-    messages = build_messages(question, images, None, "logprobs", static_examples)
+    messages = build_messages(question, images, None, "logprobs", static_examples, cards)
+    names = [c.name for c in cards]
     key = ""
     if reply_cache is not None:
         prompt = "\n".join(f"{m.type}: {m.content}" for m in messages)
@@ -240,16 +258,16 @@ def llm_vote(
 
     def ask() -> Vote:
         if reports_logprobs(llm):
-            scores = score_types(llm, messages)
+            scores = score_types(llm, messages, names)
             if scores:
-                return Vote(probs=as_probs(scores), method="logprobs")
-        decision = structured_classifier(llm).invoke(as_structured(messages))
+                return Vote(probs=as_probs(scores, names), method="logprobs")
+        decision = structured_classifier(llm, cards).invoke(as_structured(messages))
         if decision is None:
             raise ValueError("the LLM returned no structured output")
         if isinstance(decision, BaseModel) and not isinstance(decision, LLMDecision):
             decision = decision.model_dump()
-        chosen = (decision if isinstance(decision, LLMDecision) else LLMDecision.model_validate(decision)).type.value
-        others = [t.value for t in QuestionType if t.value != chosen]
+        chosen = str((decision if isinstance(decision, LLMDecision) else decision_model(cards).model_validate(decision)).type)
+        others = [n for n in names if n != chosen]
         probs = {n: STRUCTURED_OTHERS / max(1, len(others)) for n in others} | {chosen: 1.0 - STRUCTURED_OTHERS}
         return Vote(probs=probs, method="structured")
 
@@ -272,8 +290,3 @@ __all__ = [
     "LLMDecision", "Vote", "as_probs", "build_messages", "decision_model", "describe_images", "llm_vote", "score_types",
     "static_pool", "structured_classifier", "system_prompt",
 ]  # fmt: skip
-
-
-# a card registered or removed changes the prompt, the static examples and the schema
-on_change(system_prompt.cache_clear)
-on_change(static_pool.cache_clear)

@@ -1,10 +1,11 @@
-"""Per-image facts for compare and describe answers, and the answers the facts decide exactly.
+"""Per-image facts for compare, describe and vqa answers, and the answers the facts settle.
 
-:func:`collect` groups a turn's tool results by image: image 1 with its title, colours, OCR
+:class:`Facts` groups a turn's tool results by image: image 1 with its title, colours, OCR
 text, caption (each tool's own summary), then image 2, and so on; answers about all images at
-once (the VLM's) follow. :func:`render` gives the LLM that fixed structure. Where the facts
-settle the question without an LLM, :func:`decide` states them. It reads the question's
-:class:`Cues` (written once by the understanding pass), never the question's text:
+once (the VLM's) follow. :meth:`Facts.render` gives the LLM that fixed structure. Where the
+facts settle the question without an LLM, a question card's ``decide`` states them (the
+built-in cards' deciders are :mod:`vlagent.agent.cards`, built from the functions here). They
+read the question's :class:`Cues` (written once by the understanding pass), never its text:
 
 * "which one is the cap?" / "Which of these shows shoes?" (``cues.which``) when exactly one
   image's title (or caption) names the thing asked about — and, for a known kind of thing
@@ -13,14 +14,17 @@ settle the question without an LLM, :func:`decide` states them. It reads the que
 * "which one is red?" from each image's colours; a colour question about several images
   (``cues.colour``): each image's main colour;
 * "what colour is it?" (``cues.colour_only``) with no vision model's answer: the measured colours
-  as a sentence in the question's language, whatever an LLM would write (the title's colour word when it names the
-  same colour: a seller's 藏青色 is the pixels' blue; both when they differ); an LLM answer to a
-  colour question that leaves the measured colour out gets it put first (:func:`keep_colour`);
+  in the question's language (the title's colour word when it names the same colour: a
+  seller's 藏青色 is the pixels' blue; both when they differ); an LLM answer to a colour
+  question that leaves the measured colour out gets it put first (:func:`keep_colour`);
 * a question that needs sight (what it is, what animal, which suits work) when no fact says what
   the image shows: that it cannot be told, and what is known;
 * a description with no title, caption or VLM answer says that only colours/text are known;
 * a Chinese description when the title is all there is (no caption, no VLM answer): the title
   restated as one sentence (:func:`describe`, also the answer when there is no LLM at all).
+
+Every sentence is a template in the question's language (:class:`Voice`: ``prompts/sentences.<lang>.txt``
+and the card's own ``<card>.sentences.<lang>.txt``), never a string in this code.
 
 OCR text reaches a sentence, or the facts, only when it reads as words (:func:`readable_text`):
 a stray "A", "90" or "11 111K" read off a seam is not the product's text. Colour words are the
@@ -31,43 +35,69 @@ index searches with.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from string import Template
 from typing import Any
 
-from vlagent.agent.types import Cues, QuestionType
+from vlagent.agent.language import detect_language
+from vlagent.agent.toolspec import ToolSpec
+from vlagent.agent.types import Cues
 from vlagent.index.attributes import ColourWords
 from vlagent.index.attributes import colour_words as attribute_colour_words
-from vlagent.agent.registry import tool_specs
 
 #: the answer writer's own fact (the catalogue title); the tools' facts are named by their specs
 TITLE = "title"
-TITLE_LABEL = {"zh": "标题", "en": "Title"}
+#: the kinds of facts that can say what an image shows, in the order a sentence names them
+SIGHT = (TITLE, "seen", "answer", "read")
+#: how many images a sentence can tell apart (``ordinal_1`` .. ``ordinal_4``)
+MAX_ORDINAL = 4
 
 
-def field_of(kind: str) -> str:
-    """The template field of the tool whose spec's ``fact`` is ``kind`` (``read``: the text
-    reader's), else ``kind`` itself."""
-    return next((s.field for s in tool_specs() if s.fact == kind and s.field), kind)
+class Voice:
+    """How facts are said in one language: the sentence book (``key = text``, :mod:`vlagent.agent.prompts`)
+    and what the tools' specs say about their facts (which field holds which kind, its label)."""
 
+    def __init__(self, lang: str, sentences: Mapping[str, str], tools: Iterable[ToolSpec]) -> None:
+        self.lang = "zh" if lang == "zh" else "en"
+        self.sentences = sentences
+        tools = list(tools)
+        self.kinds = {t.fact: t.field for t in reversed(tools) if t.fact and t.field}
+        self.fact_fields = {t.field for t in tools if t.fact and t.field}
+        self.labels = {TITLE: self.word("label_title")}
+        for t in tools:
+            if t.field and t.label and t.field not in self.labels:
+                self.labels[t.field] = t.label.get(self.lang) or t.label.get("en") or t.field
 
-def fact_fields() -> set[str]:
-    """The fields of the tools that declare a kind of fact (the others are stated as they are)."""
-    return {s.field for s in tool_specs() if s.fact and s.field}
+    def say(self, key: str, **values: Any) -> str:
+        """The sentence ``key`` with ``values`` put in (a missing key or value names itself)."""
+        try:
+            return Template(self.sentences[key]).substitute({k: str(v) for k, v in values.items()})
+        except KeyError as exc:
+            raise KeyError(f"sentence {key!r} ({self.lang}): no {exc.args[0]!r} in the sentence book or its values") from None
 
+    def word(self, key: str, default: str = "") -> str:
+        return self.sentences.get(key, default)
 
-def labels(lang: str) -> dict[str, str]:
-    """{field: its facts line label} in ``lang`` (zh, else en): the title's and the tools' specs'."""
-    lang = "zh" if lang == "zh" else "en"
-    out = {TITLE: TITLE_LABEL[lang]}
-    for spec in tool_specs():
-        if spec.field and spec.label and spec.field not in out:
-            out[spec.field] = spec.label.get(lang) or spec.label.get("en") or spec.field
-    return out
+    def field(self, kind: str) -> str:
+        """The template field of the tool whose spec's ``fact`` is ``kind``, else ``kind`` itself."""
+        return self.kinds.get(kind, kind)
 
-ORDINALS = {
-    "zh": ["第一张", "第二张", "第三张", "第四张"],
-    "en": ["first", "second", "third", "fourth"],
-}
+    def ordinal(self, n: int) -> str:
+        return self.word(f"ordinal_{n + 1}")
+
+    def pick(self, pair: tuple[str, str]) -> str:
+        """Of a (Chinese, English) pair, the one in this language."""
+        return pair[0] if self.lang == "zh" else pair[1]
+
+    def joined(self, words: list[str], last: str) -> str:
+        """``a、b和c`` / ``a, b or c``: ``last`` is the connective's key (``and``, ``or``)."""
+        head = self.word("list_sep").join(words[:-1])
+        return head + (self.word(last) if len(words) > 1 else "") + words[-1]
+
+    def sight_label(self, kind: str) -> str:
+        """A sight kind's words in a sentence (what a model saw: its tool's label, lower case, where the book has none)."""
+        return self.word(f"sight_{kind}") or self.labels.get(self.field(kind), "description").lower()
 
 
 @dataclass
@@ -78,8 +108,6 @@ class ImageFacts:
     colours: list[dict[str, Any]] = field(default_factory=list)  # the colours tool's output, largest first
 
     def add(self, key: str, text: str) -> None:
-        if key == field_of("read"):
-            text = readable_text(text)
         if text.strip():
             self.facts.setdefault(key, []).append(text.strip())
 
@@ -93,21 +121,37 @@ class ImageFacts:
             self.colours = list(found.get("colours") or [])
 
 
-def render(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str:
-    """The facts in a fixed structure, image by image."""
-    names = labels(lang)
-    lines: list[str] = []
-    for n, img in enumerate(images, 1):
-        lines.append(f"图{n}（{img.name}）：" if lang == "zh" else f"Image {n} ({img.name}):")
-        if not img.facts:
-            lines.append("  - （没有可用信息）" if lang == "zh" else "  - (nothing known)")
-        for key, texts in img.facts.items():
-            lines.append(f"  - {names.get(key, key)}：{'；'.join(texts)}" if lang == "zh" else f"  - {names.get(key, key)}: {'; '.join(texts)}")
-    for key, text in shared.items():
-        if text.strip():
-            head = names.get(key, key)
-            lines.append(f"{head}（所有图片）：{text}" if lang == "zh" else f"{head} (all images): {text}")
-    return "\n".join(lines)
+@dataclass
+class Facts:
+    """What a question card's ``decide`` and ``fallback`` see: each image's facts, the answers
+    about all images at once (``shared``: the VLM's), the question's cues, and the voice."""
+
+    images: list[ImageFacts]
+    shared: dict[str, str]
+    cues: Cues
+    voice: Voice
+
+    def say(self, key: str, **values: Any) -> str:
+        return self.voice.say(key, **values)
+
+    def only(self, n: int) -> "Facts":
+        """The same facts about the first ``n`` images."""
+        return Facts(self.images[:n], self.shared, self.cues, self.voice)
+
+    def render(self) -> str:
+        """The facts in a fixed structure, image by image."""
+        v = self.voice
+        lines: list[str] = []
+        for n, img in enumerate(self.images, 1):
+            lines.append(v.say("image_head", n=n, name=img.name))
+            if not img.facts:
+                lines.append("  - " + v.word("nothing_known"))
+            for key, texts in img.facts.items():
+                lines.append("  - " + v.say("fact_line", label=v.labels.get(key, key), texts=v.word("fact_sep").join(texts)))
+        for key, text in self.shared.items():
+            if text.strip():
+                lines.append(v.say("shared_line", label=v.labels.get(key, key), text=text))
+        return "\n".join(lines)
 
 
 # --- answers the facts decide ---------------------------------------------------------------
@@ -128,6 +172,11 @@ def basic_of(en: str) -> str:
 
 def zh_name(en: str) -> str:
     return colour_words().zh_of.get(en, en)
+
+
+def colour_name(en: str, voice: Voice) -> str:
+    """A basic colour (English) in the voice's language."""
+    return voice.pick((zh_name(en), en))
 
 
 @dataclass
@@ -172,93 +221,70 @@ def _names(text: str, terms: list[str]) -> bool:
     return any((re.search(rf"\b{re.escape(t)}(?:e?s)?\b", text) if t.isascii() else t in text) for t in terms)
 
 
-def _decisive(img: ImageFacts) -> str:
+def _decisive(img: ImageFacts, voice: Voice) -> str:
     """The facts that say what an image is: its title (or zero-shot category) and caption."""
-    return " ".join([img.get(TITLE), img.get(field_of("seen"))])
+    return " ".join([img.get(TITLE), img.get(voice.field("seen"))])
 
 
-#: the kinds of facts that can say what an image shows, in the order a sentence names them
-SIGHT = (TITLE, "seen", "answer", "read")
-SIGHT_LABELS = {
-    "zh": {TITLE: "标题", "seen": "图片说明", "answer": "视觉模型回答", "read": "图中文字"},
-    "en": {TITLE: "title", "answer": "vision-model answer", "read": "text in the image"},
-}
-
-
-def _sight_labels(lang: str) -> dict[str, str]:
-    """The sight kinds' words in a sentence (English: what a model saw, by its tool's label)."""
-    if lang == "zh":
-        return SIGHT_LABELS["zh"]
-    return {**SIGHT_LABELS["en"], "seen": labels("en").get(field_of("seen"), "description").lower()}
-
-
-def _shared_answer(shared: dict[str, str]) -> str:
+def _shared_answer(facts: Facts) -> str:
     """The vision model's answer about all the images ("" for none)."""
-    return shared.get(field_of("answer"), "").strip()
+    return facts.shared.get(facts.voice.field("answer"), "").strip()
 
 
-def _present(images: list[ImageFacts], shared: dict[str, str]) -> tuple[list[str], list[str]]:
+def _present(facts: Facts) -> tuple[list[str], list[str]]:
     """(the sight facts some image has, those none has: fields). A plugin tool's fact counts as
     seen: it answers questions the built-in tools cannot (``toy_weight``: "净重 42 克")."""
-    have, missing = _sight(images, shared)
-    return [field_of(k) for k in have] + sorted({k for i in images for k in _other_fields(i)}), [field_of(k) for k in missing]
+    have, missing = _sight(facts)
+    field_of = facts.voice.field
+    others = sorted({k for i in facts.images for k in _other_fields(i, facts.voice)})
+    return [field_of(k) for k in have] + others, [field_of(k) for k in missing]
 
 
-def _sight(images: list[ImageFacts], shared: dict[str, str]) -> tuple[list[str], list[str]]:
+def _sight(facts: Facts) -> tuple[list[str], list[str]]:
     """(the sight kinds some image has, those none has)."""
-    have = [k for k in SIGHT if (_shared_answer(shared) if k == "answer" else any(i.get(field_of(k)) for i in images))]
+    field_of = facts.voice.field
+    have = [k for k in SIGHT if (_shared_answer(facts) if k == "answer" else any(i.get(field_of(k)) for i in facts.images))]
     return have, [k for k in SIGHT if k not in have]
-
-
-def _joined(words: list[str], lang: str, last: str) -> str:
-    if lang == "zh":
-        return "、".join(words[:-1]) + (last if len(words) > 1 else "") + words[-1]
-    return ", ".join(words[:-1]) + (f" {last} " if len(words) > 1 else "") + words[-1]
 
 
 def _a(kind: str) -> str:
     return kind if kind.endswith("s") else f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
 
 
-def _cannot_tell_which(asked: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision:
-    kinds, missing_kinds = _sight(images, shared)
-    have, missing = _present(images, shared)
-    names = _sight_labels(lang)
-    said = [names[k] for k in kinds] + have[len(kinds):]  # a plugin's field, by its name
-    lacking = [names[k] for k in missing_kinds]
-    if lang == "zh":
-        parts = [f"图片的{_joined(said, lang, '和')}都没有提到{asked}"] if have else []
-        if missing:
-            parts.append(f"没有{_joined(lacking, lang, '或')}" + ("" if have else "可以说明图片里是什么"))
-        return Decision(f"无法判断哪一张图片是{asked}：" + "；".join(parts) + "。", missing)
-    parts = [f"no image's {_joined(said, lang, 'or')} mentions {_a(asked)}"] if have else []
+def _cannot_tell_which(asked: str, facts: Facts) -> Decision:
+    v = facts.voice
+    kinds, missing_kinds = _sight(facts)
+    have, missing = _present(facts)
+    said = [v.sight_label(k) for k in kinds] + have[len(kinds):]  # a plugin's field, by its name
+    lacking = [v.sight_label(k) for k in missing_kinds]
+    parts = [v.say("which_unmentioned", facts=v.joined(said, "which_unmentioned_join"), asked=asked, a_asked=_a(asked))] if have else []
     if missing:
-        parts.append(f"there is no {_joined(lacking, lang, 'or')}" + ("" if have else " to say what the images show"))
-    return Decision(f"I cannot tell which image shows {_a(asked)}: " + "; ".join(parts) + ".", missing)
+        parts.append(v.say("which_lacking" if have else "which_lacking_all", facts=v.joined(lacking, "or")))
+    return Decision(v.say("which_unknown", asked=asked, a_asked=_a(asked), reasons=v.word("reason_sep").join(parts)), missing)
 
 
-def which_one(asked: str, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
+def which_one(facts: Facts) -> Decision | None:
     """The image that is the thing asked about (``Cues.which``), when exactly one image's title
     or caption names it; that it cannot be told, when no fact of any image names it and no
     vision model answered."""
+    asked, images, v = facts.cues.which, facts.images, facts.voice
     if not asked or len(images) < 2 or colour_words().find(asked):
         return None
     terms, known = _terms(asked)
-    hits = [n for n, img in enumerate(images) if _names(_decisive(img), terms)]
+    hits = [n for n, img in enumerate(images) if _names(_decisive(img, v), terms)]
     if len(hits) == 1:
         n = hits[0]
         img = images[n]
         title = img.get(TITLE)
-        if lang == "zh":
-            return Decision(f"{ORDINALS['zh'][n]}图片（{img.name}）是{asked}" + (f"：{title}。" if title else "。"))
-        return Decision(f"The {ORDINALS['en'][n]} image ({img.name}) shows {_a(asked)}" + (f": {title}." if title else "."))
-    if hits or _shared_answer(shared):  # several name it, or a vision model saw them: the LLM reads which
+        key = "which_is_titled" if title else "which_is"
+        return Decision(v.say(key, ordinal=v.ordinal(n), name=img.name, asked=asked, a_asked=_a(asked), title=title))
+    if hits or _shared_answer(facts):  # several name it, or a vision model saw them: the LLM reads which
         return None
-    if any(_names(" ".join(" ".join(v) for v in img.facts.values()), terms) for img in images):
+    if any(_names(" ".join(" ".join(t) for t in img.facts.values()), terms) for img in images):
         return None  # the text on an image (or a plugin's fact) names it: the LLM weighs that
     if not known:
         return None  # not a kind of thing this table knows ("哪件是更便宜的"): the LLM reads the facts
-    return _cannot_tell_which(asked, images, shared, lang)
+    return _cannot_tell_which(asked, facts)
 
 
 def title_colour(text: str) -> tuple[str, str] | None:
@@ -279,8 +305,9 @@ def _basics(img: ImageFacts) -> list[str]:
     ]  # fmt: skip
 
 
-def which_colour(asked: str, images: list[ImageFacts], lang: str) -> Decision | None:
+def which_colour(facts: Facts) -> Decision | None:
     """"哪一个是红色的？" / "Which one is black?" (``Cues.which`` a colour): the image whose colours include it."""
+    asked, images, v = facts.cues.which, facts.images, facts.voice
     named = colour_words().find(asked) if asked else []
     if not named or len(images) < 2 or any(not i.colours for i in images):
         return None
@@ -289,51 +316,42 @@ def which_colour(asked: str, images: list[ImageFacts], lang: str) -> Decision | 
     if len(hits) != 1:
         return None  # none or several: the LLM words it from the facts
     n, img = hits[0], images[hits[0]]
-    if lang == "zh":
-        return Decision(f"{ORDINALS['zh'][n]}图片（{img.name}）是{zh_name(basic)}的。")
-    return Decision(f"The {ORDINALS['en'][n]} image ({img.name}) is {basic}.")
+    return Decision(v.say("which_colour", ordinal=v.ordinal(n), name=img.name, colour=colour_name(basic, v)))
 
 
-def colour_of_each(images: list[ImageFacts], lang: str) -> Decision | None:
+def colour_of_each(facts: Facts) -> Decision | None:
     """A colour question over several images: each image's main colour (the same one: said once)."""
+    images, v = facts.images, facts.voice
     if len(images) < 2 or any(i.main_color is None for i in images):
         return None
-    colours: list[tuple[str, str]] = [i.main_color for i in images]  # type: ignore[misc]
-    if lang == "zh":
-        if len({c[0] for c in colours}) == 1:
-            return Decision(f"颜色相同：都是{colours[0][0]}。")
-        parts = [f"{ORDINALS['zh'][n]}（{img.name}）是{c[0]}" for n, (img, c) in enumerate(zip(images, colours))]
-        return Decision("颜色不同：" + "，".join(parts) + "。")
-    if len({c[1] for c in colours}) == 1:
-        return Decision(f"The same colour: both are {colours[0][1]}.")
-    parts = [f"the {ORDINALS['en'][n]} ({img.name}) is {c[1]}" for n, (img, c) in enumerate(zip(images, colours))]
-    return Decision("They differ: " + ", ".join(parts) + ".")
+    colours = [v.pick(i.main_color) for i in images]  # type: ignore[arg-type]
+    if len(set(colours)) == 1:
+        return Decision(v.say("colours_same", colour=colours[0]))
+    each = [v.say("colour_of", ordinal=v.ordinal(n), name=img.name, colour=c) for n, (img, c) in enumerate(zip(images, colours))]
+    return Decision(v.say("colours_differ", each=v.word("each_sep").join(each)))
 
 
-def colour_answer(images: list[ImageFacts], lang: str, short: bool = False) -> Decision | None:
+def colour_answer(facts: Facts, short: bool = False) -> Decision | None:
     """A colour question about one image: the measured colours in the question's language (the
     title's colour word when it names the same colour; both, when they differ). ``short``: the
     colours are the whole answer, said in a word or two as the vqa answers are ("白色", "白色，还有灰色",
     "White, with some grey"); else a sentence that can lead another answer."""
-    img = images[0] if images else None
+    v = facts.voice
+    img = facts.images[0] if facts.images else None
     if img is None or not img.colours:
         return None
-    key = "name_zh" if lang == "zh" else "name_en"
+    key = "name_zh" if v.lang == "zh" else "name_en"
     names = [str(c[key]) for n, c in enumerate(img.colours) if n == 0 or float(c.get("fraction", 0)) >= MINOR]
     seller = title_colour(img.get(TITLE))
     if seller is not None and seller[1] != _basics(img)[0]:  # the title and the pixels disagree: say both
-        if lang == "zh":
-            return Decision(f"商品标题写的是{seller[0]}；图片中测得的主要颜色是{names[0]}。")
-        return Decision(f"The title says {seller[1]}; the image measures mainly {names[0]}.")
-    if seller is not None and lang == "zh":
-        names[0] = seller[0]  # the seller's word for the same colour: 藏青色, 米白色
+        said = seller[0] if detect_language(seller[0]) == v.lang else seller[1]
+        return Decision(v.say("title_and_pixels", title_colour=said, colour=names[0]))
+    if seller is not None and detect_language(seller[0]) == v.lang:
+        names[0] = seller[0]  # the seller's word for the same colour, in the answer's language: 藏青色, 米白色
     rest = [n for n in names[1:] if n != names[0]]
-    end = "" if short else ("。" if lang == "zh" else ".")
-    if lang == "zh":
-        lead = names[0] if short else f"这件商品的主要颜色是{names[0]}"
-        return Decision(lead + (f"，还有{'、'.join(rest)}" if rest else "") + end)
-    lead = names[0][:1].upper() + names[0][1:] if short else f"The main colour is {names[0]}"
-    return Decision(lead + (f", with some {' and '.join(rest)}" if rest else "") + end)
+    lead = v.say("colour_short" if short else "colour_long", colour=names[0], Colour=names[0][:1].upper() + names[0][1:])
+    more = v.say("colour_more", others=v.word("others_sep").join(rest)) if rest else ""
+    return Decision(lead + more + ("" if short else v.word("end")))
 
 
 def names_colour(text: str, images: list[ImageFacts]) -> bool:
@@ -342,54 +360,46 @@ def names_colour(text: str, images: list[ImageFacts]) -> bool:
     return any(basic in said for img in images for basic in _basics(img))
 
 
-def cannot_see(cues: Cues, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
+def cannot_see(facts: Facts) -> Decision | None:
     """A question that needs sight (not one about colours) when no image has a fact that says
     what it shows (a title, a caption, a VLM answer, readable text): say so, and what is known."""
-    if not images or cues.colour or _present(images, shared)[0]:
+    images, v = facts.images, facts.voice
+    if not images or facts.cues.colour or _present(facts)[0]:
         return None
-    missing = _present(images, shared)[1]
-    coloured = [(n, i.main_color) for n, i in enumerate(images) if i.main_color]
-    if lang == "zh":
-        known = "，".join(
-            f"主要颜色是{c[0]}" if len(images) == 1 else f"{ORDINALS['zh'][n]}主要是{c[0]}" for n, c in coloured
-        )  # fmt: skip
-        head = "无法回答：这里没有视觉模型的回答，图片也没有标题、图片说明或可读的文字"
-        return Decision(head + (f"；只知道{known}。" if known else "。"), missing)
-    known = ", ".join(
-        f"its main colour is {c[1]}" if len(images) == 1 else f"the {ORDINALS['en'][n]} is mainly {c[1]}" for n, c in coloured
+    missing = _present(facts)[1]
+    one = len(images) == 1
+    known = v.word("known_sep").join(
+        v.say("main_colour_is", colour=v.pick(c)) if one else v.say("nth_mainly", ordinal=v.ordinal(n), colour=v.pick(c))
+        for n, c in ((n, i.main_color) for n, i in enumerate(images)) if c
     )  # fmt: skip
-    what = "the image has" if len(images) == 1 else "the images have"
-    head = f"I cannot tell: there is no vision-model answer here, and {what} no title, caption or readable text"
-    return Decision(head + (f"; I only know that {known}." if known else "."), missing)
+    head = v.word("cannot_see_one" if one else "cannot_see_many")
+    return Decision(head + (v.say("known_tail", known=known) if known else v.word("end")), missing)
 
 
-def _seen(img: ImageFacts, shared: dict[str, str]) -> str:
+def _seen(img: ImageFacts, facts: Facts) -> str:
     """What a vision model said the image shows: its caption, else the VLM's answer ("" for none)."""
-    return img.get(field_of("seen")) or _shared_answer(shared)
+    return img.get(facts.voice.field("seen")) or _shared_answer(facts)
 
 
-def _stated(img: ImageFacts, keys: list[str], lang: str) -> list[str]:
+def _stated(img: ImageFacts, keys: list[str], voice: Voice) -> list[str]:
     """``图中文字：纯棉`` / ``text in the image: cotton``: facts quoted under their label."""
-    names = labels(lang)
-    if lang == "zh":
-        return [f"{names.get(k, k)}：{img.get(k)}" for k in keys]
-    return [f"{names.get(k, k).lower()}: {img.get(k)}" for k in keys]
+    out = []
+    for k in keys:
+        label = voice.labels.get(k, k)
+        out.append(voice.say("stated", label=label, label_lower=label.lower(), value=img.get(k)))
+    return out
 
 
-def nothing_to_describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
+def nothing_to_describe(facts: Facts) -> Decision | None:
     """A description needs a title, a caption or a VLM answer; say so when there is none."""
-    img = images[0] if images else None
-    if img is None or img.get(TITLE) or _seen(img, shared):
+    v = facts.voice
+    img = facts.images[0] if facts.images else None
+    if img is None or img.get(TITLE) or _seen(img, facts):
         return None
-    known = []
-    if img.main_color:
-        known.append(f"主要颜色是{img.main_color[0]}" if lang == "zh" else f"its main colour is {img.main_color[1]}")
-    known += _stated(img, [k for k in img.facts if k not in (TITLE, field_of("seen"), field_of("colours"))], lang)
-    if lang == "zh":
-        head = "无法描述商品本身：这里没有视觉模型，图片也没有标题"
-        return head + ("；只知道" + "，".join(known) + "。" if known else "。")
-    head = "I cannot describe the product itself: no vision model is available here and the image has no title"
-    return head + ("; I only know that " + ", and ".join(known) + "." if known else ".")
+    known = [v.say("main_colour_is", colour=v.pick(img.main_color))] if img.main_color else []
+    known += _stated(img, [k for k in img.facts if k not in (TITLE, v.field("seen"), v.field("colours"))], v)
+    tail = v.say("known_tail", known=v.word("described_known_sep").join(known)) if known else v.word("end")
+    return Decision(v.word("cannot_describe") + tail, _present(facts.only(1))[1])
 
 
 #: a word: 3+ Latin letters with a vowel among them (COTTON, SIZE; not "111K", "XKQ"), or 2+
@@ -421,100 +431,50 @@ def _one_of(head: str) -> str:
     return f"一{measure}" + _COLOUR_HEAD.sub(r"\1的", head)
 
 
-def _other_fields(img: ImageFacts) -> list[str]:
+def _other_fields(img: ImageFacts, voice: Voice) -> list[str]:
     """Fields of tools that declare no kind of fact (a plugin's): stated as they are."""
-    kinds = fact_fields()
-    return [k for k in img.facts if k != TITLE and k not in kinds]
+    return [k for k in img.facts if k != TITLE and k not in voice.fact_fields]
 
 
-def describe(images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
+def describe(facts: Facts) -> str | None:
     """A one-sentence description built from the first image's facts alone (no LLM): what it
-    is (the title, or the caption / VLM answer), its main colour when the title names no colour
-    (a shaded white sneaker measures grey: the seller's 白色 wins), and readable text on it.
+    is, its main colour when the title names no colour (a shaded white sneaker measures grey:
+    the seller's 白色 wins), and readable text on it. In Chinese the title leads, restated as a
+    noun phrase (``一件红色的无袖连衣裙``); in English what a vision model saw, then the title.
     None when there is nothing that says what the image shows."""
-    img = images[0] if images else None
+    v = facts.voice
+    img = facts.images[0] if facts.images else None
     if img is None:
         return None
-    title, seen = img.get(TITLE), _seen(img, shared)
-    text = readable_text(img.get(field_of("read")))
+    title, seen = img.get(TITLE), _seen(img, facts)
+    text = readable_text(img.get(v.field("read")))
     colour = None if title_colour(title) else img.main_color  # a title's own colour wins over the pixels
-    if lang == "zh":
+    if title and v.lang == "zh":  # Chinese grammar: the title as a noun phrase with its measure word
+        head, *rest = title.split()
+        parts = [_one_of(head), *rest]
+    elif seen:  # an English answer cannot restate a Chinese title: what a model saw leads
+        parts = [v.say("seen_as", seen=seen if v.lang == "zh" else seen.rstrip("."))]
         if title:
-            head, *rest = title.split()
-            parts = [_one_of(head), *rest]
-        elif seen:
-            parts = [f"图片说明：{seen}"]
-        else:
-            return None
-        if colour and colour[0]:
-            parts.append(f"主要颜色是{colour[0]}")
-        if text:
-            parts.append(f"图上文字“{text}”")
-        return "，".join(parts + _stated(img, _other_fields(img), lang)) + "。"
-    if seen:
-        parts = [seen.rstrip(".")]
-        if title:
-            parts.append(f"titled {title}")
+            parts.append(v.say("titled", title=title))
     elif title:
-        parts = [f"The image shows {title}"]
+        parts = [v.say("shows", title=title)]
     else:
         return None
-    if colour and colour[1]:
-        parts.append(f"mainly {colour[1]}")
+    if colour and v.pick(colour):
+        parts.append(v.say("describe_colour", colour=v.pick(colour)))
     if text:
-        parts.append(f'with the text "{text}"')
-    parts += _stated(img, _other_fields(img), lang)
-    sentence = ", ".join(parts) + "."
+        parts.append(v.say("describe_text", text=text))
+    sentence = v.word("describe_sep").join(parts + _stated(img, _other_fields(img, v), v)) + v.word("end")
     return sentence[0].upper() + sentence[1:]
 
 
-def decide(qtype: QuestionType, cues: Cues, images: list[ImageFacts], shared: dict[str, str], lang: str) -> Decision | None:
-    """An answer the facts settle exactly, or None (then the LLM writes it from the facts).
-
-    Read from the :class:`Cues` the understanding pass wrote, never from the question's text: a
-    colour question is answered from the measured colours (each image's, for several); "which
-    one is X" from the image whose facts name X."""
-    if len(images) > len(ORDINALS["en"]):
-        return None  # more images than the plan compares: the LLM answers from the facts
-    if qtype is QuestionType.compare:
-        return (
-            which_colour(cues.which, images, lang) or which_one(cues.which, images, shared, lang)
-            or (colour_of_each(images, lang) if cues.colour else None) or cannot_see(cues, images, shared, lang)
-        )  # fmt: skip
-    if qtype is QuestionType.vqa:
-        if cues.colour_only and not _shared_answer(shared) and (found := colour_answer(images[:1], lang, short=True)) is not None:
-            return found  # no vision model: the measured colours are the answer, whatever an LLM would write
-        return cannot_see(cues, images[:1], shared, lang)
-    if qtype is QuestionType.describe:
-        if (said := nothing_to_describe(images, shared, lang)) is not None:
-            return Decision(said, _present(images[:1], shared)[1])
-        if lang == "zh" and images and not _seen(images[0], shared):  # no vision model: the title restated is all there is to say
-            described = describe(images, shared, lang)
-            return Decision(described) if described else None
-        return None  # English needs the Chinese title translated; a caption or VLM answer, the LLM
-    return None
-
-
-def keep_colour(text: str, cues: Cues, images: list[ImageFacts], lang: str) -> str:
+def keep_colour(text: str, facts: Facts) -> str:
     """An LLM's answer to a colour question, with the measured colour put first when the LLM
     left it out ("Main colours", "I cannot tell"): it may phrase around the fact, not replace it."""
-    if not cues.colour or not images or names_colour(text, images):
+    images = facts.images
+    if not facts.cues.colour or not images or names_colour(text, images):
         return text
-    stated = colour_of_each(images, lang) if len(images) >= 2 else colour_answer(images[:1], lang)
+    stated = colour_of_each(facts) if len(images) >= 2 else colour_answer(facts.only(1))
     if stated is None:
         return text
-    return f"{stated.text}{'' if lang == 'zh' else ' '}{text}".strip()
-
-
-def fallback(qtype: QuestionType, cues: Cues, images: list[ImageFacts], shared: dict[str, str], lang: str) -> str | None:
-    """The answer from the facts when no LLM answered (there is none, or it failed): a
-    description, a colour sentence, or each image's facts for a comparison; None: the graph's
-    tool-result fallback."""
-    if qtype is QuestionType.describe:
-        return describe(images, shared, lang)
-    if qtype is QuestionType.vqa and cues.colour_only and not _shared_answer(shared):
-        found = colour_answer(images, lang, short=True)
-        return found.text if found else None
-    if qtype is QuestionType.compare and images:
-        return render(images, shared, lang)
-    return None
+    return f"{stated.text}{'' if facts.voice.lang == 'zh' else ' '}{text}".strip()

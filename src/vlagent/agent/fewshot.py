@@ -1,7 +1,7 @@
 """The labelled questions the LLM's prompt shows as examples.
 
 The first classifier suite (``vlagent.evals`` ``suites/classifier/questions.jsonl``, without its
-``holdout`` split) and the registered question cards' ``examples``:
+``holdout`` split) and the agent's question cards' ``examples``:
 :func:`vlagent.agent.classify.static_pool` takes a few of each type into the LLM's fixed,
 cached system prompt.
 """
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from vlagent.agent.questions import question_cards
+from vlagent.agent.questions import QuestionCard
 from vlagent.agent.types import QuestionType
 
 SUITE = "suites/classifier/questions.jsonl"
@@ -37,15 +38,15 @@ def normalise(text: str) -> str:
     return re.sub(r"[\W_]+", "", text, flags=re.UNICODE).lower()
 
 
-def load_pool(path: str | Path | None = None) -> list[Example]:
-    """The labelled suite minus its holdout split."""
+def load_pool(path: str | Path | None = None, cards: Sequence[QuestionCard] = ()) -> list[Example]:
+    """The labelled suite minus its holdout split (the shipped one: with ``cards``' own examples)."""
     if path is None:
         text = resources.files("vlagent.evals").joinpath(SUITE).read_text("utf-8")
     else:
         text = Path(path).read_text("utf-8")
     rows = [Example.model_validate(json.loads(line)) for line in text.splitlines() if line.strip()]
-    if path is None:  # the labelled questions the registered cards bring
-        rows += [Example.model_validate({**ex, "type": card.name}) for card in question_cards() for ex in card.examples]
+    if path is None:  # the labelled questions the cards bring
+        rows += [Example.model_validate({**ex, "type": card.name}) for card in cards for ex in card.examples]
     return [r for r in rows if r.split != HOLDOUT]
 
 

@@ -8,11 +8,17 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage
 from langchain_core.tools import BaseTool
-from langgraph.graph.message import add_messages
 
-from vlagent.agent.types import ClassifierResult
+from vlagent.agent.spec import AgentSpec
+from vlagent.agent.types import AnswerError, ClassifierResult, Cues, Intent, PlannedCall, ToolResult
+
+
+def results_of_turn(done: list[ToolResult] | None, new: list[ToolResult] | None) -> list[ToolResult]:
+    """The ``results`` channel: each tool node appends its result; ``None`` (a new turn) empties it."""
+    if new is None:
+        return []
+    return [*(done or []), *new]
 
 
 class AgentState(TypedDict, total=False):
@@ -20,18 +26,22 @@ class AgentState(TypedDict, total=False):
     images: list[str]  # attached to this turn
     turn_images: list[str]  # what this turn works on (attached, or the previous turn's)
     last_images: list[str]  # memory for the next turn
-    intent: dict[str, Any]  # the Intent (type, query, language, images, cues), read once by the understand node, as JSON
+    intent: Intent  # the one reading of the question (type, query, language, images, cues)
     classifier: str
     classifier_error: str | None
-    messages: Annotated[list[AnyMessage], add_messages]  # this turn's tool calls and results
+    calls: list[PlannedCall]  # the plan's calls of the current round
+    results: Annotated[list[ToolResult], results_of_turn]  # this turn's tool results, every round
     rounds: int
     answer: str
     retrieved: list[dict[str, Any]]
     trace: list[dict[str, Any]]
     history: Annotated[list[dict[str, Any]], operator.add]
     evidence: list[str]  # the tool results the answer used
-    error: dict[str, Any] | None  # AnswerError when no answer could be given from evidence
+    error: AnswerError | None  # when no answer could be given from evidence
 
+
+#: the state's own types, which a checkpointer stores and reads back (its serializer's allow-list)
+STATE_TYPES = (Intent, Cues, PlannedCall, ToolResult, AnswerError)
 
 Classifier = Callable[[str, list[str], BaseChatModel | None], ClassifierResult]
 
@@ -40,6 +50,7 @@ Classifier = Callable[[str, list[str], BaseChatModel | None], ClassifierResult]
 class AgentParts:
     """What the graph is made of (built by :func:`vlagent.agent.build.build_agent`)."""
 
+    spec: AgentSpec
     tools: dict[str, BaseTool]
     llm: BaseChatModel | None
     classifier: Classifier

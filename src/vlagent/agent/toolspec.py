@@ -1,7 +1,8 @@
 """One declaration per tool: what the agent, the plan, the answer writer and the fakes need to know.
 
 A tool module ends with ``SPECS = [ToolSpec(...)]``. The registry (:mod:`vlagent.agent.registry`)
-collects them; nothing else imports a tool module by name. A spec says:
+collects them into the agent's spec (:mod:`vlagent.agent.spec`); nothing else imports a tool
+module by name. A spec says:
 
 * ``name`` / ``args``: the LangChain tool's name and its typed arguments (a pydantic model);
 * ``factory(ctx) -> BaseTool``: builds the tool (may raise :class:`~vlagent.errors.VlagentError`:
@@ -28,7 +29,9 @@ collects them; nothing else imports a tool module by name. A spec says:
   (measured colours); None: a fact stated as it is (a plugin's);
 * ``label``: {lang: the facts line's label} (``{"zh": "颜色", "en": "Colours"}``; default: the field);
 * ``structured(artifact) -> dict``: optional structured facts of a result for the facts that
-  decide answers (colours: ``{"main_color": (zh, en), "colours": [...]}``).
+  decide answers (colours: ``{"main_color": (zh, en), "colours": [...]}``);
+* ``calls``: {question type: the calls the plan makes of this tool for it}, added after the
+  type's card's own calls (a plugin tool that the built-in cards do not name).
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
+from vlagent.agent.calls import Call, ImagesMode
+
 if TYPE_CHECKING:  # pragma: no cover
     from langchain_core.tools import BaseTool
 
     from vlagent.models.context import ToolContext
 
-ImagesMode = Literal["none", "first", "each", "all"]
 FactKind = Literal["read", "seen", "answer", "colours"]
 
 
@@ -53,7 +57,7 @@ def always_available(ctx: "ToolContext") -> str | None:  # noqa: ARG001 - the pr
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ToolSpec:
     name: str
     args: type[BaseModel]
@@ -73,6 +77,7 @@ class ToolSpec:
     fact: FactKind | None = None
     label: Mapping[str, str] = _field(default_factory=dict)
     structured: Callable[[Any], dict[str, Any]] | None = None
+    calls: Mapping[str, Sequence[Call]] = _field(default_factory=dict)
 
     @property
     def image_arg(self) -> str | None:

