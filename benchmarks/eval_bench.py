@@ -40,10 +40,10 @@ class SleepAgent:
         self.latency = latency
 
     def invoke(self, question: dict[str, Any], config: dict[str, Any] | None = None) -> Any:
-        from vlagent.agent.types import Answer, QuestionType
+        from vlagent.agent.types import Answer
 
         time.sleep(self.latency)
-        return Answer(text="ok", type=QuestionType.chat)
+        return Answer(text="ok", type="chat")
 
 
 def build(kind: str, latency: float, images: Path, annotations: Path | None) -> Any:

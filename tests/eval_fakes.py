@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from vlagent.agent.types import Answer, QuestionType, RetrievedImage, ToolTrace
+from vlagent.agent.types import Answer, RetrievedImage, ToolTrace
 
 COLOURS = {"red": "红色", "blue": "蓝色", "black": "黑色", "white": "white"}
 
@@ -55,21 +55,21 @@ class FakeAgent:
             ranked = wanted + [c for c in self.catalogue if c not in wanted]
             return Answer(
                 text=f"最相关的图片是 {ranked[0]}",
-                type=QuestionType.retrieve,
+                type="retrieve",
                 images=[RetrievedImage(image=f"image/{r}", score=1.0 - 0.1 * k) for k, r in enumerate(ranked)],
                 trace=[ToolTrace(name="clip_search")],
             )
         if "颜色" in text or "colour" in text:
             image = (question.get("images") or ["?"])[0]
             colour = next((v for k, v in COLOURS.items() if k in image), "灰色")
-            return Answer(text=colour, type=QuestionType.vqa, trace=[ToolTrace(name="vqa")])
+            return Answer(text=colour, type="vqa", trace=[ToolTrace(name="vqa")])
         if question.get("images"):
             return Answer(
                 text=f"描述 {', '.join(question['images'])}",
-                type=QuestionType.describe,
+                type="describe",
                 trace=[ToolTrace(name="caption", ok=False, error="no model")],
             )
-        return Answer(text="你好", type=QuestionType.chat)
+        return Answer(text="你好", type="chat")
 
 
 def make_fake_agent(images: list[Any], annotations: Any) -> FakeAgent:

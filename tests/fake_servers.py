@@ -64,7 +64,7 @@ def _decision(body: dict[str, Any]) -> dict[str, Any]:
     question, names = (match.group(1), match.group(2)) if match else (text, "none")  # see question_of
     images = [] if names.strip() == "none" else [n.strip() for n in names.split(",")]
     c = Understander()(question, images, None).classification
-    return {"type": c.type.value, "query": c.query}
+    return {"type": c.type, "query": c.query}
 
 
 def question_of(body: dict[str, Any]) -> str:

@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from test_agent_graph import FakeTools, make_agent, scripted
-from vlagent.agent.types import QuestionType
 from vlagent.cli import agent_cmds
 from vlagent.cli.app import app
 
@@ -18,7 +17,7 @@ from vlagent.cli.app import app
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTools:
     tools = FakeTools()
-    agent = make_agent(scripted(QuestionType.vqa), tools.build(["colors", "ocr"]))
+    agent = make_agent(scripted("vqa"), tools.build(["colors", "ocr"]))
     monkeypatch.setattr(agent_cmds, "_agent", lambda catalogue, annotations, allow_files=None: agent)
     return tools
 
@@ -72,7 +71,7 @@ def test_ask_and_chat_print_an_answers_error_as_one_line(monkeypatch: pytest.Mon
     from vlagent.models.context import ToolContext
 
     tools = FakeTools(missing_images={"gone.jpg"})
-    agent = make_agent(scripted(QuestionType.vqa), tools.build(["colors", "ocr"]))
+    agent = make_agent(scripted("vqa"), tools.build(["colors", "ocr"]))
     agent.ctx = ToolContext(settings=Settings(home=tmp_path / "home"), resolver=ImageResolver())
     monkeypatch.setattr(agent_cmds, "_agent", lambda catalogue, annotations, allow_files=None: agent)
     result = CliRunner().invoke(app, ["ask", "什么颜色？", "-i", "gone.jpg"])

@@ -12,7 +12,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from vlagent.agent.understand import llm_name
 from vlagent.agent.vote import Fusion, write_fusion
 from vlagent import build_agent
-from vlagent.agent.types import Classification, QuestionType
+from vlagent.agent.types import Classification
 from vlagent.evals.harness import run_eval
 from vlagent.serving.process import free_port
 from vlagent.settings import Settings
@@ -70,7 +70,7 @@ def test_server_answers_the_agents_classify_and_answer_calls(llama_server_settin
     # the answer: from evidence through the server, or an error saying why there is none
     if answer.error is None:
         assert answer.text.strip()
-        assert answer.evidence or answer.type is QuestionType.chat
+        assert answer.evidence or answer.type == "chat"
         if "answer_llm" in names:
             (written,) = [t for t in answer.trace if t.name == "answer_llm"]
             assert written.ok and calls.ok == classify_calls + 1, written.error

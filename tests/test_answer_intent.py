@@ -37,7 +37,7 @@ def fixed(qtype: str, cues: Cues | None = None) -> Any:
 
     def run(question: str, images: list[str], llm: Any) -> ClassifierResult:
         intent = Intent(
-            type=QuestionType(qtype), language=detect_language(question), images=list(images),
+            type=qtype, language=detect_language(question), images=list(images),
             cues=cues if cues is not None else read_cues(question, images),
         )  # fmt: skip
         return ClassifierResult(classification=intent, source="learned")

@@ -25,15 +25,16 @@ def service_for(qtype: QuestionType, tmp_path: Path, **settings: object) -> Agen
 
 
 def test_stream_maps_node_updates_to_steps_then_the_answer(tmp_path: Path) -> None:
-    service = service_for(QuestionType.vqa, tmp_path)
+    service = service_for("vqa", tmp_path)
     folder = service.uploads()
     image = folder.add("a photo.png", _png())
     items = list(service.stream("什么颜色？", [str(image)]))
     steps = [i for i in items if isinstance(i, Step)]
-    assert [s.node for s in steps] == ["understand", "plan", "tools", "answer"]
+    # one step per tool result, as each call finishes (the round's calls run concurrently)
+    assert [s.node for s in steps] == ["understand", "plan", "tools", "tools", "tools", "answer"]
     assert steps[0].title == "question type: vqa (llm, zh)"
     assert steps[1].title.startswith("calling vqa(a_photo.png)")
-    assert {r["name"] for r in steps[2].data["results"]} == {"vqa", "colors", "ocr"}
+    assert sorted(r["name"] for s in steps[2:5] for r in s.data["results"]) == ["colors", "ocr", "vqa"]
     answer = items[-1]
     assert answer.text == "红色"
     dumped = answer.model_dump_json()
@@ -41,7 +42,7 @@ def test_stream_maps_node_updates_to_steps_then_the_answer(tmp_path: Path) -> No
 
 
 def test_an_answer_without_evidence_is_a_422_naming_why(tmp_path: Path) -> None:
-    client = TestClient(create_app(service_for(QuestionType.describe, tmp_path)))
+    client = TestClient(create_app(service_for("describe", tmp_path)))
     response = client.post("/v1/answer", json={"question": "请描述这张图片。"})
     assert response.status_code == 422
     body = response.json()
@@ -61,9 +62,9 @@ def test_an_answer_without_evidence_is_a_422_naming_why(tmp_path: Path) -> None:
 
 
 def test_no_token_configured_means_open_and_a_token_means_401(tmp_path: Path) -> None:
-    open_client = TestClient(create_app(service_for(QuestionType.chat, tmp_path)))
+    open_client = TestClient(create_app(service_for("chat", tmp_path)))
     assert open_client.post("/v1/answer", json={"question": "你好"}).status_code == 200
-    closed = TestClient(create_app(service_for(QuestionType.chat, tmp_path, api_token="t0k")))
+    closed = TestClient(create_app(service_for("chat", tmp_path, api_token="t0k")))
     assert closed.post("/v1/answer", json={"question": "你好"}).status_code == 401
     assert closed.post("/v1/answer", json={"question": "你好"}, headers={"Authorization": "Bearer t0k"}).status_code == 200
     assert closed.get("/health").status_code == 200
@@ -103,7 +104,7 @@ def test_data_urls_decode_and_other_urls_are_refused() -> None:
 
 
 def test_image_names_outside_the_catalogue_and_the_session_are_refused(tmp_path: Path) -> None:
-    service = service_for(QuestionType.vqa, tmp_path)
+    service = service_for("vqa", tmp_path)
     mine, other = service.uploads("thread-a"), service.uploads("thread-b")
     path = other.add("secret.png", _png())
     assert service.image_args(["secret.png"], other) == [str(path)]
@@ -117,7 +118,7 @@ def test_the_agent_reads_uploads_and_the_catalogue_and_nothing_else(tmp_path: Pa
     from vlagent.models.context import ToolContext
 
     settings = Settings(home=tmp_path / "home")
-    agent = make_agent(scripted(QuestionType.vqa), FakeTools().build(), llm=fake_llm())
+    agent = make_agent(scripted("vqa"), FakeTools().build(), llm=fake_llm())
     agent.ctx = ToolContext.from_settings(settings, [catalogue.folder], use_cache=False)
     service = AgentService(agent, settings, [catalogue.folder])
     upload = service.uploads("a-thread").add("mine.png", _png())
@@ -134,7 +135,7 @@ def test_the_agent_reads_uploads_and_the_catalogue_and_nothing_else(tmp_path: Pa
 
 def test_a_question_over_the_limit_is_a_413_in_every_route_before_any_work(tmp_path: Path) -> None:
     tools = FakeTools()
-    agent = make_agent(scripted(QuestionType.vqa), tools.build(), llm=fake_llm("红色"))
+    agent = make_agent(scripted("vqa"), tools.build(), llm=fake_llm("红色"))
     service = AgentService(agent, Settings(home=tmp_path / "home", question_max_chars=50))
     client = TestClient(create_app(service))
     long = "这件衣服是什么颜色的？" * 5  # 55 characters
@@ -157,7 +158,7 @@ def test_a_question_over_the_limit_is_a_413_in_every_route_before_any_work(tmp_p
     at_limit = client.post("/v1/answer", json={"question": long[:50]})  # asked: a vqa question with no image
     assert at_limit.status_code == 422 and "needs an image" in at_limit.json()["error"]["message"]
     with pytest.raises(Exception, match="at most 50"):
-        agent_limit = make_agent(scripted(QuestionType.vqa), FakeTools().build(), llm=fake_llm("红色"))
+        agent_limit = make_agent(scripted("vqa"), FakeTools().build(), llm=fake_llm("红色"))
         agent_limit.question_max_chars = 50
         agent_limit.invoke(long)  # the agent refuses it too (agent.invoke from Python)
 
@@ -168,7 +169,7 @@ def test_the_ui_chat_and_search_say_a_question_is_too_long(tmp_path: Path) -> No
     from vlagent.web.session import WebSession
 
     tools = FakeTools()
-    agent = make_agent(scripted(QuestionType.vqa), tools.build(), llm=fake_llm("红色"))
+    agent = make_agent(scripted("vqa"), tools.build(), llm=fake_llm("红色"))
     service = AgentService(agent, Settings(home=tmp_path / "home", question_max_chars=50))
     session = WebSession(service)
     session.pending = ["dress_red.jpg"]

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from eval_fakes import FakeAgent
-from vlagent.agent.types import Answer, AnswerError, QuestionType, ToolTrace
+from vlagent.agent.types import Answer, AnswerError, ToolTrace
 from vlagent.evals.harness import run_eval
 from vlagent.evals.journal import JournalEntry, journal_path, load_journal
 from vlagent.models.servers import Server, backend_unavailable, was_unavailable
@@ -103,11 +103,11 @@ class Outage(FakeAgent):
         classify = ToolTrace(name="classify", ok=False, error=f"llm failed: {DOWN}")
         if "no tool" in text:
             return Answer(
-                text="", type=QuestionType.vqa, trace=[classify, ToolTrace(name="vqa", ok=False, error=VLM_DOWN)],
+                text="", type="vqa", trace=[classify, ToolTrace(name="vqa", ok=False, error=VLM_DOWN)],
                 error=AnswerError(kind="no_evidence", image="c.jpg", reason=f"every tool failed (vqa: {VLM_DOWN})"),
             )  # fmt: skip
         trace = [classify, ToolTrace(name="colors"), ToolTrace(name="answer_llm", ok=False, error=DOWN)]
-        return Answer(text="红色 (facts)", type=QuestionType.vqa, trace=trace, evidence=["colors[b.jpg]"])
+        return Answer(text="红色 (facts)", type="vqa", trace=trace, evidence=["colors[b.jpg]"])
 
 
 @pytest.fixture()

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from eval_fakes import FakeAgent
-from vlagent.agent.types import Answer, AnswerError, QuestionType, ToolTrace
+from vlagent.agent.types import Answer, AnswerError, ToolTrace
 from vlagent.cache import DiskCache
 from vlagent.cli.app import app
 from vlagent.evals.harness import run_eval
@@ -90,7 +90,7 @@ class NoEvidence(FakeAgent):
                 self.n_calls += 1
                 self.calls[question["question"]] += 1
             return Answer(
-                text="", type=QuestionType.vqa, evidence=[],
+                text="", type="vqa", evidence=[],
                 trace=[ToolTrace(name="classify"), ToolTrace(name="colors", ok=False, error="broken.jpg: corrupt image")],
                 error=AnswerError(kind="image", image=images[0], reason="broken.jpg: corrupt image (truncated)"),
             )  # fmt: skip

@@ -280,7 +280,7 @@ def test_the_images_title_ranks_among_the_catalogue_titles(settings: Settings) -
 def test_the_match_tool_calibrates_clip_against_its_catalogue(tiny_clip_settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from vlagent.data.annotations import Annotation
     from vlagent.models.context import ToolContext
-    from vlagent.agent.registry import build_tools
+    from vlagent.agent.registry import build_tools, builtin_tools
 
     folder = tmp_path / "catalogue"
     folder.mkdir()
@@ -290,7 +290,7 @@ def test_the_match_tool_calibrates_clip_against_its_catalogue(tiny_clip_settings
         _object(colour).save(folder / f"p{n}.png")
         rows.append(Annotation(image=f"p{n}.png", title=title))
     ctx = ToolContext.from_settings(tiny_clip_settings, [folder], annotations=rows)
-    tools, dropped = build_tools(ctx, only=["match"])
+    tools, dropped = build_tools(builtin_tools(), ctx, only=["match"])
     assert "match" in tools, dropped
     msg = tools["match"].invoke({"type": "tool_call", "name": "match", "id": "1", "args": {"image": "p0.png", "text": "白色运动鞋"}})
     clip = MatchResult.model_validate(msg.artifact).details["clip"]
@@ -317,15 +317,15 @@ def test_the_match_tool_calibrates_clip_against_its_catalogue(tiny_clip_settings
 def test_the_match_tool_through_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vlagent.data.resolver import ImageResolver
     from vlagent.models.context import ToolContext
-    from vlagent.agent.registry import build_tools, get_spec
+    from vlagent.agent.registry import build_tools, builtin_tools
 
     for key in ("CLIP", "OCR", "CAPTION", "VQA", "LLM"):
         monkeypatch.setenv(f"VLAGENT_{key}_BACKEND", "none")
     _object(RED).save(tmp_path / "red.png")
     ctx = ToolContext(settings=Settings(home=tmp_path / "home"), resolver=ImageResolver(roots=[tmp_path]))
-    spec = get_spec("match")
+    spec = next(s for s in builtin_tools() if s.name == "match")
     assert spec is not None and spec.field == "match" and spec.image_arg == "image" and spec.probe(ctx) is None
-    tools, dropped = build_tools(ctx, only=["match"])
+    tools, dropped = build_tools(builtin_tools(), ctx, only=["match"])
     assert "match" in tools and not dropped
     msg = tools["match"].invoke({"type": "tool_call", "name": "match", "id": "1", "args": {"image": str(tmp_path / "red.png"), "text": "蓝色衬衫"}})
     result = MatchResult.model_validate(msg.artifact)

@@ -75,7 +75,7 @@ def test_the_agent_indexes_an_untitled_catalogue_and_finds_the_all_red_image(unt
     assert json.loads(record["colors"])[0][:2] == ["红色", "red"] and record["version"] == PASSAGE_VERSION
 
     answer = agent.invoke(QUESTION)
-    assert answer.type.value == "retrieve" and answer.error is None
+    assert answer.type == "retrieve" and answer.error is None
     assert answer.images[0].image == "all_red.png"
     assert all(0.0 <= h.score <= 1.0 and h.by for h in answer.images)
 

@@ -7,13 +7,13 @@ from pathlib import Path
 from langchain_core.tools import BaseTool
 
 from vlagent.models import loader
-from vlagent.agent.registry import build_tools, probe_all
+from vlagent.agent.registry import build_tools, builtin_tools, probe_all
 
 VISION_TOOLS = ["ocr", "colors", "caption", "vqa"]
 
 
 def build_vision_tools(ctx):  # type: ignore[no-untyped-def]
-    tools, dropped = build_tools(ctx, only=VISION_TOOLS)
+    tools, dropped = build_tools(builtin_tools(), ctx, only=VISION_TOOLS)
     return list(tools.values()), dropped
 
 
@@ -43,7 +43,7 @@ def test_all_four_with_local_models(vision_ctx, tiny_blip_dir: Path, tiny_qwen2v
 
 def test_offline_profile_keeps_ocr_and_colors(vision_ctx) -> None:
     ctx = vision_ctx(profile="offline")
-    reasons = probe_all(ctx)
+    reasons = probe_all(builtin_tools(), ctx)
     assert reasons["ocr"] is None and reasons["colors"] is None
     assert reasons["caption"] and reasons["vqa"]
     tools, dropped = build_vision_tools(vision_ctx(ocr_backend="none", caption_backend="none", vqa_backend="none"))

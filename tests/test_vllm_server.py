@@ -223,15 +223,15 @@ def test_serve_prints_the_agent_lines(served: Served) -> None:
 
 
 def test_classification_is_schema_valid_through_structured_output(served: Served) -> None:
+    from vlagent.agent.cards import ORDER
     from vlagent.agent.classify import LLMDecision, build_messages, llm_vote, structured_classifier
-    from vlagent.agent.types import QuestionType
     from vlagent.models.loader import build_chat_model
 
     llm = build_chat_model(served.settings(llm_max_tokens=48))
     assert llm.structured_method == "auto"  # → response_format json_schema: vLLM's guided decoding
     messages = build_messages("这款衬衫的面料是什么？", ["blue_shirt.jpg"], method="structured")
     decision = structured_classifier(llm).invoke(messages)
-    assert isinstance(decision, LLMDecision) and decision.type in set(QuestionType)  # parsed and validated
+    assert isinstance(decision, LLMDecision) and decision.type in ORDER  # parsed and validated
     vote = llm_vote(llm, "这款衬衫的面料是什么？", ["blue_shirt.jpg"])  # the default: one token's log-probabilities
     assert vote.method == "logprobs" and abs(sum(vote.probs.values()) - 1) < 1e-6
 
@@ -257,14 +257,13 @@ def test_vlm_chat_template_places_every_image(served: Served) -> None:
 
 def test_compare_sends_both_images_in_one_vlm_request(served: Served) -> None:
     from vlagent.agent.build import build_agent
-    from vlagent.agent.types import QuestionType
 
     agent = build_agent(
         served.settings(), images=[SUITE / "images"], annotations=SUITE / "train_annotation.csv", auto_index=False
     )
     before = _requests_done(served.vlm_url)
     answer = agent.invoke("比较这两件衣服，哪件是红色的？", images=["red_dress.jpg", "blue_shirt.jpg"])
-    assert answer.type is QuestionType.compare, answer
+    assert answer.type == "compare", answer
     vqa = [t for t in answer.trace if t.name == "vqa"]
     assert len(vqa) == 1 and vqa[0].ok, answer.trace
     assert vqa[0].args["images"] == ["red_dress.jpg", "blue_shirt.jpg"]

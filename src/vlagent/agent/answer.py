@@ -38,7 +38,7 @@ from vlagent.errors import one_line
 
 def turn_results(state: AgentState) -> list[ToolResult]:
     """This turn's tool results in the plan's order (round, then place in the round)."""
-    return sorted(state.get("results") or [], key=lambda r: (r.round, r.n))
+    return sorted(state.get("tool_results") or [], key=lambda r: (r.round, r.n))
 
 
 @dataclass

@@ -28,7 +28,7 @@ from vlagent.errors import VlagentError
 from vlagent.models.selfcheck import ensure_llm_runs
 from vlagent.settings import Settings
 from vlagent.models.context import ToolContext
-from vlagent.agent.understand import Understander
+from vlagent.agent.understand import Understander, default_type
 from vlagent.enrich.categories import read_categories
 from vlagent.models.loader import build_chat_model
 
@@ -138,7 +138,7 @@ class VLAgent:
                 pass
 
     def to_answer(self, state: dict[str, Any]) -> Answer:
-        intent = state.get("intent") or Intent(type="chat", language="zh")
+        intent = state.get("intent") or Intent(type=default_type(self.spec.cards), language="zh")
         return Answer(
             text=state.get("answer", ""),
             type=intent.type,

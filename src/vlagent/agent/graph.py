@@ -43,7 +43,7 @@ def start(state: AgentState) -> dict[str, Any]:
     images = list(state.get("images") or [])
     return {
         "turn_images": images or list(state.get("last_images") or []),
-        "calls": [], "results": None, "rounds": 0, "answer": "", "retrieved": [], "trace": [],
+        "calls": [], "tool_results": None, "rounds": 0, "answer": "", "retrieved": [], "trace": [],
         "classifier_error": None, "evidence": [], "error": None,
     }  # fmt: skip
 
@@ -74,7 +74,7 @@ def plan(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     calls: list[tuple[str, dict[str, Any]]] = []
     if rounds < parts.spec.rounds(intent.type):
         earlier: dict[str, list[str]] = {}
-        for r in state.get("results") or []:
+        for r in state.get("tool_results") or []:
             if r.ok:
                 earlier.setdefault(r.name, []).append(r.text)
         inp = PlanInput(
@@ -114,7 +114,7 @@ def tools(parts: AgentParts, call: PlannedCall) -> dict[str, Any]:
         result = ToolResult(name=call.name, args=call.args, ok=False, error=f"no tool {call.name!r} here", round=call.round, n=call.n)
     else:
         result = run_call(tool, call)
-    return {"results": [result]}
+    return {"tool_results": [result]}
 
 
 def build_graph(parts: AgentParts, checkpointer: Any = None) -> Any:

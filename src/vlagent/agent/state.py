@@ -15,7 +15,7 @@ from vlagent.agent.types import AnswerError, ClassifierResult, Cues, Intent, Pla
 
 
 def results_of_turn(done: list[ToolResult] | None, new: list[ToolResult] | None) -> list[ToolResult]:
-    """The ``results`` channel: each tool node appends its result; ``None`` (a new turn) empties it."""
+    """The ``tool_results`` channel: each tool node appends its result; ``None`` (a new turn) empties it."""
     if new is None:
         return []
     return [*(done or []), *new]
@@ -30,7 +30,7 @@ class AgentState(TypedDict, total=False):
     classifier: str
     classifier_error: str | None
     calls: list[PlannedCall]  # the plan's calls of the current round
-    results: Annotated[list[ToolResult], results_of_turn]  # this turn's tool results, every round
+    tool_results: Annotated[list[ToolResult], results_of_turn]  # this turn's tool results, every round
     rounds: int
     answer: str
     retrieved: list[dict[str, Any]]

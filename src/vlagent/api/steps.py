@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, ToolMessage
 from pydantic import BaseModel, Field
 
 from vlagent.agent.names import display_name
+from vlagent.agent.types import AnswerError, Intent, PlannedCall, ToolResult
 
 
 class Step(BaseModel):
@@ -41,35 +41,27 @@ def steps_of(update: dict[str, Any]) -> list[Step]:
     steps: list[Step] = []
     for node, values in update.items():
         values = values or {}
-        if node == "understand":
-            c = values.get("intent") or {}
+        if node == "understand" and values.get("intent") is not None:
+            c = Intent.model_validate(values["intent"])
             source = values.get("classifier", "learned")
             steps.append(Step(
                 node="understand",
-                title=f"question type: {c.get('type', '?')} ({source}, {c.get('language', '?')})",
-                data={"type": c.get("type"), "language": c.get("language"), "query": c.get("query", ""),
+                title=f"question type: {c.type} ({source}, {c.language})",
+                data={"type": c.type, "language": c.language, "query": c.query,
                       "classifier": source, "error": values.get("classifier_error")},
             ))  # fmt: skip
         elif node == "plan":
-            calls = [
-                {"name": tc["name"], "args": _public_args(tc["args"])}
-                for msg in values.get("messages") or [] if isinstance(msg, AIMessage)
-                for tc in msg.tool_calls
-            ]  # fmt: skip
+            planned = [PlannedCall.model_validate(c) for c in values.get("calls") or []]
+            calls = [{"name": c.name, "args": _public_args(c.args)} for c in planned]
             if calls:
                 title = "calling " + ", ".join(f"{c['name']}({_short_args(c['args'])})" for c in calls)
                 steps.append(Step(node="plan", title=title, data={"calls": calls}))
         elif node == "tools":
             results = []
-            for msg in values.get("messages") or []:
-                if not isinstance(msg, ToolMessage):
-                    continue
-                art = msg.artifact if isinstance(msg.artifact, dict) else {}
-                ok = bool(art.get("ok", msg.status != "error"))
+            for r in (ToolResult.model_validate(x) for x in values.get("tool_results") or []):
                 results.append({
-                    "name": msg.name, "ok": ok, "error": art.get("error") if not ok else None,
-                    "duration_s": round(float(art.get("duration_s", 0.0)), 3),
-                    "content": str(msg.content)[:500],
+                    "name": r.name, "ok": r.ok, "error": r.error if not r.ok else None,
+                    "duration_s": round(r.seconds, 3), "content": r.text[:500],
                 })  # fmt: skip
             if results:
                 title = " · ".join(
@@ -78,7 +70,7 @@ def steps_of(update: dict[str, Any]) -> list[Step]:
                 )
                 steps.append(Step(node="tools", title=title, data={"results": results}))
         elif node == "answer":
-            error = values.get("error")
-            title = f"no answer: {error.get('reason')}" if error else "answer written"
+            error = AnswerError.model_validate(values["error"]) if values.get("error") else None
+            title = f"no answer: {error.reason}" if error else "answer written"
             steps.append(Step(node="answer", title=title, data={"evidence": values.get("evidence") or []}))
     return steps

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from vlagent.agent.registry import probe_all, tool_specs
+from vlagent.agent.registry import probe_all
+from vlagent.agent.spec import build_spec
 from vlagent.cli.errors import err_console, typer_app
 from vlagent.errors import VlagentError
 from vlagent.models import loader
@@ -24,7 +25,6 @@ console = Console()
 app = typer_app(help="Which model each role uses, and fetch the offline weights.")
 
 
-# roles → models → availability (with the tools that have no model role, from the registry)
 # ----------------------------------------------------------------------------------------
 # roles → models → availability
 # ----------------------------------------------------------------------------------------
@@ -34,10 +34,10 @@ def model_roles(settings: Settings, *, check_network: bool = True) -> list[Model
     The model loader's statuses (no weights loaded; with ``check_network`` a configured
     OpenAI-compatible server is asked ``/v1/models`` and, for a hub id not in the local cache,
     the hub gets one HEAD request), plus every registered tool that has no model role (e.g.
-    ``colors``), from the tool registry."""
+    ``colors``), from the agent's tools (built-in and plugins)."""
     rows = loader.statuses(settings, check_network=check_network)
     ctx = ToolContext(settings=settings)
-    for spec in tool_specs():
+    for spec in build_spec(settings).tools:
         if spec.role is None:
             why = spec.probe(ctx)
             rows.append(
@@ -50,9 +50,10 @@ def model_roles(settings: Settings, *, check_network: bool = True) -> list[Model
 
 
 def tool_statuses(settings: Settings) -> list[tuple[str, str | None, str | None]]:
-    """(tool, model role, None if usable here else why) for every registered tool, no weights loaded."""
-    reasons = probe_all(ToolContext(settings=settings))
-    return [(spec.name, spec.role, reasons.get(spec.name)) for spec in tool_specs()]
+    """(tool, model role, None if usable here else why) for every tool of the agent, no weights loaded."""
+    tools = build_spec(settings).tools
+    reasons = probe_all(tools, ToolContext(settings=settings))
+    return [(spec.name, spec.role, reasons.get(spec.name)) for spec in tools]
 
 
 @app.command("list")
