@@ -30,7 +30,7 @@ def encoders(tiny_clip: dict[str, tuple[str, str | None]]) -> dict[str, ClipEnco
 
 @pytest.fixture(scope="module")
 def images(catalogue: Catalogue) -> list[Image.Image]:
-    from vlagent.data import open_source
+    from vlagent.data.images import open_source
 
     with open_source(catalogue.folder) as source:
         return [source.open(name) for name in source]

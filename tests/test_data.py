@@ -22,7 +22,8 @@ from fixtures_data import (
 )
 from PIL import Image, ImageFile
 
-from vlagent.data import read_annotations, read_queries, write_queries
+from vlagent.data.annotations import read_annotations
+from vlagent.data.queries import read_queries, write_queries
 from vlagent.data.images import FolderSource, ZipSource, load_image, load_image_file, open_source
 from vlagent.errors import DataError, ImageError
 
@@ -272,7 +273,7 @@ def test_good_queries(variant: str, query_files: QueryFiles) -> None:
 
 
 def test_full_width_comma_separates_images() -> None:
-    from vlagent.data import QueryItem
+    from vlagent.data.queries import QueryItem
 
     item = QueryItem(question="比较", related_image="a.jpg， b.jpg")
     assert item.images == ["a.jpg", "b.jpg"]

@@ -4,9 +4,12 @@
 Each folder of the package is one layer and every import points down the table ``LAYERS``:
 the root infrastructure (settings, errors, cache, fileio) → data → models → index → enrich →
 agent → tools → api/web/serving/cli/evals. No module imports itself back through a chain of
-others (no cycles between modules), no layer imports itself back through other layers (no
-cycles between folders), and an import of a vlagent module inside a function is an error
-(an import inside a function is only for an optional heavy dependency, never to hide a circle).
+others (no cycles between modules, counting that importing ``vlagent.agent.x`` first runs
+``vlagent/agent/__init__.py``), no layer imports itself back through other layers (no cycles
+between folders), and an import of a vlagent module inside a function is an error (an import
+inside a function is only for an optional heavy dependency, never to hide a circle). No module
+keeps mutable state at module level that code changes (a registry), apart from the listed
+caches (:data:`MODULE_CACHES`); the agent keeps none at all.
 
 The graph code takes the repository root as an argument, so the same counting runs on any
 checkout (``python tests/test_layering.py /path/to/checkout`` prints its figures).
@@ -71,6 +74,20 @@ KNOWN_UPWARD: set[tuple[str, str]] = set()
 KNOWN_LAYER_CYCLES: list[list[str]] = []
 #: function-level vlagent imports per module still to hoist; the count per module may only go down.
 KNOWN_FUNCTION_IMPORTS: dict[str, int] = {}
+
+#: Module-level state that code changes, each with its reason: caches of loaded things, never a
+#: registry of what the program is made of (that is built once and passed down). agent/ has none.
+MODULE_CACHES: dict[tuple[str, str], str] = {
+    ("vlagent.distributed.ray_index", "_SOURCES"): "per Ray worker process: the opened image sources",
+    ("vlagent.distributed.ray_text_index", "_CONTEXTS"): "per Ray worker process: the OCR context",
+    ("vlagent.index.text_readers", "_CTX"): "the loky worker pool's context, made once per process",
+    ("vlagent.index.text_readers", "_BACKGROUND"): "background index builds still running (joined at exit)",
+    ("vlagent.models.hub", "_verdicts"): "the hub's reachability, asked once per process",
+    ("vlagent.models.loader", "_slots"): "the loaded models, keyed by the settings they depend on",
+}
+
+#: methods that change a container in place
+MUTATORS = {"append", "extend", "update", "setdefault", "pop", "clear", "add", "remove", "insert", "discard", "popitem"}
 
 #: nothing below the agent imports these
 UPPER = ("vlagent.tools", "vlagent.agent", "vlagent.cli", "vlagent.api", "vlagent.web", "vlagent.evals")
@@ -234,6 +251,47 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
+def with_package_inits(graph: Graph) -> dict[str, set[str]]:
+    """The imports that run when a module is imported (module level: a function's run later, a
+    typing one never), plus the ones Python adds: importing ``vlagent.agent.plan`` first runs
+    each package ``__init__`` above it (``vlagent``, ``vlagent.agent``)."""
+    edges = Graph(graph.modules, [i for i in graph.imports if i.kind == "module"]).edges()
+    for module in graph.modules:
+        parts = module.split(".")
+        for n in range(1, len(parts)):
+            package = ".".join(parts[:n])
+            if package in graph.modules and package != module:
+                edges[module].add(package)
+    return edges
+
+
+def module_state(root: Path) -> list[tuple[str, str, str]]:
+    """(module, name, how) for each module-level name that code changes: ``global name``, an
+    item assigned (``NAME[k] = v``) or a mutating method called (``NAME.append(x)``)."""
+    found: list[tuple[str, str, str]] = []
+    for module, path in find_modules(root).items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = set()
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Global):
+                found += [(module, n, f"global, line {node.lineno}") for n in node.names]
+            elif isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
+                targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+                found += [
+                    (module, t.value.id, f"item set, line {node.lineno}") for t in targets
+                    if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id in names
+                ]  # fmt: skip
+            elif (
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS
+                and isinstance(node.func.value, ast.Name) and node.func.value.id in names
+            ):  # fmt: skip
+                found.append((module, node.func.value.id, f".{node.func.attr}(), line {node.lineno}"))
+    return sorted(set(found))
+
+
 def layer_edges(graph: Graph) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for imp in graph.imports:
@@ -297,6 +355,24 @@ def test_no_import_cycles_between_modules() -> None:
     assert fixed == [], "circles gone: drop them from KNOWN_CYCLES:" + _fmt(fixed)
 
 
+def test_no_import_circle_through_a_package_init() -> None:
+    """A package ``__init__`` that imports its own modules (to register them) is a circle: each
+    of those modules first runs the ``__init__``."""
+    found = cycles(with_package_inits(GRAPH))
+    assert found == [], "import circles through a package __init__:" + _fmt(found)
+
+
+def test_no_module_level_registry() -> None:
+    """Nothing the program is made of lives in a module-level container that code changes: the
+    agent's cards and tools are built once and passed down. Only the listed caches remain."""
+    found = module_state(ROOT)
+    unlisted = [f"{m}.{n} ({how})" for m, n, how in found if (m, n) not in MODULE_CACHES]
+    in_agent = [f"{m}.{n} ({how})" for m, n, how in found if m.startswith("vlagent.agent")]
+    stale = sorted(f"{m}.{n}" for m, n in MODULE_CACHES if not any((m, n) == (fm, fn) for fm, fn, _ in found))
+    assert unlisted == [] and in_agent == [], "module-level state that code changes:" + _fmt(unlisted + in_agent)
+    assert stale == [], "no longer changed at module level: drop from MODULE_CACHES:" + _fmt(stale)
+
+
 def test_no_cycles_between_layers() -> None:
     found = cycles(layer_edges(GRAPH))
     assert found == KNOWN_LAYER_CYCLES, "circles between folders:" + _fmt(found)
@@ -338,8 +414,8 @@ def test_the_root_holds_infrastructure_only() -> None:
 
 def test_the_agent_reads_its_tools_from_the_registry_only() -> None:
     """The agent (graph, plan, answers, build) and its test fakes never name a tool module:
-    adding a tool is one module plus its registration (the registry loads the built-in ones by
-    name, as it loads plugins)."""
+    adding a tool is one module plus its spec (the registry loads the built-in ones by name, as
+    it loads plugins' entry points)."""
     mods = dict(GRAPH.modules)
     mods["tests.test_agent_graph"] = ROOT / "tests" / "test_agent_graph.py"
     offenders = []
@@ -399,6 +475,24 @@ def test_the_checks_catch_a_circle_an_upward_import_and_a_hidden_import(tmp_path
     assert function_level_imports(graph) == ["vlagent.models.clip imports vlagent.data.images inside a function (line 2)"]
 
 
+def test_the_checks_catch_a_registering_init_and_a_registry(tmp_path: Path) -> None:
+    _synthetic(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "agent/__init__.py": "from vlagent.agent import cards as _cards\n",
+            "agent/cards.py": "from vlagent.agent.questions import register\nregister('vqa')\n",
+            "agent/questions.py": "_CARDS = {}\n_SEEN = []\ndef register(name):\n    _CARDS[name] = 1\n    _SEEN.append(name)\n",
+        },
+    )
+    graph = build_graph(tmp_path)
+    assert cycles(graph.edges()) == []  # no circle in the import statements themselves
+    assert cycles(with_package_inits(graph)) == [["vlagent.agent", "vlagent.agent.cards", "vlagent.agent.questions"]]
+    assert [(m, n) for m, n, _ in module_state(tmp_path)] == [
+        ("vlagent.agent.questions", "_CARDS"), ("vlagent.agent.questions", "_SEEN"),
+    ]  # fmt: skip
+
+
 # ---------------------------------------------------------------- figures for any checkout
 
 
@@ -412,6 +506,8 @@ def report(root: Path) -> str:
         f"module circles (all imports): {len(found)}, modules in them: {sum(map(len, found))}",
         *("  " + " ".join(c) for c in found),
         f"module circles (module-level imports only): {len(cycles(Graph(graph.modules, [i for i in graph.imports if i.kind == 'module']).edges()))}",
+        f"module circles through a package __init__: {len(cycles(with_package_inits(graph)))}",
+        f"module-level state that code changes: {len(module_state(root))} ({len(module_state(root)) and ', '.join(sorted({m + '.' + n for m, n, _ in module_state(root)}))})",
         f"folder circles: {cycles(layer_edges(graph))}",
         f"function-level vlagent imports: {len(fn)}",
         f"imports against the layer order: {len(upward_imports(graph))}",

@@ -1,18 +1,4 @@
-"""The data layer: annotations CSV, image sources (folder or zip) and query.json."""
-
-from vlagent.data.annotations import Annotation, read_annotations
-from vlagent.data.images import ImageSource, load_image, open_source
-from vlagent.data.queries import QueryFile, QueryItem, QueryProblem, read_queries, write_queries
-
-__all__ = [
-    "Annotation",
-    "ImageSource",
-    "QueryFile",
-    "QueryItem",
-    "QueryProblem",
-    "load_image",
-    "open_source",
-    "read_annotations",
-    "read_queries",
-    "write_queries",
-]
+"""The data layer: annotations CSV (:mod:`~vlagent.data.annotations`), image sources, folder or
+zip (:mod:`~vlagent.data.images`), query.json (:mod:`~vlagent.data.queries`) and the allowed
+image roots (:mod:`~vlagent.data.resolver`). Import from the module that holds a name: the
+package imports none of them (no circle through this ``__init__``)."""
