@@ -70,3 +70,25 @@ def test_config_file_toml_or_yaml_under_env(monkeypatch: pytest.MonkeyPatch, tmp
 def test_local_vlagent_toml_is_read(tmp_path: Path) -> None:
     (tmp_path / "vlagent.toml").write_text('dataset = "local"\n', encoding="utf-8")
     assert Settings().dataset == "local"
+
+
+def test_every_setting_belongs_to_one_group_and_keeps_its_environment_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vlagent.settings import GROUPS
+
+    groups = Settings.groups()
+    names = [n for fields in groups.values() for n in fields]
+    assert sorted(names) == sorted(Settings.model_fields) and len(names) == len(set(names))  # each exactly once
+    assert "llm_structured_method" in groups["llm"] and "llm_chat_format" in groups["llm"]  # not under serving
+    assert "question_max_chars" in groups["agent"] and "checkpoint_path" in groups["agent"]  # not under web
+    picks = {
+        "machine": ("device", "cuda:1"), "index": ("dataset", "shop"), "text_index": ("index_workers", "3"),
+        "ray": ("ray_num_cpus", "3"), "clip": ("clip_batch_size", "7"), "match": ("match_min_catalogue", "9"),
+        "caption": ("caption_num_beams", "2"), "vqa": ("vqa_max_new_tokens", "64"), "ocr": ("ocr_det_side", "960"),
+        "llm": ("llm_parallel", "3"), "classifier": ("classifier_timeout", "2.5"), "agent": ("question_max_chars", "100"),
+        "recommend": ("recommend_colors", "3"), "serve": ("serve_llm_port", "9000"), "web": ("web_ui_port", "7000"),
+    }  # fmt: skip
+    assert set(picks) == set(GROUPS)
+    for key, (name, value) in picks.items():  # one setting of each group, from its old environment variable
+        assert name in groups[key]
+        monkeypatch.setenv(f"VLAGENT_{name.upper()}", value)
+        assert str(getattr(Settings(), name)) == value, name

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -58,13 +58,8 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="VLAGENT_",
-        env_file=".env",
-        extra="ignore",
-        validate_default=True,
-    )
+class MachineSettings(BaseModel):
+    """The profile, the home folder and where the in-process models run."""
 
     profile: Profile = "hub"
     home: Path = Field(default_factory=default_home, description="cache, models and index root")
@@ -81,7 +76,10 @@ class Settings(BaseSettings):
         "is installed and the model runs on CUDA in half precision, else sdpa where the model supports it",
     )
 
-    # --- image index (Chroma) ---
+
+class IndexSettings(BaseModel):
+    """The image index (Chroma): where it lives, what may be read into it, its HNSW graph."""
+
     index_path: Path | None = Field(None, description="PersistentClient folder; default HOME/index")
     chroma_url: str | None = Field(None, description="Chroma server URL; switches to HttpClient")
     dataset: str = Field("default", description="dataset name: one collection per (model, dataset)")
@@ -100,7 +98,27 @@ class Settings(BaseSettings):
     hnsw_search_ef: int = Field(512, ge=1, description="candidates kept while searching (recall vs latency; see Scale out)")
     hnsw_m: int = Field(16, ge=2, description="links per node (Chroma's max_neighbors)")
 
-    # --- Ray (vlagent index/eval --engine ray) ---
+
+class TextIndexSettings(BaseModel):
+    """The image-text index (vlagent.index.text_index): its worker processes and background build."""
+
+    index_workers: int | None = Field(
+        None, ge=1, description="processes reading image text (OCR, colours) for the index (default: one per core; "
+        "1: in this process)",
+    )
+    index_background: bool = Field(
+        True, description="eval/ask/ui/serve api build the image-text index in the background: questions about "
+        "given images are answered meanwhile, retrieval waits for it (false: build it before the first answer)",
+    )
+    index_wait_s: float | None = Field(
+        None, ge=0, description="how long retrieval waits for a background build before it searches what is "
+        "indexed so far and says how much (default: until the build is done)",
+    )
+
+
+class RaySettings(BaseModel):
+    """Ray (vlagent index/eval --engine ray)."""
+
     ray_address: str | None = Field(
         None, description="Ray cluster: auto, ray://host:10001; unset starts a local Ray"
     )
@@ -113,7 +131,10 @@ class Settings(BaseSettings):
     ray_decode_cpus: float = Field(1.0, gt=0, description="CPUs per image read/decode task")
     ray_eval_actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per eval actor")
 
-    # --- CLIP retrieval ---
+
+class ClipSettings(BaseModel):
+    """CLIP retrieval."""
+
     clip_model: str = Field(
         "OFA-Sys/chinese-clip-vit-base-patch16",
         description="hub id, local dir (transformers), open_clip name, hf-hub:id, or a checkpoint file",
@@ -129,7 +150,10 @@ class Settings(BaseSettings):
         "None: on a GPU min(8, CPUs - 1), on CPU 0 (decoding in threads beside the encoder)",
     )
 
-    # --- image-text matching (the ``match`` tool, vlagent.index.matching) ---
+
+class MatchSettings(BaseModel):
+    """Image-text matching (the ``match`` tool)."""
+
     # CLIP's raw cosine is not comparable across images/models: a text matches when it ranks high
     # among the catalogue's titles for the image (and the image among the catalogue's images for it)
     match_clip_yes_percentile: float = Field(
@@ -159,20 +183,19 @@ class Settings(BaseSettings):
     match_blip_yes: float = Field(0.7, ge=0.0, le=1.0, description="match: BLIP ITM probability for yes")
     match_blip_no: float = Field(0.3, ge=0.0, le=1.0, description="match: BLIP ITM probability at or below: no")
 
-    # --- zero-shot categories (vlagent classify --images ... --out categories.csv) ---
-    categories_path: Path | None = Field(
-        None,
-        validation_alias=AliasChoices("categories_path", "VLAGENT_CATEGORIES", "VLAGENT_CATEGORIES_PATH"),
-        description="image,category CSV: a title hint for untitled images (env VLAGENT_CATEGORIES)",
-    )
 
-    # --- captioning (BLIP) ---
+class CaptionSettings(BaseModel):
+    """Captioning (BLIP)."""
+
     caption_backend: Literal["transformers", "none"] = "transformers"
     caption_model: str = "Salesforce/blip-image-captioning-base"
     caption_max_new_tokens: int = Field(30, ge=1, description="concise captions; detailed ones get twice this")
     caption_num_beams: int = Field(3, ge=1)
 
-    # --- visual question answering (Qwen2-VL / LLaVA class) ---
+
+class VqaSettings(BaseModel):
+    """Visual question answering (Qwen2-VL / LLaVA class, in-process or a server)."""
+
     vqa_backend: Literal["auto", "openai", "transformers", "none"] = "auto"
     vqa_model: str = "Qwen/Qwen2-VL-2B-Instruct"
     vqa_base_url: str | None = None
@@ -180,7 +203,10 @@ class Settings(BaseSettings):
     vqa_api_key: str = Field("EMPTY", description="API key for the VLM server (vLLM ignores it)")
     vqa_max_image_side: int = Field(640, ge=28, description="images are shrunk to this side before the VLM")
 
-    # --- OCR ---
+
+class OcrSettings(BaseModel):
+    """OCR (rapidocr)."""
+
     ocr_backend: Literal["rapidocr", "none"] = "rapidocr"
     # benchmarks/index_bench.py --sample-ocr measured these on the sample labels and on 800x800
     # product photos (README "Finding untitled images by their text")
@@ -195,21 +221,10 @@ class Settings(BaseSettings):
         None, ge=1, description="onnxruntime threads per OCR engine (default: all cores; index workers: cores / workers)"
     )
 
-    # --- the image-text index (vlagent.index.text_index) ---
-    index_workers: int | None = Field(
-        None, ge=1, description="processes reading image text (OCR, colours) for the index (default: one per core; "
-        "1: in this process)",
-    )
-    index_background: bool = Field(
-        True, description="eval/ask/ui/serve api build the image-text index in the background: questions about "
-        "given images are answered meanwhile, retrieval waits for it (false: build it before the first answer)",
-    )
-    index_wait_s: float | None = Field(
-        None, ge=0, description="how long retrieval waits for a background build before it searches what is "
-        "indexed so far and says how much (default: until the build is done)",
-    )
 
-    # --- the LLM behind classify and answer ---
+class LLMSettings(BaseModel):
+    """The LLM behind the understanding pass's vote and the answers."""
+
     llm_backend: Literal["auto", "openai", "llama-cpp", "transformers", "none"] = "auto"
     llm_model: str = Field("Qwen/Qwen2.5-1.5B-Instruct", description="served name, hub id or dir")
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. vLLM")
@@ -228,6 +243,17 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     request_timeout: float = Field(120.0, description="seconds per LLM/VLM request")
     max_retries: int = Field(2, description="retries with backoff for LLM/VLM requests")
+    llm_structured_method: Literal["auto", "json_schema", "function_calling", "json_mode"] = Field(
+        "auto", description="how an OpenAI-compatible server is asked for structured output"
+    )
+    llm_chat_format: str | None = Field(
+        None, description="llama.cpp chat_format; default the GGUF's own chat template"
+    )
+
+
+class ClassifierSettings(BaseModel):
+    """The understanding pass: the LLM's vote beside the learned classifier."""
+
     classifier_llm_vote: bool = Field(
         True,
         description="let the LLM vote on a question's type beside the learned classifier, where a fusion fit exists "
@@ -240,16 +266,34 @@ class Settings(BaseSettings):
         3, ge=0, le=10, description="labelled questions per type in the fixed (cached) prompt prefix"
     )
 
-    # --- recommendations (vlagent recommend) ---
+
+class AgentSettings(BaseModel):
+    """The agent's own limits and memory, and the title hints for untitled images."""
+
+    question_max_chars: int = Field(
+        4000, ge=1, description="longest question, in characters: longer ones are refused (HTTP 413, one line, a bad item)"
+    )
+    checkpoint_path: Path | None = Field(None, description="SQLite checkpointer; default in-memory")
+
+    categories_path: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("categories_path", "VLAGENT_CATEGORIES", "VLAGENT_CATEGORIES_PATH"),
+        description="image,category CSV: a title hint for untitled images (env VLAGENT_CATEGORIES)",
+    )
+
+
+class RecommendSettings(BaseModel):
+    """Recommendations (vlagent recommend)."""
+
     recommend_dislike_weight: float = Field(
         0.5, ge=0.0, description="Rocchio β: preference = mean(likes) - β·mean(dislikes)"
     )
     recommend_colors: int = Field(2, ge=0, le=8, description="colours named in each recommendation's why")
 
-    # --- agent memory ---
-    checkpoint_path: Path | None = Field(None, description="SQLite checkpointer; default in-memory")
 
-    # --- serving (vlagent serve) ---
+class ServeSettings(BaseModel):
+    """Serving the models (vlagent serve: vLLM or llama.cpp's server)."""
+
     serve_host: str = "127.0.0.1"
     serve_llm_port: int = 8000
     serve_vlm_port: int = 8001
@@ -288,14 +332,11 @@ class Settings(BaseSettings):
     )
     serve_llm_name: str | None = Field(None, description="served model name; default llm_model")
     serve_startup_timeout: float = Field(900.0, description="seconds to wait for /v1/models")
-    llm_structured_method: Literal["auto", "json_schema", "function_calling", "json_mode"] = Field(
-        "auto", description="how an OpenAI-compatible server is asked for structured output"
-    )
-    llm_chat_format: str | None = Field(
-        None, description="llama.cpp chat_format; default the GGUF's own chat template"
-    )
 
-    # --- the web UI and the HTTP API (vlagent ui, vlagent serve api, langgraph dev) ---
+
+class WebSettings(BaseModel):
+    """The web UI and the HTTP API (vlagent ui, vlagent serve api, langgraph dev)."""
+
     catalogue: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="image folders / zips the UI, the API and langgraph dev serve "
@@ -309,12 +350,47 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="bearer token the HTTP API requires (unset: open)")
     upload_max_bytes: int = Field(10 * 1024 * 1024, ge=1, description="largest uploaded image")
     upload_max_images: int = Field(8, ge=1, description="images per question")
-    question_max_chars: int = Field(
-        4000, ge=1, description="longest question, in characters: longer ones are refused (HTTP 413, one line, a bad item)"
-    )
     api_max_request_bytes: int = Field(
         32 * 1024 * 1024, ge=1, description="largest HTTP request body (base64 images included)"
     )
+
+
+#: the settings' groups, one per capability or front end: ``Settings`` has every group's fields, under
+#: the same names (``VLAGENT_<FIELD>`` as before)
+GROUPS: dict[str, type[BaseModel]] = {
+    "machine": MachineSettings,
+    "index": IndexSettings,
+    "text_index": TextIndexSettings,
+    "ray": RaySettings,
+    "clip": ClipSettings,
+    "match": MatchSettings,
+    "caption": CaptionSettings,
+    "vqa": VqaSettings,
+    "ocr": OcrSettings,
+    "llm": LLMSettings,
+    "classifier": ClassifierSettings,
+    "agent": AgentSettings,
+    "recommend": RecommendSettings,
+    "serve": ServeSettings,
+    "web": WebSettings,
+}
+
+
+class Settings(BaseSettings, *reversed(GROUPS.values())):  # type: ignore[misc]
+    """Every setting: the groups' fields (the first group's first), read from keyword arguments,
+    ``VLAGENT_*`` environment variables, ``.env``, the config file and the profile's defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VLAGENT_",
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    @classmethod
+    def groups(cls) -> dict[str, list[str]]:
+        """{group: its field names}: which capability each setting belongs to."""
+        return {key: list(group.model_fields) for key, group in GROUPS.items()}
 
     @field_validator("image_roots", "catalogue", mode="before")
     @classmethod
