@@ -108,7 +108,7 @@ def sample_suite(modes: list[str]) -> None:
         elif mode == "after" and shipped is not None:
             write_fusion(shipped, home / "fusion")
         settings = base.model_copy(update={"home": home, "classifier_llm_vote": mode != "learned"})
-        agent.parts.classifier = Understander(settings)
+        agent.parts.classifier = Understander(settings, cards=agent.spec.cards)
         if agent.ctx is not None:
             agent.ctx.cache = DiskCache(home / "tools.sqlite")
         agent.invoke({"question": "请描述这张图片。", "images": ["red_dress.jpg"]})  # warm-up
