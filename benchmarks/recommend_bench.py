@@ -120,7 +120,7 @@ def bench_colors(work: Path) -> None:
     from threadpoolctl import threadpool_limits
 
     from vlagent.cache import DiskCache
-    from vlagent.models.vision.colors import colors_of, dominant_colors
+    from vlagent.models.colors import colors_of, dominant_colors
 
     names = sorted(p.name for p in (SAMPLE / "images").iterdir())
     resolver = ImageResolver.from_paths([SAMPLE / "images"])

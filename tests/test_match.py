@@ -26,7 +26,7 @@ def _object(colour: tuple[int, int, int]) -> Image.Image:
 
 
 def _red_colours() -> list[dict[str, Any]]:
-    from vlagent.models.vision.colors import dominant_colors
+    from vlagent.models.colors import dominant_colors
 
     return [c.model_dump() for c in dominant_colors(_object(RED))]
 

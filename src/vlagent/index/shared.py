@@ -21,7 +21,7 @@ from vlagent.index.store import ImageIndex
 from vlagent.index.text_index import TextIndex, build_lock, ensure_text_index, unavailable_reason
 from vlagent.index.text_readers import ReaderStopped
 from vlagent.index.titles import TitleIndex
-from vlagent.models.loader import encoder_from_settings
+from vlagent.models.clip import encoder_from_settings
 from vlagent.models.context import ToolContext
 
 log = logging.getLogger(__name__)
