@@ -144,7 +144,7 @@ def test_a_status_for_every_role_without_loading_or_network(profile: str, tmp_pa
     settings = Settings(profile=profile, home=tmp_path)
     before = loading.loaded_keys()
     rows = loader.statuses(settings)
-    assert [r.role for r in rows] == list(loader.ROLES)
+    assert [r.role for r in rows] == list(roles.ROLES)
     for row in rows:
         assert row.available == (row.reason is None)
         assert row.reason or row.where, row

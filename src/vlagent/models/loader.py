@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from vlagent.models import loading
-from vlagent.models.llm import build_chat_model  # lives in llm; vlagent.agent.build imports it from here
+from vlagent.models.llm import build_chat_model  # llm's; vlagent.agent.build imports it from here
 from vlagent.models.loading import ModelKey, ModelStatus, RoleSpec
 from vlagent.models.roles import ROLES, spec
 from vlagent.settings import Settings, get_settings
 
-__all__ = ["ROLES", "ModelStatus", "build_chat_model", "key", "load", "status", "statuses"]
+__all__ = ["build_chat_model", "key", "load", "status", "statuses"]
 
 
 def key(role: str | RoleSpec, settings: Settings) -> ModelKey:
