@@ -11,9 +11,9 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
 from vlagent.agent.toolspec import ToolSpec
+from vlagent.models.context import ToolContext
 from vlagent.products.match_inputs import match_of
 from vlagent.products.matching import MatchResult
-from vlagent.models.context import ToolContext
 
 
 class MatchArgs(BaseModel):

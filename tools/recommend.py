@@ -13,9 +13,9 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
 from vlagent.agent.toolspec import ToolSpec
+from vlagent.models.context import ToolContext
 from vlagent.products.recommend import Recommender
 from vlagent.products.recommend import probe as engine_probe
-from vlagent.models.context import ToolContext
 
 
 class RecommendArgs(BaseModel):
