@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_configs as rc  # noqa: E402 - the builders live beside this script
 
 from vlagent.data.images import open_source  # noqa: E402
-from vlagent.models import loader  # noqa: E402
+from vlagent.models import loader, loading  # noqa: E402
 from vlagent.settings import Settings  # noqa: E402
 
 SMALL_AFTER = "; --small: after = 2 decode processes on CPU (their start-up dominates 12 images)"
@@ -135,7 +135,7 @@ def free_models() -> None:
 
     import torch
 
-    loader.clear()
+    loading.clear()
     gc.collect()
     if cuda():
         torch.cuda.empty_cache()
@@ -278,7 +278,7 @@ def bench_captions(b: Bench, blip_dir: Path, photos: list[Image.Image]) -> None:
 
 # --------------------------------------------------------------------------------------------- 3. VQA in-process
 def bench_vqa_inprocess(b: Bench, vlm_dir: Path, photos: list[Image.Image]) -> None:
-    from vlagent.models.vision.hfmodels import shrink
+    from vlagent.models.vqa import shrink
 
     n = 2 if b.small else 12
     tokens = b.args.vqa_tokens
@@ -354,8 +354,8 @@ def gpu_used() -> str:
 
 
 def bench_vllm(b: Bench, models: dict[str, Path], photos: list[Image.Image]) -> None:
-    from vlagent.models.vision.engines import OpenAIVqa
-    from vlagent.models.vision.hfmodels import shrink
+    from vlagent.models.vqa import OpenAIVqa
+    from vlagent.models.vqa import shrink
 
     common = {"vqa_model": str(models["vqa"]), "llm_model": str(models["llm"]), "serve_max_model_len": 4096,
               "vqa_max_new_tokens": b.args.vqa_tokens, "llm_max_tokens": 64, "request_timeout": 600}  # fmt: skip

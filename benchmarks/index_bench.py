@@ -223,7 +223,7 @@ def bench_text_index(work: Path, tag: str, folder: Path, labels: dict[str, str],
     of label words its OCR text has."""
     from vlagent.index.text_index import TextIndex, index_image_texts
     from vlagent.models.context import ToolContext
-    from vlagent.models.vision import ocr
+    from vlagent.models import ocr
 
     settings = Settings(home=work / f"text-{tag}", dataset="text", **overrides)  # type: ignore[arg-type]
     ctx = ToolContext.from_settings(settings, [folder])
@@ -292,7 +292,7 @@ def bench_sample_ocr() -> list[tuple[str, str, str, bool, bool]]:
     from importlib import resources
 
     from vlagent.evals.metrics import gold_contained
-    from vlagent.models.vision.engines import OcrEngine
+    from vlagent.models.ocr import OcrEngine
 
     suite = Path(str(resources.files("vlagent.evals").joinpath("suites/sample")))
     engines = {"before": OcrEngine(det_side=BEFORE["ocr_det_side"], angle_classifier=True),  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Recommendation latency (``vlagent.index.recommend.Recommender``), in both spaces.
+"""Recommendation latency (``vlagent.products.recommend.Recommender``), in both spaces.
 
 1. CLIP space: one preference (2 image likes read from the index by content hash, 1 text like,
    1 image dislike) → Chroma query → exclusions, p50/p95 over many calls, at ``--vectors``
@@ -25,7 +25,7 @@ import numpy as np
 from vlagent.data.annotations import Annotation, read_annotations
 from vlagent.fileio import content_hash
 from vlagent.index.store import ImageIndex
-from vlagent.index.recommend import Recommender
+from vlagent.products.recommend import Recommender
 from vlagent.settings import Settings
 from vlagent.data.resolver import ImageResolver
 from vlagent.models.context import ToolContext
@@ -120,7 +120,7 @@ def bench_colors(work: Path) -> None:
     from threadpoolctl import threadpool_limits
 
     from vlagent.cache import DiskCache
-    from vlagent.models.vision.colors import colors_of, dominant_colors
+    from vlagent.models.colors import colors_of, dominant_colors
 
     names = sorted(p.name for p in (SAMPLE / "images").iterdir())
     resolver = ImageResolver.from_paths([SAMPLE / "images"])

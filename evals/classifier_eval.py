@@ -40,7 +40,7 @@ from vlagent.agent.types import ClassifierResult, QuestionType
 from vlagent.agent.understand import Understander, llm_name
 from vlagent.agent.vote import Fusion, find_fusion, load_votes, pool
 from vlagent.cache import DiskCache
-from vlagent.models.loader import build_chat_model
+from vlagent.models.llm import build_chat_model
 from vlagent.settings import Settings
 
 

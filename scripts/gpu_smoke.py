@@ -43,7 +43,7 @@ from PIL import Image
 from vlagent.data.annotations import read_annotations
 from vlagent.data.images import load_image_file, open_source
 from vlagent.errors import one_line
-from vlagent.models import loader
+from vlagent.models import loader, loading
 from vlagent.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def check_vqa(sm: Smoke) -> str:
 
 
 def check_llm(sm: Smoke) -> str:
-    from vlagent.models.loader import build_chat_model
+    from vlagent.models.llm import build_chat_model
 
     reply = build_chat_model(sm.settings).invoke(f"用一句话介绍这件商品：{sm.titles[0]}")
     text = str(getattr(reply, "content", reply)).strip()
@@ -166,7 +166,7 @@ def check_ocr(sm: Smoke) -> str:
 
 
 def check_serve(sm: Smoke) -> str:
-    from vlagent.models.vision.engines import OpenAIVqa
+    from vlagent.models.vqa import OpenAIVqa
     from vlagent.serving.commands import build_specs, require_engine, vllm_available
     from vlagent.serving.process import ServerProcess, free_port
 
@@ -197,7 +197,7 @@ def check_finetune(sm: Smoke) -> str:
     from vlagent.finetune.towers import towers_for
     from vlagent.finetune.train import FinetuneConfig, finetune, load_checkpoint
 
-    loader.clear("clip")  # fine-tuning trains the weights in place: its own copy
+    loading.clear("clip")  # fine-tuning trains the weights in place: its own copy
     s = sm.settings
     workdir = sm.work / "finetune"
     config = FinetuneConfig(epochs=2, batch_size=4, lr=1e-5, save_every=1)
@@ -216,10 +216,10 @@ def check_finetune(sm: Smoke) -> str:
         except KeyboardInterrupt:
             pass
         saved = load_checkpoint(workdir / "last.pt")
-        loader.clear("clip")
+        loading.clear("clip")
         towers = towers_for(loader.load("clip", s), s.clip_model, s.clip_pretrained)
         report = finetune(towers, source, split, workdir, config, progress=False, on_step=steps.append)
-    loader.clear("clip")
+    loading.clear("clip")
     cuda_rng = "cuda" in saved["rng"]
     detail = f"resumed from {report.resumed_from}, {report.steps} steps, R@1 {report.before.r1:.2f} → {report.best.r1:.2f}; CUDA RNG saved: {cuda_rng}"
     assert report.resumed_from and steps[:2] == [1, 2] and steps[-1] == report.steps, detail

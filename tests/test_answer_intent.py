@@ -16,7 +16,7 @@ from fixtures_data import plain_agent_settings
 from vlagent import build_agent
 from vlagent.agent.cues import read_cues
 from vlagent.agent.language import detect_language
-from vlagent.agent.types import ClassifierResult, Cues, Intent, QuestionType
+from vlagent.agent.types import ClassifierResult, Cues, Intent
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ def blip_settings(blip_dir: Path, home: Path, **kw) -> Settings:
 
 
 def blip_calls(settings: Settings) -> int:
-    from vlagent.models.vision.caption import engine
+    from vlagent.models.caption import engine
 
     return engine(settings).calls
 

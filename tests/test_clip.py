@@ -14,7 +14,7 @@ from PIL import Image
 
 from vlagent.errors import ModelLoadError
 from vlagent.models.clip import ClipEncoder, _features, load_clip_encoder
-from vlagent.models.loader import encoder_from_settings
+from vlagent.models.clip import encoder_from_settings
 
 FAMILIES = ["chinese_clip", "clip", "open_clip", "open_clip_dir"]
 TEXTS = ["红色连衣裙女夏季长裙", "蓝色男士衬衫长袖纯棉", "黄色半身裙,百褶短裙", "red dress", "你好"]

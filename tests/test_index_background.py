@@ -23,7 +23,7 @@ from vlagent.data.annotations import Annotation
 from vlagent.index.background import BackgroundBuild
 from vlagent.index.shared import Coverage
 from vlagent.index.titles import TitleIndex
-from vlagent.models.vision.engines import OcrEngine
+from vlagent.models.ocr import OcrEngine
 from vlagent.tools.retrieval import make_title_tool
 
 SAMPLE = Path(str(resources.files("vlagent.evals").joinpath("suites/sample")))

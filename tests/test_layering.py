@@ -2,9 +2,9 @@
 ``if TYPE_CHECKING:``.
 
 Each folder of the package is one layer and every import points down the table ``LAYERS``:
-the root infrastructure (settings, errors, cache, fileio) → data → models → index → enrich →
-agent → tools → api/web/serving/cli/evals. No module imports itself back through a chain of
-others (no cycles between modules, counting that importing ``vlagent.agent.x`` first runs
+the root infrastructure (settings, errors, cache, fileio) → data → models → index → products →
+enrich → agent → tools → api/web/serving/cli/evals. No module imports itself back through a chain
+of others (no cycles between modules, counting that importing ``vlagent.agent.x`` first runs
 ``vlagent/agent/__init__.py``), no layer imports itself back through other layers (no cycles
 between folders), and an import of a vlagent module inside a function is an error (an import
 inside a function is only for an optional heavy dependency, never to hide a circle). No module
@@ -31,8 +31,9 @@ PACKAGES = {"src/vlagent": "vlagent", "tools": "vlagent.tools", "evals": "vlagen
 LAYERS: list[tuple[str, ...]] = [
     ("root",),  # vlagent.settings, errors, cache, fileio: infrastructure only
     ("data",),  # catalogue, images, resolver, queries
-    ("models",),  # every engine: roles, loader, CLIP, LLM, servers, vision (OCR, caption, VQA, colours)
-    ("index",),  # store, search, text index, titles, fusion, recommend
+    ("models",),  # every engine, one module per capability (CLIP, LLM, OCR, caption, VQA, colours), roles, loader
+    ("index",),  # store, search, text index, titles, fusion
+    ("products",),  # matching an image to a description, recommendations: over the index, indexing nothing
     ("enrich", "finetune"),  # batch jobs over a catalogue (captions, categories); training the towers
     ("agent",),  # classify, plan, graph, facts, the tool specs and their registry
     ("analysis",),  # studies of a question set: reads the agent's rules and classifier
@@ -83,7 +84,7 @@ MODULE_CACHES: dict[tuple[str, str], str] = {
     ("vlagent.index.text_readers", "_CTX"): "the loky worker pool's context, made once per process",
     ("vlagent.index.text_readers", "_BACKGROUND"): "background index builds still running (joined at exit)",
     ("vlagent.models.hub", "_verdicts"): "the hub's reachability, asked once per process",
-    ("vlagent.models.loader", "_slots"): "the loaded models, keyed by the settings they depend on",
+    ("vlagent.models.loading", "_slots"): "the loaded models, keyed by the settings they depend on",
 }
 
 #: methods that change a container in place
@@ -507,7 +508,7 @@ def report(root: Path) -> str:
         *("  " + " ".join(c) for c in found),
         f"module circles (module-level imports only): {len(cycles(Graph(graph.modules, [i for i in graph.imports if i.kind == 'module']).edges()))}",
         f"module circles through a package __init__: {len(cycles(with_package_inits(graph)))}",
-        f"module-level state that code changes: {len(module_state(root))} ({len(module_state(root)) and ', '.join(sorted({m + '.' + n for m, n, _ in module_state(root)}))})",
+        f"module-level names that code changes: {', '.join(sorted({m + '.' + n for m, n, _ in module_state(root)})) or 'none'}",
         f"folder circles: {cycles(layer_edges(graph))}",
         f"function-level vlagent imports: {len(fn)}",
         f"imports against the layer order: {len(upward_imports(graph))}",

@@ -18,7 +18,7 @@ from vlagent.models.llm import (
     resolve_backend,
     structured_llm,
 )
-from vlagent.models.loader import build_chat_model, load_llama
+from vlagent.models.llm import build_chat_model, load_llama
 from vlagent.serving.process import free_port
 from vlagent.settings import Settings
 

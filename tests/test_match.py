@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from vlagent.agent.query import copied_text
 from vlagent.agent.understand import shipped_frame_words
-from vlagent.index.matching import ClipCalibrator, MatchResult, TitleCalibrator, match_image_text
+from vlagent.products.matching import ClipCalibrator, MatchResult, TitleCalibrator, match_image_text
 from vlagent.settings import Settings
 
 RED = (220, 20, 40)
@@ -26,7 +26,7 @@ def _object(colour: tuple[int, int, int]) -> Image.Image:
 
 
 def _red_colours() -> list[dict[str, Any]]:
-    from vlagent.models.vision.colors import dominant_colors
+    from vlagent.models.colors import dominant_colors
 
     return [c.model_dump() for c in dominant_colors(_object(RED))]
 
@@ -162,7 +162,7 @@ def test_the_blip_vote_happens_with_the_default_device(tiny_blip_itm_dir: Path, 
     """Finding 1: Settings.device defaults to "auto"; the BLIP matcher passed it to ``.to()``,
     which refuses it, and the match tool logged that at INFO: no BLIP vote, ever."""
     from vlagent.data.resolver import ImageResolver
-    from vlagent.index.match_inputs import match_of
+    from vlagent.products.match_inputs import match_of
     from vlagent.models.blip_itm import blip_matcher
     from vlagent.models.context import ToolContext
 
@@ -178,7 +178,7 @@ def test_the_blip_vote_happens_with_the_default_device(tiny_blip_itm_dir: Path, 
 
 def test_a_failing_blip_model_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from vlagent.data.resolver import ImageResolver
-    from vlagent.index.match_inputs import match_of
+    from vlagent.products.match_inputs import match_of
     from vlagent.models.context import ToolContext
 
     broken = tmp_path / "broken-blip"
@@ -187,7 +187,7 @@ def test_a_failing_blip_model_is_a_warning(tmp_path: Path, caplog: pytest.LogCap
     settings = Settings(home=tmp_path / "home", device="cpu", match_blip_model=str(broken), ocr_backend="none", clip_backend="none")
     path = tmp_path / "red.png"
     _object(RED).save(path)
-    with caplog.at_level("INFO", logger="vlagent.index.match_inputs"):
+    with caplog.at_level("INFO", logger="vlagent.products.match_inputs"):
         result = match_of(ToolContext(settings=settings, resolver=ImageResolver(roots=[tmp_path])), str(path), "red dress")
     assert "blip" not in result.details
     assert [r.levelname for r in caplog.records if "match_blip" in r.getMessage()] == ["WARNING"]
@@ -364,7 +364,7 @@ def test_the_sample_items_are_answered_by_the_match_tool(monkeypatch: pytest.Mon
     from vlagent.evals.metrics import gold_contained  # the harness's own scorer
     from vlagent.data.annotations import read_annotations
     from vlagent.models.context import ToolContext
-    from vlagent.index.match_inputs import match_of
+    from vlagent.products.match_inputs import match_of
     from vlagent.tools.match import summarize
 
     monkeypatch.setenv("VLAGENT_CLIP_BACKEND", "none")

@@ -16,9 +16,9 @@ import openai
 import pytest
 
 from vlagent.errors import BackendUnavailableError, ModelLoadError, ToolUnavailable
-from vlagent.models import hub, loader, roles
-from vlagent.models.loader import clip_probe, encoder_from_settings
-from vlagent.models.roles import Found, RoleSpec
+from vlagent.models import hub, loader, loading, roles
+from vlagent.models.clip import encoder_from_settings, probe as clip_probe
+from vlagent.models.loading import Found, RoleSpec
 from vlagent.models.servers import Server, backend_unavailable
 from vlagent.settings import Settings
 
@@ -43,11 +43,11 @@ def fake_role(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., str]]:
             probe=lambda s: Found("in the test"), build=build,
         )  # fmt: skip
         monkeypatch.setitem(roles.SPECS, "fake", dataclasses.replace(spec, **changes))
-        loader.clear("fake")
+        loading.clear("fake")
         return "fake"
 
     yield make
-    loader.clear("fake")
+    loading.clear("fake")
 
 
 # --- one load per frozen settings view --------------------------------------------------------
@@ -64,7 +64,7 @@ def test_clip_encoder_is_loaded_once_per_dependent_settings(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(clip, "load_clip_encoder", counting)
-    # batch sizes no other test uses: fresh keys, so no loader.clear() of other tests' encoders
+    # batch sizes no other test uses: fresh keys, so no loading.clear() of other tests' encoders
     settings = tiny_clip_settings.model_copy(update={"clip_batch_size": 3})
     first = encoder_from_settings(settings)
     assert encoder_from_settings(settings) is first and len(builds) == 1  # same settings: same object
@@ -132,19 +132,19 @@ def test_broken_model_folders_fail_in_one_line_per_role_type(tmp_path: Path) -> 
 
 def test_probe_failures_are_not_loads(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, caption_model=str(tmp_path / "absent"))
-    before = loader.loaded_keys()
+    before = loading.loaded_keys()
     with pytest.raises(ToolUnavailable, match="does not exist; set VLAGENT_CAPTION_MODEL=DIR"):
         loader.load("caption", settings)
-    assert loader.loaded_keys() == before
+    assert loading.loaded_keys() == before
 
 
 # --- statuses ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("profile", ["hub", "offline"])
 def test_a_status_for_every_role_without_loading_or_network(profile: str, tmp_path: Path, no_network) -> None:
     settings = Settings(profile=profile, home=tmp_path)
-    before = loader.loaded_keys()
+    before = loading.loaded_keys()
     rows = loader.statuses(settings)
-    assert [r.role for r in rows] == list(loader.ROLES)
+    assert [r.role for r in rows] == list(roles.ROLES)
     for row in rows:
         assert row.available == (row.reason is None)
         assert row.reason or row.where, row
@@ -157,9 +157,9 @@ def test_a_status_for_every_role_without_loading_or_network(profile: str, tmp_pa
     else:  # HF_HUB_OFFLINE=1 in tests: the hub ids are not in the cache
         assert "not in the HF cache" in (by_role["caption"].reason or "")
         assert "VLAGENT_CLIP_MODEL" in (by_role["clip"].reason or "")
-    assert loader.loaded_keys() == before
+    assert loading.loaded_keys() == before
     # the tools' probes and clip_probe are the same answers
-    from vlagent.models.vision import caption, ocr, vqa
+    from vlagent.models import caption, ocr, vqa
 
     assert caption.probe(settings) == by_role["caption"].reason and vqa.probe(settings) == by_role["vqa"].reason
     assert ocr.probe(settings) is None and clip_probe(settings) == by_role["clip"].reason
@@ -183,12 +183,12 @@ def _hub_online(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_hub_offline_agrees_for_env_and_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     hub_profile, offline_profile = Settings(home=tmp_path), Settings(profile="offline", home=tmp_path)
-    assert loader.hub_offline(hub_profile) and loader.hub_offline(offline_profile)  # HF_HUB_OFFLINE=1 in tests
+    assert hub.hub_offline(hub_profile) and hub.hub_offline(offline_profile)  # HF_HUB_OFFLINE=1 in tests
     _hub_online(monkeypatch)
-    assert not loader.hub_offline(hub_profile) and not loader.hub_offline()
-    assert loader.hub_offline(offline_profile)
+    assert not hub.hub_offline(hub_profile) and not hub.hub_offline()
+    assert hub.hub_offline(offline_profile)
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    assert loader.hub_offline(hub_profile)
+    assert hub.hub_offline(hub_profile)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE")
     # the statuses follow the same definition
     with_hub = loader.status("caption", hub_profile.model_copy(update={"caption_backend": "transformers"}))
@@ -223,7 +223,7 @@ def test_unreachable_hub_fails_fast_and_is_remembered(
     row = loader.status("vqa", settings.model_copy(update={"vqa_model": "vlagent-test/other", "vqa_backend": "transformers"}))
     assert not row.available and "unreachable" in (row.reason or "")
     # a model that is in the cache loads from it alone
-    monkeypatch.setattr(loader, "cached", lambda repo, *files: "/cache/config.json")
+    monkeypatch.setattr(loading, "cached", lambda repo, *files: "/cache/config.json")
     loader.load(role, settings.model_copy(update={"caption_model": "vlagent-test/cached"}))
     assert calls == [True]
     hub.forget()

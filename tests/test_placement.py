@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlagent.models import loader, placement
+from vlagent.models import loader, loading, placement
 from vlagent.models.clip import load_clip_encoder
 from vlagent.settings import Settings
 
@@ -123,7 +123,7 @@ def test_bf16_checkpoints_load_in_float32_on_cpu(
         assert _dtype_of(loader.load("clip", amx).model) == torch.float32
     finally:
         for role in ("vqa", "llm", "caption", "clip"):
-            loader.clear(role)
+            loading.clear(role)
 
 
 # --- the half-precision paths a GPU takes, run on CPU ------------------------------------------

@@ -25,7 +25,7 @@ from fixtures_data import write_csv
 from vlagent.cli.app import app
 from vlagent.data.annotations import read_annotations
 from vlagent.errors import ImageError, ImageNotAllowedError, VlagentError
-from vlagent.index.recommend import NothingToRecommendError, Recommendations, Recommender
+from vlagent.products.recommend import NothingToRecommendError, Recommendations, Recommender
 from vlagent.settings import Settings
 
 NEAR_TITLES = {
@@ -198,7 +198,7 @@ def test_clip_space_with_an_empty_index_falls_back_to_titles(
 def test_the_agent_context_shares_its_models_and_probes(
     make: Make, rec_catalogue: RecCatalogue, tmp_path: Path
 ) -> None:
-    from vlagent.index import recommend as engine
+    from vlagent.products import recommend as engine
     from vlagent.models.context import ToolContext
     from vlagent.index.shared import clip_retriever
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vlagent.models.vision import caption
+from vlagent.models import caption
 from vlagent.errors import ToolUnavailable
-from vlagent.models.vision.caption import CaptionTool
+from vlagent.tools.caption import CaptionTool
 from vlagent.tools.caption import make_caption_tool
 
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from vlagent.tools.colors import make_colors_tool
-from vlagent.models.vision.colors import (
+from vlagent.models.colors import (
     TERMS, References, dominant_colors, name_color, name_term, references, term_for_name,
 )
 
@@ -251,7 +251,7 @@ def test_cached_per_image_and_k(vision_ctx, tmp_path: Path) -> None:
 
 
 def test_the_facts_name_colours_without_percentages_and_drop_specks() -> None:
-    from vlagent.models.vision.colors import summarize
+    from vlagent.models.colors import summarize
 
     found = [
         {"name_zh": "粉色", "name_en": "pink", "fraction": 0.8},

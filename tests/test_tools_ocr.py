@@ -10,8 +10,8 @@ from fixtures_vision import ASSETS, COMMITTED, LABEL_TEXTS
 from langchain_core.messages import ToolMessage
 
 from vlagent.errors import ImageError
-from vlagent.models.vision import ocr
-from vlagent.models.vision.engines import OcrLine, reading_order
+from vlagent.models import ocr
+from vlagent.models.ocr import OcrLine, reading_order
 from vlagent.tools.ocr import make_ocr_tool
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from langchain_core.tools import BaseTool
 
-from vlagent.models import loader
+from vlagent.models import loading
 from vlagent.agent.registry import build_tools, builtin_tools, probe_all
 
 VISION_TOOLS = ["ocr", "colors", "caption", "vqa"]
@@ -20,14 +20,14 @@ def build_vision_tools(ctx):  # type: ignore[no-untyped-def]
 def test_missing_models_drop_caption_and_vqa(vision_ctx, tmp_path: Path) -> None:
     missing = tmp_path / "no-blip-here"
     ctx = vision_ctx(caption_model=str(missing), vqa_backend="none")
-    loaded_before = loader.loaded_keys()
+    loaded_before = loading.loaded_keys()
     tools, dropped = build_vision_tools(ctx)
     assert [t.name for t in tools] == ["ocr", "colors"]
     assert set(dropped) == {"caption", "vqa"}
     assert str(missing) in dropped["caption"] and "VLAGENT_CAPTION_MODEL" in dropped["caption"]
     assert "VLAGENT_VQA_BACKEND=none" in dropped["vqa"]
     assert all("\n" not in why for why in dropped.values())
-    assert loader.loaded_keys() == loaded_before  # probes load nothing
+    assert loading.loaded_keys() == loaded_before  # probes load nothing
 
 
 def test_all_four_with_local_models(vision_ctx, tiny_blip_dir: Path, tiny_qwen2vl_dir: Path) -> None:

@@ -12,8 +12,8 @@ from PIL import Image
 from pydantic import ValidationError
 
 from vlagent.errors import BackendUnavailableError
-from vlagent.models.vision import vqa
-from vlagent.models.vision.engines import data_url
+from vlagent.models import vqa
+from vlagent.models.vqa import data_url
 from vlagent.tools.vqa import make_vqa_tool
 
 

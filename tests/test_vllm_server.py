@@ -225,7 +225,7 @@ def test_serve_prints_the_agent_lines(served: Served) -> None:
 def test_classification_is_schema_valid_through_structured_output(served: Served) -> None:
     from vlagent.agent.cards import ORDER
     from vlagent.agent.classify import LLMDecision, build_messages, llm_vote, structured_classifier
-    from vlagent.models.loader import build_chat_model
+    from vlagent.models.llm import build_chat_model
 
     llm = build_chat_model(served.settings(llm_max_tokens=48))
     assert llm.structured_method == "auto"  # → response_format json_schema: vLLM's guided decoding
@@ -245,7 +245,7 @@ def test_classification_is_schema_valid_through_structured_output(served: Served
 
 def test_vlm_chat_template_places_every_image(served: Served) -> None:
     from PIL import Image
-    from vlagent.models.vision.engines import OpenAIVqa
+    from vlagent.models.vqa import OpenAIVqa
 
     vqa = OpenAIVqa(served.settings())
     red, blue = Image.new("RGB", (300, 200), "red"), Image.new("RGB", (120, 160), "blue")

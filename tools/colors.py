@@ -1,5 +1,5 @@
 """The ``colors`` tool: the main object's dominant colours, named in Chinese and English (the
-engine and the colour naming: :mod:`vlagent.models.vision.colors`)."""
+engine and the colour naming: :mod:`vlagent.models.colors`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.agent.toolspec import ToolSpec
 from vlagent.models.context import ToolContext
-from vlagent.models.vision.colors import colors_of, probe, render, summarize
+from vlagent.models.colors import colors_of, probe, render, summarize
 
 
 class ColorsArgs(BaseModel):

@@ -1,7 +1,7 @@
 """``match(image, text)``: does the image fit the product description? yes / no / cannot tell,
-a score and one line of why (the engine: :func:`vlagent.index.matching.match_image_text`).
+a score and one line of why (the engine: :func:`vlagent.products.matching.match_image_text`).
 
-What it weighs on this machine: :mod:`vlagent.index.match_inputs`."""
+What it weighs on this machine: :mod:`vlagent.products.match_inputs`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
 from vlagent.agent.toolspec import ToolSpec
-from vlagent.index.match_inputs import match_of
-from vlagent.index.matching import MatchResult
 from vlagent.models.context import ToolContext
+from vlagent.products.match_inputs import match_of
+from vlagent.products.matching import MatchResult
 
 
 class MatchArgs(BaseModel):

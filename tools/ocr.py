@@ -1,5 +1,5 @@
 """The ``ocr`` tool: the text printed on a product image, in reading order (the engine:
-:mod:`vlagent.models.vision.ocr`)."""
+:mod:`vlagent.models.ocr`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from vlagent.agent.toolspec import ToolSpec
 from vlagent.errors import ToolUnavailable, VlagentError
 from vlagent.models.context import ToolContext
-from vlagent.models.vision.ocr import ocr_image, probe
+from vlagent.models.ocr import ocr_image, probe
 
 
 class OcrArgs(BaseModel):

@@ -1,6 +1,6 @@
 """The ``recommend`` tool: more like these (likes and dislikes: catalogue images or text).
 
-It wraps :class:`vlagent.index.recommend.Recommender`: one preference vector in the CLIP space (or in
+It wraps :class:`vlagent.products.recommend.Recommender`: one preference vector in the CLIP space (or in
 the title text-embedding space when no CLIP model is here), liked and disliked items never come
 back, and each result carries its score and a one-line reason (its title, its colours).
 """
@@ -13,9 +13,9 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
 from vlagent.agent.toolspec import ToolSpec
-from vlagent.index.recommend import Recommender
-from vlagent.index.recommend import probe as engine_probe
 from vlagent.models.context import ToolContext
+from vlagent.products.recommend import Recommender
+from vlagent.products.recommend import probe as engine_probe
 
 
 class RecommendArgs(BaseModel):

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.agent.toolspec import ToolSpec
 from vlagent.index.shared import Coverage, clip_retriever, text_index_build, text_search, title_probe
-from vlagent.models.loader import clip_probe as probe
+from vlagent.models.clip import probe
 from vlagent.models.context import ToolContext
 
 

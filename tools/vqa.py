@@ -1,5 +1,5 @@
 """The ``vqa`` tool: a question about one or more images for a vision-language model (the
-engines: :mod:`vlagent.models.vision.vqa`)."""
+engines: :mod:`vlagent.models.vqa`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.agent.toolspec import ToolSpec
 from vlagent.models.context import ToolContext
-from vlagent.models.vision.vqa import MAX_IMAGES, ask, probe
+from vlagent.models.vqa import MAX_IMAGES, ask, probe
 
 
 class VqaArgs(BaseModel):

@@ -30,7 +30,7 @@ from vlagent.settings import Settings
 from vlagent.models.context import ToolContext
 from vlagent.agent.understand import Understander, default_type
 from vlagent.enrich.categories import read_categories
-from vlagent.models.loader import build_chat_model
+from vlagent.models.llm import build_chat_model
 
 log = logging.getLogger(__name__)
 

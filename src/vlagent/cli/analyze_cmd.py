@@ -17,7 +17,7 @@ from vlagent.analysis.questions import load_questions
 from vlagent.analysis.report import write_report
 from vlagent.cli.errors import err_console
 from vlagent.models.llm import resolve_backend
-from vlagent.models.loader import build_chat_model
+from vlagent.models.llm import build_chat_model
 from vlagent.settings import Settings
 
 console = Console()

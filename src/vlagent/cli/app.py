@@ -24,7 +24,7 @@ from vlagent.data.images import load_image_file, open_source
 from vlagent.index.build import index_images
 from vlagent.index.search import Retriever
 from vlagent.index.store import ImageIndex
-from vlagent.models.loader import clip_probe, encoder_from_settings
+from vlagent.models.clip import encoder_from_settings, probe as clip_probe
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.index.build import IndexSummary

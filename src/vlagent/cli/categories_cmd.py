@@ -15,7 +15,7 @@ from vlagent.errors import VlagentError
 from vlagent.cli.errors import err_console
 from vlagent.data.images import load_image_file, open_source
 from vlagent.enrich.categories import DEFAULT_CATEGORIES, classify_catalogue, parse_labels
-from vlagent.models.loader import encoder_from_settings
+from vlagent.models.clip import encoder_from_settings
 from vlagent.models.zeroshot import zero_shot
 from vlagent.settings import Settings
 

@@ -32,7 +32,7 @@ from vlagent.agent.vote import fit_fusion, load_votes, write_fusion
 from vlagent.cli.errors import err_console, typer_app
 from vlagent.errors import DataError
 from vlagent.fileio import atomic_write_text
-from vlagent.models.loader import build_chat_model
+from vlagent.models.llm import build_chat_model
 from vlagent.settings import Settings
 
 app = typer_app(help="The learned question classifier: train it, record an LLM's votes, fit how much the LLM counts.")

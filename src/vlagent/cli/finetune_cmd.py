@@ -20,7 +20,7 @@ from vlagent.finetune.freeze import FreezeSpec
 from vlagent.finetune.towers import towers_for
 from vlagent.finetune.train import FinetuneConfig, finetune as run
 from vlagent.models.extras import require
-from vlagent.models.loader import encoder_from_settings
+from vlagent.models.clip import encoder_from_settings
 from vlagent.settings import Settings
 
 console = Console()

@@ -23,8 +23,7 @@ from vlagent.settings import Settings
 from vlagent.data.images import open_source
 from vlagent.distributed.common import Engine
 from vlagent.models.context import ToolContext
-from vlagent.models.vision import ocr
-from vlagent.models.vision.caption import CaptionTool, probe as caption_probe
+from vlagent.models import caption, ocr
 
 
 def text_side_reason() -> str | None:
@@ -35,10 +34,9 @@ def text_side_reason() -> str | None:
 
 def _captioner(settings: Settings, ctx: object):  # type: ignore[no-untyped-def]
 
-    if caption_probe(settings) is not None:
+    if caption.probe(settings) is not None:
         return None
-    tool = CaptionTool(ctx=ctx)
-    return lambda names: tool.captions(names, style="concise")
+    return lambda names: caption.captions(ctx, names, style="concise")
 
 
 def _quiet_ocr(settings: Settings) -> None:
@@ -58,7 +56,7 @@ def index_text_side(
 
     if engine == Engine.ray:
         summary = index_texts_on_ray(images, settings, rows, address)
-        if caption_probe(settings) is None:
+        if caption.probe(settings) is None:
             console.print("[dim]no captions on Ray: `vlagent index` without --engine ray adds them[/]")
         captioner = None
     else:

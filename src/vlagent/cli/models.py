@@ -16,7 +16,7 @@ from vlagent.cli.errors import err_console, typer_app
 from vlagent.errors import VlagentError
 from vlagent.models import loader
 from vlagent.models.context import ToolContext
-from vlagent.models.loader import ModelStatus
+from vlagent.models.loading import ModelStatus
 from vlagent.settings import Settings
 from vlagent.models.offline import OFFLINE_SETS, convert_gguf, fetch
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from vlagent.cli.errors import err_console
 from vlagent.cli.options import AnnotationsOpt, CatalogueOpt, JsonOpt, TopKOpt, VerboseOpt
 from vlagent.cli.quiet import quiet_transformers
-from vlagent.index.recommend import NothingToRecommendError, Recommender
+from vlagent.products.recommend import NothingToRecommendError, Recommender
 from vlagent.settings import Settings
 
 console = Console()

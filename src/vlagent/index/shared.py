@@ -1,7 +1,7 @@
 """What one :class:`~vlagent.models.context.ToolContext` shares between its tools, each built once:
 the CLIP retriever (indexing the catalogue first when its index is incomplete), the image-text
 index, the titles' index and the fused text search over them. The retrieval tools
-(``vlagent.tools.retrieval``) and ``recommend`` (:mod:`vlagent.index.recommend`) read them."""
+(``vlagent.tools.retrieval``) and ``recommend`` (:mod:`vlagent.products.recommend`) read them."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from vlagent.index.store import ImageIndex
 from vlagent.index.text_index import TextIndex, build_lock, ensure_text_index, unavailable_reason
 from vlagent.index.text_readers import ReaderStopped
 from vlagent.index.titles import TitleIndex
-from vlagent.models.loader import encoder_from_settings
+from vlagent.models.clip import encoder_from_settings
 from vlagent.models.context import ToolContext
 
 log = logging.getLogger(__name__)

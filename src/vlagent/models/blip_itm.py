@@ -3,7 +3,7 @@ text describes an image (optional; ``Settings.match_blip_model`` names the model
 
 The ITM head was trained to tell matching (image, caption) pairs from hard negatives, so its
 softmax probability is a usable match score as it is (unlike CLIP's cosine, which
-:mod:`vlagent.index.matching` calibrates against the catalogue).
+:mod:`vlagent.products.matching` calibrates against the catalogue).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def blip_itm_probe(settings: "Settings") -> str | None:
 
 class BlipMatcher:
     """``probability(image, text)``: P(text matches image) from the ITM head (English text:
-    BLIP's BERT was trained on English captions; :mod:`vlagent.index.matching` sends it no other)."""
+    BLIP's BERT was trained on English captions; :mod:`vlagent.products.matching` sends it no other)."""
 
     def __init__(self, name: str, place: Placement | None = None, local_files_only: bool = False) -> None:
         from transformers import BlipForImageTextRetrieval, BlipProcessor
@@ -86,5 +86,5 @@ def blip_matcher(settings: "Settings") -> BlipMatcher:
 
 
 def itm_function(settings: "Settings") -> Any:
-    """``(image, text) -> probability`` for :func:`vlagent.index.matching.match_image_text`."""
+    """``(image, text) -> probability`` for :func:`vlagent.products.matching.match_image_text`."""
     return blip_matcher(settings).probability

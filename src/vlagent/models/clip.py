@@ -12,6 +12,11 @@ processes run) and ``encode_pixels(batch)`` (the model on the device). Two famil
   file given as the pretrained tag;
 * transformers: ``CLIPModel`` / ``ChineseCLIPModel`` / ``AltCLIPModel`` from a hub id or a
   local directory (``OFA-Sys/chinese-clip-vit-base-patch16`` is the default: Chinese titles).
+
+The ``clip`` role is declared here too (:data:`ROLE`: where the weights are, how they load, its
+self-check): :func:`encoder_from_settings` is the encoder of the settings, loaded once per process,
+and :func:`probe` the one answer to "is CLIP here, and if not why". torch, transformers and
+open_clip import inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -25,8 +30,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vlagent.errors import ModelLoadError, VlagentError, one_line
+from vlagent.models import loading
 from vlagent.models.extras import missing_line
+from vlagent.models.hub import cached, endpoint, hub_offline, is_repo_id, known_hub_problem, looks_like_path
+from vlagent.models.loading import Found, RoleSpec, hub_repo_of, needs_extra, sample_image
 from vlagent.models.placement import Placement, load_pretrained, param_dtype, resolve_attention, resolve_dtype
+from vlagent.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -330,7 +339,7 @@ def load_clip_encoder(
     loader sets it when the hub is offline or unreachable). ``dtype`` / ``attn``: see
     :mod:`vlagent.models.placement` (``auto``: float32 on CPU, float16 on CUDA).
     ``decode_processes``: kept for the indexer (``Settings.clip_decode_processes``). Cached
-    loading from settings: :func:`vlagent.models.loader.encoder_from_settings`."""
+    loading from settings: :func:`encoder_from_settings`."""
     missing = missing_line(f"clip: {name}", *CLIP_MODULES.get(backend, CLIP_MODULES["auto"]))
     if missing:
         raise ModelLoadError(missing)
@@ -360,3 +369,96 @@ def load_clip_encoder(
             f"cannot load CLIP model {name!r} ({family}): {reason}; "
             f"{_load_hint(name, family)}"
         ) from exc
+
+
+# ---------------------------------------------------------------- the role
+def _clip_backend(s: Settings) -> str:
+    return "none" if s.clip_backend == "none" or s.clip_model.lower() == "none" else s.clip_backend
+
+
+def _clip_probe(s: Settings) -> Found:
+    name, pretrained = s.clip_model, s.clip_pretrained
+    backend = _clip_backend(s)
+    if backend == "none":
+        return Found(reason="clip: disabled (VLAGENT_CLIP_BACKEND=none or VLAGENT_CLIP_MODEL=none)")
+    missing = needs_extra(f"clip: {name}", *CLIP_MODULES.get(backend, CLIP_MODULES["auto"]))
+    if missing:
+        return missing
+    if name.startswith("local-dir:"):
+        folder = Path(name.removeprefix("local-dir:")).expanduser()
+        if folder.is_dir():
+            return Found(f"local folder {folder}")
+        return Found(reason=f"clip: model path {name!r} does not exist; set VLAGENT_CLIP_MODEL to a local model directory")
+    path = Path(name).expanduser()
+    if path.exists():
+        return Found(f"local {'folder' if path.is_dir() else 'file'} {path}")
+    if pretrained and looks_like_path(pretrained):
+        if Path(pretrained).expanduser().is_file():
+            return Found(f"open_clip {name} + local checkpoint {pretrained}")
+        return Found(
+            reason=f"clip: checkpoint {pretrained!r} does not exist; set VLAGENT_CLIP_PRETRAINED to a local checkpoint file"
+        )
+    if looks_like_path(name):
+        return Found(reason=f"clip: model path {name!r} does not exist; set VLAGENT_CLIP_MODEL to a local model directory")
+    repo = name.removeprefix("hf-hub:")
+    if not is_repo_id(repo):
+        try:
+            if _is_open_clip_name(name):
+                return Found(f"open_clip {name}: weights from its pretrained tag (open_clip's cache or the hub)")
+        except Exception as exc:  # noqa: BLE001 - open_clip is installed but does not import
+            return Found(reason=f"clip: open_clip cannot be imported ({type(exc).__name__}: {exc})")
+    if cached(repo, "config.json", "open_clip_config.json"):
+        return Found("HF cache")
+    fix = _load_hint(name, "transformers").split("; ", 1)[1]
+    if hub_offline(s):
+        return Found(
+            reason=f"clip: model {name!r} is not a local path and not in the Hugging Face cache, and the hub "
+            f"is off-limits here; {fix}"
+        )
+    problem = known_hub_problem()
+    if problem:
+        return Found(reason=f"clip: model {name!r} is not in the Hugging Face cache and {problem}; {fix}")
+    return Found(f"hub {endpoint()} (downloads on first use)")
+
+
+def _clip_build(s: Settings, local_only: bool) -> Any:
+    return load_clip_encoder(
+        s.clip_model, s.clip_pretrained, s.clip_backend, s.resolved_device(), s.clip_batch_size,
+        local_files_only=local_only, dtype=s.model_dtype, attn=s.attn_implementation,
+        decode_processes=s.clip_decode_processes,
+    )  # fmt: skip
+
+
+def _selfcheck(settings: Settings) -> str:
+    encoder = encoder_from_settings(settings)
+    image, text = encoder.encode_images([sample_image()]), encoder.encode_texts(["a red dress"])
+    return f"embedded an image and a text ({image.shape[-1]}-d, {text.shape[-1]}-d)"
+
+
+ROLE = RoleSpec(
+    role="clip",
+    error=ModelLoadError,
+    setting="VLAGENT_CLIP_MODEL",
+    backend=_clip_backend,
+    fields={
+        b: ("clip_model", "clip_pretrained", "device", "model_dtype", "attn_implementation", "clip_batch_size",
+            "clip_decode_processes")
+        for b in ("auto", "open_clip", "transformers")
+    },  # fmt: skip
+    model=lambda s: s.clip_model + (f" ({s.clip_pretrained})" if s.clip_pretrained else ""),
+    probe=_clip_probe,
+    build=_clip_build,
+    hub_repo=lambda s: hub_repo_of(s.clip_model.removeprefix("hf-hub:")),
+    cache_files=("config.json", "open_clip_config.json"),
+    selfcheck=_selfcheck,
+)
+
+
+def probe(settings: Settings) -> str | None:
+    """Is CLIP here? None when the configured model can be used, else why (one line). Loads nothing."""
+    return loading.status(ROLE, settings).reason
+
+
+def encoder_from_settings(settings: Settings) -> ClipEncoder:
+    """The CLIP encoder of ``settings``, loaded once per process (the ``clip`` role)."""
+    return loading.load(ROLE, settings)  # type: ignore[no-any-return]

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from vlagent.errors import ModelLoadError, one_line
 
-#: how to get the engine (also in the model loader's reasons)
+#: how to get the engine (also in the ``llm`` role's reasons)
 LLAMA_INSTALL_HINT = "pip install 'vlagent[llama]' (xllamacpp: a prebuilt wheel, nothing is compiled)"
 
 #: llama.cpp's log threshold (3 info, 2 warnings, 1 errors): its errors reach the caller as

@@ -1,6 +1,7 @@
-"""The LLM behind classify and answer: one LangChain chat model, chosen by settings.
+"""The LLM behind classify and answer: one LangChain chat model, chosen by settings, and the
+``llm`` role (:data:`ROLE`: where the model is, how it loads, its self-check).
 
-``vlagent.models.loader.build_chat_model(settings)`` returns a ``BaseChatModel``; ``structured_llm(llm, Schema)``
+``build_chat_model(settings)`` returns a ``BaseChatModel``; ``structured_llm(llm, Schema)``
 returns a Runnable that gives a ``Schema`` instance (or raises). Backends:
 
 - ``openai``: any OpenAI-compatible server (vLLM, llama.cpp's server, OpenAI itself) through
@@ -18,6 +19,7 @@ returns a Runnable that gives a ``Schema`` instance (or raises). Backends:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -36,8 +38,11 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field, PrivateAttr
 
 from vlagent.errors import ModelLoadError, VlagentError, one_line
-from vlagent.models.llama_engine import EngineConfig, LlamaEngine
-from vlagent.models.placement import Placement, load_pretrained, resolve
+from vlagent.models import loading
+from vlagent.models.extras import importable
+from vlagent.models.llama_engine import LLAMA_INSTALL_HINT, EngineConfig, LlamaEngine
+from vlagent.models.loading import Found, RoleSpec, hub_repo_of, locate_hf, missing
+from vlagent.models.placement import Placement, architecture, load_pretrained, placement, resolve
 from vlagent.models.servers import Server, backend_unavailable, server_errors
 from vlagent.settings import Settings
 
@@ -232,7 +237,7 @@ def _parser(schema: type[BaseModel] | dict[str, Any]) -> Runnable[Any, Any]:
 # llama.cpp in-process: llama.cpp's own server embedded (xllamacpp), reached as a server
 # ----------------------------------------------------------------------------------------
 def engine_config(settings: Settings) -> EngineConfig:
-    """The in-process engine's configuration, from settings (the loader's ``llm`` role)."""
+    """The in-process engine's configuration, from settings (the ``llm`` role)."""
     return EngineConfig(
         model=settings.resolved_gguf, alias=settings.resolved_gguf.name, n_ctx=settings.llm_n_ctx,
         n_parallel=settings.llm_parallel, n_threads=settings.llm_n_threads,
@@ -241,7 +246,7 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 
 def build_llama(settings: Settings) -> LlamaEngine:
-    """Start the GGUF's engine (uncached: ``loader.load_llama`` goes through the model loader,
+    """Start the GGUF's engine (uncached: :func:`load_llama` goes through the model cache,
     whose probe has checked the file)."""
     return LlamaEngine.embedded(engine_config(settings))
 
@@ -271,7 +276,7 @@ def engine_chat_model(engine: LlamaEngine, settings: Settings) -> "VlagentChatOp
 def build_transformers(
     model_id: str, device: "str | Placement", local_files_only: bool = False
 ) -> tuple[Any, Any, str]:
-    """(model, tokenizer, device) for a local folder or hub id (uncached: see ``loader.load_transformers``).
+    """(model, tokenizer, device) for a local folder or hub id (uncached: see :func:`load_transformers`).
 
     ``device``: a :class:`~vlagent.models.placement.Placement`, or a device name (``auto``: the
     GPU if there is one) with the automatic dtype: on a CPU without native bf16, float32, not
@@ -303,7 +308,7 @@ class ChatTransformers(BaseChatModel):
     """A causal LM with a chat template, run by transformers in this process.
 
     ``load(model_id, device)`` gives (model, tokenizer, device): :func:`build_transformers`
-    (uncached) unless told otherwise; the model loader's ``build_chat_model`` passes its cached
+    (uncached) unless told otherwise; :func:`build_chat_model` passes its cached
     ``load_transformers``."""
 
     model_id: str
@@ -398,3 +403,105 @@ __all__ = [
     "resolve_backend",
     "structured_llm",
 ]
+
+
+# ----------------------------------------------------------------------------------------
+# the role
+# ----------------------------------------------------------------------------------------
+FETCH_HINT = "run `vlagent models fetch offline` or set VLAGENT_LLM_GGUF"
+
+
+def _llm_model(s: Settings) -> str:
+    backend = backend_of(s)
+    if backend == "none":
+        return "-"
+    if backend == "openai":
+        return s.serve_llm_name or s.llm_model
+    if backend == "llama-cpp":
+        return s.resolved_gguf.name
+    return s.llm_model
+
+
+def _llm_probe(s: Settings) -> Found:
+    backend = backend_of(s)
+    if backend == "none":
+        return Found(reason="llm: disabled (VLAGENT_LLM_BACKEND=none)")
+    if backend == "openai":
+        if not s.llm_base_url:
+            return Found(
+                reason="llm: llm_backend=openai needs VLAGENT_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1, "
+                "see `vlagent serve llm`)"
+            )
+        return missing("llm", ("langchain_openai", "langchain-openai")) or Found(f"server {s.llm_base_url}")
+    if backend == "llama-cpp":
+        gguf = s.resolved_gguf
+        if not gguf.is_file():
+            return Found(reason=f"llm: GGUF model file {gguf} not found: {FETCH_HINT}")
+        if not importable("xllamacpp"):
+            return Found(reason=f"llm: the llama.cpp engine is not installed: {LLAMA_INSTALL_HINT}")
+        return Found(f"local file {gguf}")
+    return locate_hf("llm", s.llm_model, "VLAGENT_LLM_MODEL", s)
+
+
+def _llm_build(s: Settings, local_only: bool) -> Any:
+    backend = backend_of(s)
+    if backend == "openai":
+        return openai_chat_model(s)
+    if backend == "llama-cpp":
+        return build_llama(s)
+    place = placement(s, "generator", architecture(s.llm_model, local_only))
+    return build_transformers(s.llm_model, place, local_files_only=local_only)
+
+
+def _selfcheck(settings: Settings) -> str:
+    reply = build_chat_model(settings.model_copy(update={"llm_max_tokens": 4})).invoke("Reply with OK.")
+    return f"replied {str(reply.content).strip()[:20]!r}"
+
+
+ROLE = RoleSpec(
+    role="llm",
+    error=ModelLoadError,
+    setting="VLAGENT_LLM_MODEL",
+    backend=backend_of,
+    fields={
+        "openai": ("llm_base_url", "llm_model", "serve_llm_name", "llm_api_key", "request_timeout",
+                   "max_retries", "llm_temperature", "llm_max_tokens", "llm_structured_method"),
+        "llama-cpp": ("resolved_gguf", "llm_n_ctx", "llm_n_threads", "llm_chat_format", "llm_parallel"),
+        "transformers": ("llm_model", "device", "model_dtype", "attn_implementation"),
+    },  # fmt: skip
+    model=_llm_model,
+    probe=_llm_probe,
+    build=_llm_build,
+    hub_repo=lambda s: hub_repo_of(s.llm_model) if backend_of(s) == "transformers" else None,
+    server=lambda s: s.llm_base_url if backend_of(s) == "openai" else None,
+    selfcheck=_selfcheck,
+)
+
+
+def load_llama(settings: Settings) -> LlamaEngine:
+    """The GGUF's engine, started once per process for the settings it depends on."""
+    return loading.load(ROLE, settings.model_copy(update={"llm_backend": "llama-cpp"}))  # type: ignore[no-any-return]
+
+
+def load_transformers(model_id: str, device: str, settings: Settings | None = None) -> tuple[Any, Any, str]:
+    """(model, tokenizer, device), loaded once per process (the ``llm`` role on transformers);
+    the dtype and attention choices come from ``settings`` (default: automatic)."""
+    update = {"llm_backend": "transformers", "llm_model": model_id, "device": device}
+    view = settings.model_copy(update=update) if settings is not None else Settings.model_construct(**update)
+    return loading.load(ROLE, view)  # type: ignore[no-any-return]
+
+
+def build_chat_model(settings: Settings) -> BaseChatModel:
+    """The chat model the agent talks to, from settings (the backends: this module's docstring)."""
+    backend = resolve_backend(settings)
+    if backend == "openai":
+        return openai_chat_model(settings)
+    if backend == "llama-cpp":  # the probe names a missing GGUF and the fetch command
+        return engine_chat_model(load_llama(settings), settings)
+    return ChatTransformers(
+        model_id=settings.llm_model,
+        device=settings.device,
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+        load=functools.partial(load_transformers, settings=settings),
+    )

@@ -2,10 +2,10 @@
 child process, so a native crash (SIGSEGV, SIGILL, out of memory) is one line, not a dead caller.
 
 * :func:`check_role` asks the loader whether the role is here (no weights, no network), then runs
-  ``python -m vlagent.models.selfcheck ROLE`` with the caller's settings: the child loads the model
-  through the loader and runs one inference (a chat reply of a few tokens, an image and a text
-  embedding, a caption, a VQA answer, OCR on a rendered word, a text embedding) and prints one
-  JSON line. A signal, a timeout or an error becomes :class:`RoleCheck` ``detail`` and ``fix``.
+  ``python -m vlagent.models.selfcheck ROLE`` with the caller's settings: the child runs the
+  role's own self-check (``RoleSpec.selfcheck``, in its capability module: it loads the model and
+  runs one inference — a chat reply of a few tokens, an image and a text embedding, a caption, a
+  VQA answer, OCR on a rendered word, a text embedding) and prints one JSON line. A signal, a timeout or an error becomes :class:`RoleCheck` ``detail`` and ``fix``.
 * :func:`ensure_llm_runs` is what ``vlagent eval``, ``ask``, ``chat``, ``ui`` and ``serve api``
   call before loading an in-process LLM: the check runs once per engine build, CPU and model
   file, its success is remembered under ``HOME/selfcheck/``, and a failure raises
@@ -23,16 +23,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel
 
 from vlagent.errors import VlagentError, one_line
 from vlagent.models import loader
-from vlagent.models.llama_engine import LLAMA_INSTALL_HINT
+from vlagent.models.llama_engine import LLAMA_INSTALL_HINT, engine_version
+from vlagent.models.roles import ROLES, spec
 from vlagent.settings import Settings
-from vlagent.models.loader import build_chat_model
-from vlagent.models.llama_engine import engine_version
 
 SETTINGS_ENV = "VLAGENT_SELFCHECK_SETTINGS"
 SECRET_FIELDS = {"web_auth", "api_token"}  # never handed to the child; no role needs them
@@ -78,57 +77,18 @@ class RoleCheck(BaseModel):
 
 
 # ----------------------------------------------------------------------------------------
-# the child: one tiny inference per role
+# the child: the role's own self-check, one tiny inference
 # ----------------------------------------------------------------------------------------
-def _image() -> Any:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (160, 64), "white")
-    ImageDraw.Draw(image).text((20, 22), "SALE 50", fill="black")
-    return image
-
-
-def _llm(settings: Settings) -> str:
-    reply = build_chat_model(settings.model_copy(update={"llm_max_tokens": 4})).invoke("Reply with OK.")
-    return f"replied {str(reply.content).strip()[:20]!r}"
-
-
-def _clip(settings: Settings) -> str:
-    encoder = loader.load("clip", settings)
-    image, text = encoder.encode_images([_image()]), encoder.encode_texts(["a red dress"])
-    return f"embedded an image and a text ({image.shape[-1]}-d, {text.shape[-1]}-d)"
-
-
-def _caption(settings: Settings) -> str:
-    return f"captioned: {loader.load('caption', settings).generate([_image()])[0][:40]!r}"
-
-
-def _vqa(settings: Settings) -> str:
-    return f"answered: {loader.load('vqa', settings).answer([_image()], 'What colour is the background?')[:40]!r}"
-
-
-def _ocr(settings: Settings) -> str:
-    lines = loader.load("ocr", settings).read(_image())
-    return f"read {len(lines)} line(s)"
-
-
-def _text_embedder(settings: Settings) -> str:
-    vector = loader.load("text_embedder", settings).query("红色连衣裙")
-    return f"embedded a query ({len(vector)}-d)"
-
-
-PROBES: dict[str, Callable[[Settings], str]] = {
-    "llm": _llm, "clip": _clip, "caption": _caption, "vqa": _vqa, "ocr": _ocr, "text_embedder": _text_embedder,
-}  # fmt: skip
-
-
 def child_main(role: str) -> int:
-    """Run ``role``'s probe with the settings the parent passed; print one JSON line."""
+    """Run ``role``'s self-check with the settings the parent passed; print one JSON line."""
     raw = os.environ.get(SETTINGS_ENV)
     settings = Settings.model_validate_json(raw) if raw else Settings()
     start = time.perf_counter()
     try:
-        detail = PROBES[role](settings)
+        check = spec(role).selfcheck
+        if check is None:
+            raise VlagentError(f"{role}: no self-check")
+        detail = check(settings)
     except Exception as exc:  # noqa: BLE001 - every failure is the check's answer
         print(json.dumps({"ok": False, "detail": one_line(exc)}), flush=True)
         return 1
@@ -213,7 +173,7 @@ def _last_json(stdout: str) -> dict[str, Any] | None:
 
 
 def check_all(settings: Settings, *, run: bool = True, timeout: float = 300.0) -> list[RoleCheck]:
-    return [check_role(role, settings, run=run, timeout=timeout) for role in loader.ROLES]
+    return [check_role(role, settings, run=run, timeout=timeout) for role in ROLES]
 
 
 # ----------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 (``match_blip_model``), CLIP calibrated against the catalogue (its titles, and a sample of its
 indexed images), the image's catalogue title ranked by e5 among the others, its measured colours
 and its OCR text. Each part missing here is left out (the result's ``details`` say which ran);
-the decision is :func:`vlagent.index.matching.match_image_text`."""
+the decision is :func:`vlagent.products.matching.match_image_text`."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from typing import Any
 
 from vlagent.data.images import base_name
 from vlagent.errors import VlagentError, one_line
-from vlagent.index.matching import ClipCalibrator, MatchResult, TitleCalibrator, match_image_text
 from vlagent.index.shared import clip_retriever, title_index
 from vlagent.models.blip_itm import blip_itm_probe, itm_function
-from vlagent.models.loader import clip_probe
+from vlagent.models.clip import probe as clip_probe
+from vlagent.models.colors import colors_of
+from vlagent.models.colors import probe as colour_probe
 from vlagent.models.context import ToolContext
-from vlagent.models.vision.colors import colors_of
-from vlagent.models.vision.colors import probe as colour_probe
-from vlagent.models.vision.ocr import ocr_image
-from vlagent.models.vision.ocr import probe as ocr_probe
+from vlagent.models.ocr import ocr_image
+from vlagent.models.ocr import probe as ocr_probe
+from vlagent.products.matching import ClipCalibrator, MatchResult, TitleCalibrator, match_image_text
 
 log = logging.getLogger(__name__)
 CALIBRATION_SAMPLE = 2000  # catalogue titles / images CLIP is calibrated against (evenly spaced)

@@ -36,15 +36,13 @@ from vlagent.index.titles import TitleIndex
 from vlagent.data.annotations import read_annotations
 from vlagent.index.shared import clip_retriever
 from vlagent.index.shared import title_index as shared_title_index
-from vlagent.models.loader import clip_probe, encoder_from_settings
+from vlagent.models.clip import encoder_from_settings, probe as clip_probe
 from vlagent.index import build as index_build
 from vlagent.index.store import ImageIndex
-from vlagent.models.vision.colors import colors_of
+from vlagent.models.colors import colors_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vlagent.index.store import ImageIndex
     from vlagent.models.clip import ClipEncoder
-    from vlagent.index.titles import TitleIndex
 
 log = logging.getLogger(__name__)
 
