@@ -197,6 +197,18 @@ def test_sqlite_checkpointer_keeps_the_conversation_across_agents(tmp_path) -> N
     assert tools.calls[-1] == ("colors", {"image": "bag.jpg"})
 
 
+def test_the_typed_state_reads_back_from_the_checkpointer(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The intent and the tool results stay typed through the SQLite checkpointer, which is allowed
+    to read them back (no "unregistered type" warning from LangGraph's serializer)."""
+    saver = make_checkpointer(Settings(home=tmp_path, checkpoint_path=tmp_path / "memory.sqlite"))
+    make_agent(scripted("vqa"), FakeTools().build(["colors"]), saver=saver).invoke("颜色？", images=["bag.jpg"], thread_id="t")
+    state = make_agent(scripted("vqa"), FakeTools().build(["colors"]), saver=make_checkpointer(
+        Settings(home=tmp_path, checkpoint_path=tmp_path / "memory.sqlite"))).state("t")
+    assert isinstance(state["intent"], Intent) and state["intent"].type == "vqa"
+    assert [(type(r).__name__, r.name, r.ok) for r in state["tool_results"]] == [("ToolResult", "colors", True)]
+    assert "unregistered" not in caplog.text
+
+
 def test_stream_yields_node_updates_in_order() -> None:
     agent = make_agent(scripted("vqa"), FakeTools().build(["colors"]))
     nodes = [next(iter(update)) for update in agent.stream("颜色？", images=["a.jpg"])]

@@ -32,13 +32,13 @@ from vlagent.agent.prompts import fill, render_messages, sentences
 from vlagent.agent.questions import QuestionCard
 from vlagent.agent.spec import AgentSpec
 from vlagent.agent.state import AgentParts, AgentState
-from vlagent.agent.types import AnswerError, Cues, ToolResult
+from vlagent.agent.types import AnswerError, Cues, Intent, ToolResult
 from vlagent.errors import one_line
 
 
 def turn_results(state: AgentState) -> list[ToolResult]:
     """This turn's tool results in the plan's order (round, then place in the round)."""
-    return sorted(state.get("tool_results") or [], key=lambda r: (r.round, r.n))
+    return sorted(map(ToolResult.model_validate, state.get("tool_results") or []), key=lambda r: (r.round, r.n))
 
 
 @dataclass
@@ -92,7 +92,7 @@ def collect(parts: AgentParts, state: AgentState, results: list[ToolResult], voi
 
 def write_answer(parts: AgentParts, state: AgentState) -> dict[str, Any]:
     """The answer node's update: the answer (or the error), its evidence, trace and memory."""
-    intent = state["intent"]
+    intent = Intent.model_validate(state["intent"])
     card = parts.spec.card(intent.type)
     lang = intent.language
     voice = Voice(lang, sentences(card, lang), parts.spec.tools)

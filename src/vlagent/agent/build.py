@@ -18,19 +18,19 @@ from vlagent.agent.graph import build_graph
 from vlagent.agent.plan import calls_for
 from vlagent.agent.questions import QuestionCard
 from vlagent.agent.registry import build_tools, prepare
-from vlagent.agent.spec import AgentSpec, build_spec
+from vlagent.agent.spec import build_spec
 from vlagent.agent.state import STATE_TYPES, AgentParts, AgentState
 from vlagent.agent.toolspec import ToolSpec
 from vlagent.agent.types import Answer, AnswerError, Intent, RetrievedImage, ToolTrace
+from vlagent.agent.understand import Understander, default_type
 from vlagent.data.annotations import Annotation, read_annotations, usable_rows
 from vlagent.data.queries import check_question
+from vlagent.enrich.categories import read_categories
 from vlagent.errors import VlagentError
+from vlagent.models.context import ToolContext
+from vlagent.models.llm import build_chat_model
 from vlagent.models.selfcheck import ensure_llm_runs
 from vlagent.settings import Settings
-from vlagent.models.context import ToolContext
-from vlagent.agent.understand import Understander, default_type
-from vlagent.enrich.categories import read_categories
-from vlagent.models.llm import build_chat_model
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,8 @@ class VLAgent:
                 pass
 
     def to_answer(self, state: dict[str, Any]) -> Answer:
-        intent = state.get("intent") or Intent(type=default_type(self.spec.cards), language="zh")
+        found = state.get("intent")
+        intent = Intent.model_validate(found) if found else Intent(type=default_type(self.spec.cards), language="zh")
         return Answer(
             text=state.get("answer", ""),
             type=intent.type,
@@ -212,13 +213,12 @@ def build_agent(
     allow_files: list[str | Path] | None = None,
     cards: Iterable[QuestionCard] = (),
     tool_specs: Iterable[ToolSpec] = (),
-    spec: AgentSpec | None = None,
 ) -> VLAgent:
     """Build the agent from settings.
 
     Its spec (question cards, tool specs, settings) is assembled once here
     (:func:`vlagent.agent.spec.build_spec`: the built-ins, the installed plugins', then ``cards``
-    and ``tool_specs``; or ``spec`` as given) and handed to every part.
+    and ``tool_specs``) and handed to every part.
 
     ``images``: the catalogue (image folders or zips) that image names resolve against and that
     retrieval searches (indexed at build time while the index holds fewer records than the
@@ -227,8 +227,8 @@ def build_agent(
     ``allow_files``: image files named explicitly (``ask --image``) that may be read besides the
     catalogue and ``settings.image_roots``; other paths are refused (``ImageNotAllowedError``).
     """
-    settings = spec.settings if spec is not None and settings is None else settings or Settings()
-    spec = spec or build_spec(settings, cards=cards, tools=tool_specs)
+    settings = settings or Settings()
+    spec = build_spec(settings, cards=cards, tools=tool_specs)
     if isinstance(images, (str, Path)):
         images = [images]
     image_paths = [Path(p) for p in images or []]

@@ -11,6 +11,9 @@
   concurrently); each appends a typed :class:`ToolResult` (ok or the error, seconds) to the state;
 * ``answer``: :func:`vlagent.agent.answer.write_answer`, by the question card's answer mode.
 
+The state holds the typed objects; each node reads them with ``model_validate`` (the same object
+back), so a checkpointer that stores them as JSON (LangGraph's server) gives the nodes the same types.
+
 Memory across turns comes from the checkpointer (thread id): the state keeps ``history`` and
 ``last_images``, so a follow-up without an image ("那它是什么颜色的？") uses the previous one.
 """
@@ -31,7 +34,7 @@ from vlagent.agent.calls import PlanInput
 from vlagent.agent.names import display_name
 from vlagent.agent.plan import calls_for
 from vlagent.agent.state import AgentParts, AgentState
-from vlagent.agent.types import PlannedCall, ToolResult
+from vlagent.agent.types import Intent, PlannedCall, ToolResult
 from vlagent.errors import ImageError, one_line
 
 __all__ = ["build_graph", "run_call"]
@@ -70,11 +73,11 @@ def understand(parts: AgentParts, state: AgentState) -> dict[str, Any]:
 
 # plan: this round's calls from the plan table, seeing the earlier rounds' ok results
 def plan(parts: AgentParts, state: AgentState) -> dict[str, Any]:
-    rounds, intent = state.get("rounds", 0), state["intent"]
+    rounds, intent = state.get("rounds", 0), Intent.model_validate(state["intent"])
     calls: list[tuple[str, dict[str, Any]]] = []
     if rounds < parts.spec.rounds(intent.type):
         earlier: dict[str, list[str]] = {}
-        for r in state.get("tool_results") or []:
+        for r in map(ToolResult.model_validate, state.get("tool_results") or []):
             if r.ok:
                 earlier.setdefault(r.name, []).append(r.text)
         inp = PlanInput(
@@ -109,6 +112,7 @@ def run_call(tool: BaseTool, call: PlannedCall) -> ToolResult:
 
 # tools: one planned call (a Send per call: the round's calls run concurrently)
 def tools(parts: AgentParts, call: PlannedCall) -> dict[str, Any]:
+    call = PlannedCall.model_validate(call)
     tool = parts.tools.get(call.name)
     if tool is None:  # the plan only names tools usable here; a call of another is a bug, said plainly
         result = ToolResult(name=call.name, args=call.args, ok=False, error=f"no tool {call.name!r} here", round=call.round, n=call.n)
