@@ -209,6 +209,28 @@ def test_the_typed_state_reads_back_from_the_checkpointer(tmp_path, caplog) -> N
     assert "unregistered" not in caplog.text
 
 
+def test_a_rounds_calls_run_at_the_same_time() -> None:
+    """The plan's calls of one round are separate tasks (LangGraph's Send) that run concurrently:
+    two tools that each wait for the other (a barrier of two) both finish; run one after the
+    other, each would time out waiting."""
+    import threading
+
+    barrier = threading.Barrier(2, timeout=10)
+
+    def meet(**kwargs: Any) -> tuple[str, Any]:
+        barrier.wait()
+        return "met", {}
+
+    tools = FakeTools().build(["vqa"])
+    for name in ("colors", "ocr"):
+        spec = SPEC.tool(name)
+        tools[name] = StructuredTool.from_function(
+            meet, name=name, description=name, args_schema=spec.args, response_format="content_and_artifact"
+        )  # fmt: skip
+    answer = make_agent(scripted("vqa"), tools).invoke("这是什么面料？", images=["a.jpg"])
+    assert {t.name: t.ok for t in answer.trace if t.name in ("colors", "ocr")} == {"colors": True, "ocr": True}
+
+
 def test_stream_yields_node_updates_in_order() -> None:
     agent = make_agent(scripted("vqa"), FakeTools().build(["colors"]))
     nodes = [next(iter(update)) for update in agent.stream("颜色？", images=["a.jpg"])]
