@@ -238,7 +238,7 @@ def no_evidence_error(
         why = "; ".join(f"{r.name}: {r.error}" for r in failures)
         return AnswerError(kind="no_evidence", image=first, reason=f"every tool failed ({why})")
     if not results:
-        why = "; ".join(f"{n}: {w}" for n, w in unavailable.items()) or "none is registered"
+        why = "; ".join(f"{n}: {w}" for n, w in unavailable.items()) or "the agent has none"
         reason = f"no tool that can {card.what_is_missing} is available here ({why})"
         return AnswerError(kind="no_evidence", image=first, reason=reason)
     return None

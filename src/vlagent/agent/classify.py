@@ -212,7 +212,7 @@ def as_structured(messages: list[BaseMessage]) -> list[BaseMessage]:
 
 
 class Vote(BaseModel):
-    """The LLM's vote: a probability for each registered type, and how it was read."""
+    """The LLM's vote: a probability for each of the cards' types, and how it was read."""
 
     probs: dict[str, float]
     method: Literal["logprobs", "structured"]

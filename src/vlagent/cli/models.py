@@ -33,7 +33,7 @@ def model_roles(settings: Settings, *, check_network: bool = True) -> list[Model
 
     The model loader's statuses (no weights loaded; with ``check_network`` a configured
     OpenAI-compatible server is asked ``/v1/models`` and, for a hub id not in the local cache,
-    the hub gets one HEAD request), plus every registered tool that has no model role (e.g.
+    the hub gets one HEAD request), plus every tool of the agent that has no model role (e.g.
     ``colors``), from the agent's tools (built-in and plugins)."""
     rows = loader.statuses(settings, check_network=check_network)
     ctx = ToolContext(settings=settings)
