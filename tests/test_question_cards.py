@@ -194,6 +194,16 @@ def test_two_cards_of_one_name_are_a_clear_error(tmp_path: Path) -> None:
         AgentSpec(cards=(TOY, TOY), tools=(), settings=plain_agent_settings(tmp_path))
 
 
+def test_a_card_without_its_templates_is_refused_when_the_agent_is_built(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bare = QuestionCard(name="toyless", prompt_line="x", plan=(Call("toy_scale"),), template_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"question card 'toyless' has no zh template: toyless.zh.txt in .* or vlagent/prompts"):
+        build_spec(plain_agent_settings(tmp_path), cards=[bare])
+    (tmp_path / "toyless.zh.txt").write_text("$question", "utf-8")
+    (tmp_path / "toyless.en.txt").write_text("$question", "utf-8")
+    assert build_spec(plain_agent_settings(tmp_path), cards=[bare]).card("toyless") is bare
+    assert "question card toyless calls toy_scale, which no tool of this agent is" in caplog.text
+
+
 def test_the_learned_classifier_the_plan_and_the_llm_answer_it(
     toy_cards: tuple[QuestionCard, ...], catalogue: Path, tmp_path: Path, shared_home: Path
 ) -> None:

@@ -9,6 +9,7 @@ needs it (the understanding pass, the plan, the answer writer); the plan table d
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,13 +18,18 @@ from typing import TypeVar
 
 from vlagent.agent.calls import Call
 from vlagent.agent.cards import BUILTIN
+from vlagent.agent.prompts import load_template
 from vlagent.agent.questions import QuestionCard
 from vlagent.agent.registry import builtin_tools, plugin_cards, plugin_tools
 from vlagent.agent.toolspec import ToolSpec
 from vlagent.errors import ConfigError
 from vlagent.settings import Settings
 
+log = logging.getLogger(__name__)
+
 Named = TypeVar("Named", QuestionCard, ToolSpec)
+#: the languages every card answers in (its templates)
+LANGUAGES = ("zh", "en")
 
 
 def merged(*groups: Iterable[Named]) -> tuple[Named, ...]:
@@ -48,6 +54,15 @@ class AgentSpec:
             twice = sorted({n for n in names if names.count(n) > 1})
             if twice:
                 raise ConfigError(f"two {kind}s named {', '.join(twice)}: give each its own name")
+        for card in self.cards:  # a card's template is found now, not at its first question
+            if card.answer != "summary":
+                for lang in LANGUAGES:
+                    load_template(card, lang)  # type: ignore[arg-type]
+        tools = {t.name for t in self.tools}
+        for card in self.cards:
+            unknown = sorted({n for call in card.plan for n in call.tools} - tools)
+            if unknown:  # a plugin's tool that is not installed here, or a typo: its calls are skipped
+                log.warning("question card %s calls %s, which no tool of this agent is", card.name, ", ".join(unknown))
 
     # --- the question types -------------------------------------------------------------------
     @cached_property
