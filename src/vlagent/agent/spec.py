@@ -60,8 +60,8 @@ class AgentSpec:
                     load_template(card, lang)  # type: ignore[arg-type]
         tools = {t.name for t in self.tools}
         for card in self.cards:
-            unknown = sorted({n for call in card.plan for n in call.tools} - tools)
-            if unknown:  # a plugin's tool that is not installed here, or a typo: its calls are skipped
+            unknown = sorted({"/".join(call.tools) for call in card.plan if not tools & set(call.tools)})
+            if unknown:  # a plugin's tool that is not installed here, or a typo: those calls never run
                 log.warning("question card %s calls %s, which no tool of this agent is", card.name, ", ".join(unknown))
 
     # --- the question types -------------------------------------------------------------------
