@@ -152,8 +152,7 @@ def by_mode(
         facts = image_facts(spec, seen[0], seen[1], results, cues, voice)
         filled["facts"] = facts.render()
         decided = card.decide(facts) if card.decide else None
-    read = [t.field for t in spec.tools if t.fact == "read" and t.field]
-    transcript = " ".join(" ".join(got.values.get(read[0], []) if read else []).split())
+    transcript = " ".join(" ".join(got.values.get(voice.field("read"), [])).split())
     summary = tool_summary(spec, card, results, lang) if card.answer == "summary" else ""
     if card.answer == "list":  # a ranked list with one line per item: no LLM rewrites it
         return fill(card, lang, filled, spec.fields)[1]  # type: ignore[arg-type]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from vlagent.agent.calls import ByLang, Call, PlanInput, Q, has_query_or_no_image, has_results, image_without_query, missing
 from vlagent.agent.facts import (
-    MAX_ORDINAL, Decision, Facts, cannot_see, colour_answer, colour_of_each, describe, nothing_to_describe,
-    which_colour, which_one,
+    MAX_ORDINAL, Decision, Facts, cannot_see, colour_answer, colour_of_each, describe, nothing_to_describe, seen_by_model,
+    vision_answer, which_colour, which_one,
 )  # fmt: skip
 from vlagent.agent.questions import QuestionCard
 
@@ -48,16 +48,12 @@ def decide_compare(facts: Facts) -> Decision | None:
     )  # fmt: skip
 
 
-def _no_vision_answer(facts: Facts) -> bool:
-    return not facts.shared.get(facts.voice.field("answer"), "").strip()
-
-
 def decide_vqa(facts: Facts) -> Decision | None:
     """A colour-only question with no vision model's answer: the measured colours are the answer,
     whatever an LLM would write; a question that needs sight when nothing saw the image."""
     if not _few(facts):
         return None
-    if facts.cues.colour_only and _no_vision_answer(facts) and (found := colour_answer(facts.only(1), short=True)) is not None:
+    if facts.cues.colour_only and not vision_answer(facts) and (found := colour_answer(facts.only(1), short=True)) is not None:
         return found
     return cannot_see(facts.only(1))
 
@@ -70,14 +66,14 @@ def decide_describe(facts: Facts) -> Decision | None:
     if (said := nothing_to_describe(facts)) is not None:
         return said
     first = facts.images[0] if facts.images else None
-    if facts.voice.lang == "zh" and first is not None and not first.get(facts.voice.field("seen")) and _no_vision_answer(facts):
+    if facts.voice.lang == "zh" and first is not None and not seen_by_model(first, facts):
         described = describe(facts)
         return Decision(described) if described else None
     return None
 
 
 def fallback_vqa(facts: Facts) -> str | None:
-    if facts.cues.colour_only and _no_vision_answer(facts):
+    if facts.cues.colour_only and not vision_answer(facts):
         found = colour_answer(facts, short=True)
         return found.text if found else None
     return None

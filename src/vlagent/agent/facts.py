@@ -226,7 +226,7 @@ def _decisive(img: ImageFacts, voice: Voice) -> str:
     return " ".join([img.get(TITLE), img.get(voice.field("seen"))])
 
 
-def _shared_answer(facts: Facts) -> str:
+def vision_answer(facts: Facts) -> str:
     """The vision model's answer about all the images ("" for none)."""
     return facts.shared.get(facts.voice.field("answer"), "").strip()
 
@@ -243,7 +243,7 @@ def _present(facts: Facts) -> tuple[list[str], list[str]]:
 def _sight(facts: Facts) -> tuple[list[str], list[str]]:
     """(the sight kinds some image has, those none has)."""
     field_of = facts.voice.field
-    have = [k for k in SIGHT if (_shared_answer(facts) if k == "answer" else any(i.get(field_of(k)) for i in facts.images))]
+    have = [k for k in SIGHT if (vision_answer(facts) if k == "answer" else any(i.get(field_of(k)) for i in facts.images))]
     return have, [k for k in SIGHT if k not in have]
 
 
@@ -278,7 +278,7 @@ def which_one(facts: Facts) -> Decision | None:
         title = img.get(TITLE)
         key = "which_is_titled" if title else "which_is"
         return Decision(v.say(key, ordinal=v.ordinal(n), name=img.name, asked=asked, a_asked=_a(asked), title=title))
-    if hits or _shared_answer(facts):  # several name it, or a vision model saw them: the LLM reads which
+    if hits or vision_answer(facts):  # several name it, or a vision model saw them: the LLM reads which
         return None
     if any(_names(" ".join(" ".join(t) for t in img.facts.values()), terms) for img in images):
         return None  # the text on an image (or a plugin's fact) names it: the LLM weighs that
@@ -376,9 +376,9 @@ def cannot_see(facts: Facts) -> Decision | None:
     return Decision(head + (v.say("known_tail", known=known) if known else v.word("end")), missing)
 
 
-def _seen(img: ImageFacts, facts: Facts) -> str:
+def seen_by_model(img: ImageFacts, facts: Facts) -> str:
     """What a vision model said the image shows: its caption, else the VLM's answer ("" for none)."""
-    return img.get(facts.voice.field("seen")) or _shared_answer(facts)
+    return img.get(facts.voice.field("seen")) or vision_answer(facts)
 
 
 def _stated(img: ImageFacts, keys: list[str], voice: Voice) -> list[str]:
@@ -394,7 +394,7 @@ def nothing_to_describe(facts: Facts) -> Decision | None:
     """A description needs a title, a caption or a VLM answer; say so when there is none."""
     v = facts.voice
     img = facts.images[0] if facts.images else None
-    if img is None or img.get(TITLE) or _seen(img, facts):
+    if img is None or img.get(TITLE) or seen_by_model(img, facts):
         return None
     known = [v.say("main_colour_is", colour=v.pick(img.main_color))] if img.main_color else []
     known += _stated(img, [k for k in img.facts if k not in (TITLE, v.field("seen"), v.field("colours"))], v)
@@ -446,7 +446,7 @@ def describe(facts: Facts) -> str | None:
     img = facts.images[0] if facts.images else None
     if img is None:
         return None
-    title, seen = img.get(TITLE), _seen(img, facts)
+    title, seen = img.get(TITLE), seen_by_model(img, facts)
     text = readable_text(img.get(v.field("read")))
     colour = None if title_colour(title) else img.main_color  # a title's own colour wins over the pixels
     if title and v.lang == "zh":  # Chinese grammar: the title as a noun phrase with its measure word

@@ -28,14 +28,19 @@ NONE = {"zh": "（无）", "en": "(none)"}
 BASE_FIELDS = ("question", "history", "title", "notes", "query", "best", "facts")
 
 
+def _shipped(name: str) -> str | None:
+    """A file of the shipped prompts (None: there is none)."""
+    path = resources.files("vlagent.prompts").joinpath(name)
+    return path.read_text("utf-8") if path.is_file() else None
+
+
 def _read(card: QuestionCard, name: str) -> str | None:
     """A template file of the card: its own folder first, then the shipped prompts (None: neither has it)."""
     if card.template_dir is not None:
         path = Path(card.template_dir) / name
         if path.is_file():
             return path.read_text("utf-8")
-    shipped = resources.files("vlagent.prompts").joinpath(name)
-    return shipped.read_text("utf-8") if shipped.is_file() else None
+    return _shipped(name)
 
 
 @lru_cache(maxsize=64)
@@ -75,7 +80,9 @@ def read_sentences(text: str, source: str) -> dict[str, str]:
 def sentences(card: QuestionCard, lang: str) -> Mapping[str, str]:
     """The sentences a card's answers are said with in ``lang``: the shared book, then the card's own."""
     lang = "zh" if lang == "zh" else "en"
-    shared = resources.files("vlagent.prompts").joinpath(f"sentences.{lang}.txt").read_text("utf-8")
+    shared = _shipped(f"sentences.{lang}.txt")
+    if shared is None:
+        raise ConfigError(f"vlagent/prompts/sentences.{lang}.txt is missing: reinstall vlagent")
     book = read_sentences(shared, f"sentences.{lang}.txt")
     own = _read(card, f"{card.name}.sentences.{lang}.txt")
     if own is not None:

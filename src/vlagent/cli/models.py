@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from vlagent.agent.registry import probe_all
 from vlagent.agent.spec import build_spec
+from vlagent.agent.toolspec import ToolSpec
 from vlagent.cli.errors import err_console, typer_app
 from vlagent.errors import VlagentError
 from vlagent.models import loader
@@ -28,16 +30,18 @@ app = typer_app(help="Which model each role uses, and fetch the offline weights.
 # ----------------------------------------------------------------------------------------
 # roles → models → availability
 # ----------------------------------------------------------------------------------------
-def model_roles(settings: Settings, *, check_network: bool = True) -> list[ModelStatus]:
+def model_roles(
+    settings: Settings, *, check_network: bool = True, tools: Sequence[ToolSpec] | None = None
+) -> list[ModelStatus]:
     """Every role's model under the current profile and whether it is here (``vlagent models list``).
 
     The model loader's statuses (no weights loaded; with ``check_network`` a configured
     OpenAI-compatible server is asked ``/v1/models`` and, for a hub id not in the local cache,
     the hub gets one HEAD request), plus every tool of the agent that has no model role (e.g.
-    ``colors``), from the agent's tools (built-in and plugins)."""
+    ``colors``), from the agent's tools (``tools``; default: the built-in ones and the plugins')."""
     rows = loader.statuses(settings, check_network=check_network)
     ctx = ToolContext(settings=settings)
-    for spec in build_spec(settings).tools:
+    for spec in build_spec(settings).tools if tools is None else tools:
         if spec.role is None:
             why = spec.probe(ctx)
             rows.append(
@@ -49,9 +53,9 @@ def model_roles(settings: Settings, *, check_network: bool = True) -> list[Model
     return rows
 
 
-def tool_statuses(settings: Settings) -> list[tuple[str, str | None, str | None]]:
+def tool_statuses(settings: Settings, tools: Sequence[ToolSpec] | None = None) -> list[tuple[str, str | None, str | None]]:
     """(tool, model role, None if usable here else why) for every tool of the agent, no weights loaded."""
-    tools = build_spec(settings).tools
+    tools = build_spec(settings).tools if tools is None else tools
     reasons = probe_all(tools, ToolContext(settings=settings))
     return [(spec.name, spec.role, reasons.get(spec.name)) for spec in tools]
 
@@ -72,17 +76,18 @@ def list_models(
 
     def body() -> None:
         settings = Settings(profile=profile) if profile else Settings()
+        agent_tools = build_spec(settings).tools  # the built-in tools and the plugins', found once
         table = Table(title=f"models (profile {settings.profile})")
         for column in ("role", "backend", "model", "available", "where / why"):
             table.add_column(column, overflow="fold")
-        for row in model_roles(settings, check_network=check):
+        for row in model_roles(settings, check_network=check, tools=agent_tools):
             mark = "[green]yes[/]" if row.available else ("[dim]off[/]" if row.backend == "none" else "[red]no[/]")
             table.add_row(row.role, row.backend, escape(row.model), mark, escape(row.reason or row.where))
         console.print(table)
         tools = Table(title="agent tools (from the tool registry)")
         for column in ("tool", "model role", "available", "why not"):
             tools.add_column(column, overflow="fold")
-        for name, role, why in tool_statuses(settings):
+        for name, role, why in tool_statuses(settings, agent_tools):
             tools.add_row(name, role or "-", "[green]yes[/]" if why is None else "[red]no[/]", escape(why or ""))
         console.print(tools)
 
