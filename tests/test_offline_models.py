@@ -264,6 +264,20 @@ def test_cli_fetch_with_chunks_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert os.listdir(tmp_path / "home" / "models") == []
 
 
+def test_cli_fetch_installer_uv_without_uv_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from vlagent.cli.app import app
+
+    monkeypatch.setattr(offline, "uv_binary", lambda: None)
+    monkeypatch.setenv("VLAGENT_HOME", str(tmp_path / "home"))
+    done = CliRunner().invoke(app, ["models", "fetch", "offline", "--installer", "uv"])
+    assert done.exit_code == 2
+    assert "uv is not installed here: pip install uv (or --installer pip)" in done.output
+    assert done.exception is None or isinstance(done.exception, SystemExit)
+    assert os.listdir(tmp_path / "home" / "models") == []
+
+
 # --- GGUF → transformers folder (vlagent models convert) -----------------------------------
 def test_convert_is_cached_by_the_source_file(tmp_path: Path) -> None:
     import json

