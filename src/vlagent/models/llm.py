@@ -41,7 +41,7 @@ from vlagent.errors import ModelLoadError, VlagentError, one_line
 from vlagent.models import loading
 from vlagent.models.extras import importable
 from vlagent.models.llama_engine import LLAMA_INSTALL_HINT, EngineConfig, LlamaEngine
-from vlagent.models.loading import Found, RoleSpec, hub_repo_of, locate_hf, missing
+from vlagent.models.loading import Found, RoleSpec, hub_repo_of, locate_hf, openai_server
 from vlagent.models.placement import Placement, architecture, load_pretrained, placement, resolve
 from vlagent.models.servers import Server, backend_unavailable, server_errors
 from vlagent.settings import Settings
@@ -427,12 +427,10 @@ def _llm_probe(s: Settings) -> Found:
     if backend == "none":
         return Found(reason="llm: disabled (VLAGENT_LLM_BACKEND=none)")
     if backend == "openai":
-        if not s.llm_base_url:
-            return Found(
-                reason="llm: llm_backend=openai needs VLAGENT_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1, "
-                "see `vlagent serve llm`)"
-            )
-        return missing("llm", ("langchain_openai", "langchain-openai")) or Found(f"server {s.llm_base_url}")
+        return openai_server(
+            "llm", s.llm_base_url,
+            "llm_backend=openai needs VLAGENT_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1, see `vlagent serve llm`)",
+        )  # fmt: skip
     if backend == "llama-cpp":
         gguf = s.resolved_gguf
         if not gguf.is_file():

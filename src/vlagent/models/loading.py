@@ -100,6 +100,14 @@ def missing(role: str, *modules: tuple[str, str]) -> Found | None:
     return None
 
 
+def openai_server(role: str, url: str | None, needs_url: str) -> Found:
+    """A role served over an OpenAI-compatible URL: found when the URL is set (else ``needs_url``
+    says which setting) and langchain-openai, its client, is installed."""
+    if not url:
+        return Found(reason=f"{role}: {needs_url}")
+    return missing(role, ("langchain_openai", "langchain-openai")) or Found(f"server {url}")
+
+
 def needs_extra(what: str, *modules: str) -> Found | None:
     """The one line naming the extra to install when a torch role's modules are missing."""
     line = missing_line(what, *modules)

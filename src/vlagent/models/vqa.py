@@ -34,7 +34,7 @@ from vlagent.data.images import base_name
 from vlagent.errors import BackendUnavailableError, ToolUnavailable
 from vlagent.models import loading
 from vlagent.models.context import ToolContext
-from vlagent.models.loading import Found, RoleSpec, hub_repo_of, locate_hf, missing, sample_image
+from vlagent.models.loading import Found, RoleSpec, hub_repo_of, locate_hf, openai_server, sample_image
 from vlagent.models.placement import Placement, architecture, cpu_placement, load_pretrained, param_dtype, placement
 from vlagent.models.servers import Server, backend_unavailable
 from vlagent.settings import Settings
@@ -157,9 +157,9 @@ def _vqa_probe(s: Settings) -> Found:
     if backend == "none":
         return Found(reason="vqa: disabled (VLAGENT_VQA_BACKEND=none)")
     if backend == "openai":
-        if not s.vqa_base_url:
-            return Found(reason="vqa: vqa_backend=openai needs VLAGENT_VQA_BASE_URL (e.g. http://127.0.0.1:8001/v1)")
-        return missing("vqa", ("langchain_openai", "langchain-openai")) or Found(f"server {s.vqa_base_url}")
+        return openai_server(
+            "vqa", s.vqa_base_url, "vqa_backend=openai needs VLAGENT_VQA_BASE_URL (e.g. http://127.0.0.1:8001/v1)"
+        )
     return locate_hf("vqa", s.vqa_model, "VLAGENT_VQA_MODEL", s)
 
 
